@@ -1,0 +1,1 @@
+"""A tiny decoder-only transformer that carries the toy experiments to sequences (chapter 7)."""
