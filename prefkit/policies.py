@@ -1,3 +1,72 @@
-"""(being written)"""
+"""Differentiable policies over a discrete response set, shared by the RL loops (ch. 3), DPO (ch. 4–5) and the
+displacement experiments (ch. 6).
 
-__all__ = []
+Every policy is a ``torch.nn.Module`` whose :meth:`log_probs` returns log π_θ(y|x) as a float64 tensor of shape
+(n_prompts, n_responses), responses on the last axis. Where π_ref(y|x) = 0 the reference log-prob is −inf and the
+policy keeps probability exactly 0 there (the support of π_θ is the support of π_ref).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._validate import as_float_array, check_distribution
+
+__all__ = ["TabularPolicy", "LogLinearPolicy", "make_policy"]
+
+
+def _ref_logp(pi_ref) -> torch.Tensor:
+    p = check_distribution(pi_ref, "pi_ref")
+    if p.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {p.shape}")
+    with np.errstate(divide="ignore"):
+        return torch.as_tensor(np.log(p), dtype=torch.float64)
+
+
+class TabularPolicy(torch.nn.Module):
+    """π_θ(y|x) = softmax(z_x)_y with one free logit per (prompt, response), initialised at log π_ref.
+
+    Off π_ref's support the logit is fixed at −inf (masked), so π_θ stays 0 there.
+    """
+
+    def __init__(self, pi_ref):
+        super().__init__()
+        ref = _ref_logp(pi_ref)
+        self.register_buffer("mask", torch.isfinite(ref))
+        self.logits = torch.nn.Parameter(torch.where(self.mask, ref, torch.zeros_like(ref)))
+
+    def log_probs(self) -> torch.Tensor:  # (n_prompts, n_responses)
+        z = self.logits.masked_fill(~self.mask, float("-inf"))
+        return torch.log_softmax(z, dim=-1)
+
+
+class LogLinearPolicy(torch.nn.Module):
+    """π_θ(y|x) ∝ π_ref(y|x)·exp(θᵀφ(x, y)), with one parameter vector θ ∈ R^d shared by all prompts.
+
+    ``features`` φ has shape (n_prompts, n_responses, d). θ starts at 0, so π_θ starts at π_ref.
+    """
+
+    def __init__(self, pi_ref, features, theta=None):
+        super().__init__()
+        ref = _ref_logp(pi_ref)
+        phi = as_float_array(features, "features", ndim=3)
+        if phi.shape[:2] != tuple(ref.shape):
+            raise ValueError(f"shape mismatch: features has shape {phi.shape} but pi_ref has shape "
+                             f"{tuple(ref.shape)}; expected (n_prompts, n_responses, d)")
+        self.register_buffer("ref_logp", ref)
+        self.register_buffer("features", torch.as_tensor(phi))
+        d = phi.shape[-1]
+        theta0 = torch.zeros(d, dtype=torch.float64) if theta is None else torch.as_tensor(
+            as_float_array(theta, "theta", ndim=1))
+        if theta0.shape != (d,):
+            raise ValueError(f"theta must have shape ({d},), got {tuple(theta0.shape)}")
+        self.theta = torch.nn.Parameter(theta0.clone())
+
+    def log_probs(self) -> torch.Tensor:  # (n_prompts, n_responses)
+        return torch.log_softmax(self.ref_logp + self.features @ self.theta, dim=-1)
+
+
+def make_policy(pi_ref, features=None) -> torch.nn.Module:
+    """A :class:`TabularPolicy` at π_ref, or a :class:`LogLinearPolicy` at π_ref when ``features`` is given."""
+    return TabularPolicy(pi_ref) if features is None else LogLinearPolicy(pi_ref, features)
