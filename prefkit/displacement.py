@@ -1,3 +1,635 @@
-"""(being written)"""
+"""Likelihood displacement: when DPO lowers the probability of the response it prefers (chapter 6).
 
-__all__ = []
+Razin, Malladi et al. 2024, "Unintentional Unalignment: Likelihood Displacement in Direct Preference Optimization"
+[razin2024]; Ren & Sutherland 2024, "Learning Dynamics of LLM Finetuning" [ren2024].
+
+The chapter's cases, each built here and measured with the DPO code of chapters 4–5
+(:func:`prefkit.losses.preference_loss`, :func:`prefkit.dpo.fit_dpo`):
+
+1. tabular softmax, one pair per prompt — ∇_z[log π_w − log π_l] = e_w − e_l, so π(y_w) only rises
+   (:func:`logratio_gradient`, :func:`tabular_one_pair_problem`);
+2. tabular, a response chosen in one pair and rejected in another — π(y_w) can fall (:func:`tabular_chain_problem`);
+3. shared parameters, the single-token unconstrained-features model: logits = W h with h trained and W fixed
+   (:func:`unconstrained_features_problem`);
+4. the catastrophic case: "No" ≻ "Never" raises "Yes" (:func:`yes_no_never_problem`);
+5. squeezing: a negative gradient on an unlikely response feeds the argmax (:func:`squeeze_trajectory`).
+
+CHES (:func:`ches_score`) predicts which pairs displace; :func:`embedding_population` is a population of pairs on
+which its rank correlation with the measured drop is computed, and :func:`mitigation_table` compares the fixes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._validate import as_float_array, as_index_array, check_beta, check_distribution
+from .displacement_tracking import displacement_step
+
+__all__ = [
+    "logratio_gradient",
+    "logp_chosen_velocity",
+    "ches_score",
+    "ches_scores",
+    "DisplacementProblem",
+    "tabular_one_pair_problem",
+    "tabular_chain_problem",
+    "unconstrained_features_problem",
+    "yes_no_never_problem",
+    "train_displacement",
+    "DisplacementRun",
+    "squeeze_first_order",
+    "squeeze_trajectory",
+    "EmbeddingPopulation",
+    "embedding_population",
+    "displacement_drops",
+    "ches_displacement_correlation",
+    "top_ches_share",
+    "run_summary",
+    "mitigation_table",
+    "format_mitigation_table",
+]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the tabular fact and the first-order rate
+
+
+def logratio_gradient(logits, chosen: int, rejected: int) -> np.ndarray:
+    """∇_z [log softmax(z)_w − log softmax(z)_l], by torch autograd.
+
+    The normaliser log Z(z) appears in both terms and cancels, so the exact answer is e_w − e_l
+    [razin2024, §3]: a single pair per prompt moves only its own two logits, and π(y_w) can only rise.
+
+    Parameters
+    ----------
+    logits : (n_responses,) array of finite logits z.
+    chosen, rejected : indices w ≠ l.
+
+    Returns
+    -------
+    (n_responses,) float64 array.
+    """
+    z = as_float_array(logits, "logits", ndim=1)
+    n = z.shape[0]
+    w, l = _pair_indices(chosen, rejected, n)
+    zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    logp = torch.log_softmax(zt, dim=-1)
+    (logp[w] - logp[l]).backward()
+    return zt.grad.numpy().copy()
+
+
+def logp_chosen_velocity(features, logits, chosen: int, rejected: int) -> float:
+    """First-order rate of log π(y_w) under a gradient step on log π_w − log π_l, for a log-linear softmax.
+
+    With π = softmax(z), z_y = z0_y + ⟨φ_y, θ⟩, gradient ascent on log π_w − log π_l moves θ along φ_w − φ_l
+    (the normaliser cancels), and log π_w changes at the rate
+
+        ⟨∇_θ log π_w, ∇_θ(log π_w − log π_l)⟩ = ⟨φ_w − φ̄, φ_w − φ_l⟩ = −CHES − ⟨φ̄, φ_w − φ_l⟩,
+
+    with φ̄ = Σ_y π_y φ_y and CHES = ⟨φ_w, φ_l⟩ − ‖φ_w‖² the score of :func:`ches_score` with φ the summed hidden
+    states. A DPO step multiplies this by β·σ(−margin)·lr > 0, so the sign is the sign of the change
+    [razin2024, Thm. 2 for φ = token unembeddings].
+
+    Parameters
+    ----------
+    features : (n_responses, d) array φ.
+    logits : (n_responses,) current logits z.
+
+    Returns
+    -------
+    float: the rate (negative means π(y_w) falls).
+    """
+    phi = as_float_array(features, "features", ndim=2)
+    z = as_float_array(logits, "logits", ndim=1)
+    if phi.shape[0] != z.shape[0]:
+        raise ValueError(f"shape mismatch: features has {phi.shape[0]} responses but logits has {z.shape[0]}")
+    w, l = _pair_indices(chosen, rejected, z.shape[0])
+    pi = np.exp(z - np.logaddexp.reduce(z))
+    phi_bar = pi @ phi  # (d,)
+    return float((phi[w] - phi_bar) @ (phi[w] - phi[l]))
+
+
+def _pair_indices(chosen, rejected, n):
+    w, l = int(chosen), int(rejected)
+    if not (0 <= w < n):
+        raise ValueError(f"chosen={chosen} out of range for {n} responses")
+    if not (0 <= l < n):
+        raise ValueError(f"rejected={rejected} out of range for {n} responses")
+    if w == l:
+        raise ValueError("chosen and rejected must differ")
+    return w, l
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CHES
+
+
+def _hidden(h, name):
+    a = as_float_array(h, name, ndim=(2, 3))
+    if a.shape[-2] == 0:
+        raise ValueError(f"{name} has no positions (T = 0): a response needs at least one token")
+    if a.shape[-1] == 0:
+        raise ValueError(f"{name} has hidden size d = 0")
+    return a
+
+
+def ches_score(hidden_chosen, hidden_rejected, *, length_normalized: bool = False):
+    """Centered hidden embedding similarity (CHES) of a preference pair [razin2024, Def. 2; their ``ches/ches.py``].
+
+        CHES(x, y_w, y_l) = ⟨Σ_k h_w,k, Σ_k h_l,k⟩ − ‖Σ_k h_w,k‖²
+
+    and, length-normalised, ⟨Σ_k h_w,k, Σ_k h_l,k⟩ / (|y_w|·|y_l|) − ‖Σ_k h_w,k‖² / |y_w|², i.e. the same with
+    means in place of sums. h_k is the last hidden state at each prefix of the response: the position of the last
+    prompt token and each response position except the final one, so there are T = |y| of them, one per predicted
+    token. A high CHES (responses whose hidden states are alike) predicts that DPO lowers π(y_w).
+
+    Parameters
+    ----------
+    hidden_chosen : (T_w, d) or (B, T_w, d) array.
+    hidden_rejected : (T_l, d) or (B, T_l, d) array; T_l may differ from T_w, d and B may not.
+    length_normalized : use means instead of sums.
+
+    Returns
+    -------
+    float for (T, d) inputs, (B,) array for batched inputs.
+
+    Raises
+    ------
+    ValueError
+        if the hidden sizes d (or batch sizes) differ, an input is empty, or contains NaN/inf.
+    """
+    hw = _hidden(hidden_chosen, "hidden_chosen")
+    hl = _hidden(hidden_rejected, "hidden_rejected")
+    if hw.ndim != hl.ndim:
+        raise ValueError(f"hidden_chosen has shape {hw.shape} but hidden_rejected has shape {hl.shape}; "
+                         "give both as (T, d) or both as (B, T, d)")
+    if hw.shape[-1] != hl.shape[-1]:
+        raise ValueError(f"hidden size mismatch: hidden_chosen has d = {hw.shape[-1]} but hidden_rejected has "
+                         f"d = {hl.shape[-1]}")
+    if hw.ndim == 3 and hw.shape[0] != hl.shape[0]:
+        raise ValueError(f"batch size mismatch: hidden_chosen has B = {hw.shape[0]}, hidden_rejected "
+                         f"B = {hl.shape[0]}")
+    agg = np.mean if length_normalized else np.sum
+    sw = agg(hw, axis=-2)  # (..., d)
+    sl = agg(hl, axis=-2)  # (..., d)
+    out = np.sum(sw * sl, axis=-1) - np.sum(sw * sw, axis=-1)
+    return float(out) if out.ndim == 0 else out
+
+
+def ches_scores(hidden_chosen, hidden_rejected, *, length_normalized: bool = False) -> np.ndarray:
+    """:func:`ches_score` of each pair of two equally long lists of (T_i, d) arrays (lengths may vary). (m,) array."""
+    if len(hidden_chosen) != len(hidden_rejected):
+        raise ValueError(f"hidden_chosen has {len(hidden_chosen)} pairs but hidden_rejected has "
+                         f"{len(hidden_rejected)}")
+    return np.array([ches_score(a, b, length_normalized=length_normalized)
+                     for a, b in zip(hidden_chosen, hidden_rejected)], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the cases
+
+
+@dataclass
+class DisplacementProblem:
+    """A preference data set on an enumerable response set, with the policy family it is trained in.
+
+    ``features`` None means a tabular policy; otherwise the log-linear policy π ∝ π_ref·exp(⟨θ, φ(x, y)⟩) of
+    :class:`prefkit.policies.LogLinearPolicy` (for the unconstrained-features model, φ(x, y) = W_y and θ = h − h0).
+    """
+
+    pi_ref: np.ndarray  # (n_prompts, n_responses)
+    preferences: np.ndarray  # (m, 3) int: (prompt, chosen, rejected)
+    features: np.ndarray | None = None  # (n_prompts, n_responses, d)
+    names: list[str] | None = None  # response names, if any
+    note: str = ""
+
+
+def tabular_one_pair_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0) -> DisplacementProblem:
+    """Tabular policy, one preference pair per prompt, random π_ref: case 1, where π(y_w) can only rise."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n_prompts, n_responses))
+    pi_ref = np.exp(logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True))
+    prefs = np.array([[x, *rng.choice(n_responses, size=2, replace=False)] for x in range(n_prompts)])
+    return DisplacementProblem(pi_ref, prefs, note="tabular, one pair per prompt")
+
+
+def tabular_chain_problem() -> DisplacementProblem:
+    """Tabular policy on one prompt with three responses and the chain a ≻ b, b ≻ c: case 2.
+
+    b is chosen in one pair and rejected in the other. The logit gradient e_a − e_b + e_b − e_c = e_a − e_c leaves
+    z_b alone, but a's rising share squeezes b: π(b) falls although b is the chosen response of the pair (b, c).
+    """
+    pi_ref = np.full((1, 3), 1.0 / 3.0)
+    prefs = np.array([[0, 0, 1], [0, 1, 2]])
+    return DisplacementProblem(pi_ref, prefs, names=["a", "b", "c"], note="tabular chain a > b > c")
+
+
+def _softmax_rows(z):
+    z = np.asarray(z, dtype=np.float64)
+    return np.exp(z - np.logaddexp.reduce(z, axis=-1, keepdims=True))
+
+
+def unconstrained_features_problem(n_tokens: int = 40, d: int = 6, seed: int = 0) -> DisplacementProblem:
+    """The single-token unconstrained-features model of [razin2024, §4]: logits = W h, h trained, W fixed.
+
+    W (n_tokens, d) is Gaussian and h0 too; the log-linear policy with φ(x, y) = W_y and θ = h − h0 is exactly
+    this model. The pair (y_w, y_l) is the one whose first-order rate :func:`logp_chosen_velocity` is most
+    negative among pairs with π_ref(y_w) ≥ 1/(2·n_tokens): their unembeddings are alike, and DPO lowers π(y_w).
+    """
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(n_tokens, d)) / np.sqrt(d)
+    h0 = rng.normal(size=d)
+    z0 = W @ h0
+    pi_ref = _softmax_rows(z0)
+    best, pair = np.inf, None
+    for w in range(n_tokens):
+        if pi_ref[w] < 0.5 / n_tokens:
+            continue
+        for l in range(n_tokens):
+            if l != w:
+                v = logp_chosen_velocity(W, z0, w, l) / np.sum((W[w] - W[l]) ** 2)
+                if v < best:
+                    best, pair = v, (w, l)
+    prefs = np.array([[0, pair[0], pair[1]]])
+    return DisplacementProblem(pi_ref[None], prefs, features=W[None], note="unconstrained features, W fixed")
+
+
+YES_NO_NEVER_TOKENS = ["Yes", "No", "Never", "Maybe", "Sure", "Perhaps", "Certainly", "Nope"]
+
+
+def yes_no_never_problem() -> DisplacementProblem:
+    """The catastrophic case [razin2024, §3, OLMo-1B: "No" ≻ "Never" raised P("Yes")], built by hand in d = 2.
+
+    "No" and "Never" have nearly the same unembedding, so DPO moves h along W_No − W_Never, a direction almost
+    orthogonal to both. "Yes" is placed along that direction, so the mass that leaves "Never" goes to "Yes", the
+    response opposite in meaning, and π("No") falls with it.
+    """
+    W = np.array([
+        [-0.4, -2.5],  # Yes: along W_No − W_Never
+        [2.0, 0.3],    # No
+        [2.0, 0.9],    # Never
+        [0.5, 0.5],    # Maybe
+        [-0.5, 0.8],   # Sure
+        [0.3, 0.0],    # Perhaps
+        [-0.8, 0.3],   # Certainly
+        [1.2, 1.0],    # Nope
+    ])
+    h0 = np.array([1.5, 0.0])
+    pi_ref = _softmax_rows(W @ h0)[None]
+    prefs = np.array([[0, 1, 2]])  # "No" ≻ "Never"
+    return DisplacementProblem(pi_ref, prefs, features=W[None], names=list(YES_NO_NEVER_TOKENS),
+                               note='"No" > "Never" in the unconstrained-features model')
+
+
+# ----------------------------------------------------------------------------------------------------------
+# training with per-step, per-pair records
+
+
+@dataclass
+class DisplacementRun:
+    """A DPO-family run on a :class:`DisplacementProblem`, recorded at every step.
+
+    ``logp`` (steps + 1, n_prompts, n_responses) holds log π_θ before the first step and after each step;
+    ``history`` is :func:`prefkit.dpo.fit_dpo`'s per-step list of dicts (TRL metrics + :func:`displacement_step`).
+    """
+
+    problem: DisplacementProblem
+    logp: np.ndarray
+    history: list = field(default_factory=list)
+    result: object = None
+
+    @property
+    def logp_chosen(self) -> np.ndarray:
+        """(steps + 1, m) log π(y_w|x) of every pair along training."""
+        p = self.problem.preferences
+        return self.logp[:, p[:, 0], p[:, 1]]
+
+    @property
+    def logp_rejected(self) -> np.ndarray:
+        """(steps + 1, m) log π(y_l|x) of every pair along training."""
+        p = self.problem.preferences
+        return self.logp[:, p[:, 0], p[:, 2]]
+
+    def tracked(self) -> dict:
+        """:func:`displacement_step` of every recorded step against the start, as dict of (steps + 1,) arrays."""
+        rows = [displacement_step(lp, self.logp[0], self.problem.preferences) for lp in self.logp]
+        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+
+def train_displacement(problem: DisplacementProblem, beta: float = 0.1, *, steps: int = 200, lr: float = 0.05,
+                       loss_type: str = "sigmoid", sft_coef: float = 0.0, weights=None, record_every: int = 1,
+                       **fit_kwargs) -> DisplacementRun:
+    """Train ``problem`` with :func:`prefkit.dpo.fit_dpo` and record log π_θ along the way.
+
+    Parameters
+    ----------
+    problem : :class:`DisplacementProblem`.
+    beta, loss_type, sft_coef, weights : passed to ``fit_dpo`` (``sft_coef`` is the RPO term −sft_coef·log π_w).
+    steps, lr : optimiser steps and learning rate.
+    record_every : keep log π_θ every this many steps (1 = all).
+
+    Returns
+    -------
+    :class:`DisplacementRun`.
+    """
+    from .dpo import fit_dpo
+
+    beta = check_beta(beta)
+    snaps: list[np.ndarray] = []
+
+    def _record(step, policy):
+        if step % record_every == 0:
+            with torch.no_grad():
+                snaps.append(policy.log_probs().detach().numpy().copy())
+
+    res = fit_dpo(problem.pi_ref, problem.preferences, beta, weights=weights, loss_type=loss_type,
+                  features=problem.features, sft_coef=sft_coef, steps=steps, lr=lr, callback=_record,
+                  **fit_kwargs)
+    with torch.no_grad():
+        final = res.policy.log_probs().detach().numpy().copy()
+    if not snaps:
+        snaps = [np.log(problem.pi_ref)]
+    if not np.array_equal(snaps[-1], final):
+        snaps.append(final)
+    return DisplacementRun(problem, np.stack(snaps), list(getattr(res, "history", [])), res)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# squeezing
+
+
+def squeeze_first_order(pi, rejected: int) -> np.ndarray:
+    """First-order change of log π under one unit gradient step that lowers log π(y_l) on tabular logits.
+
+    Δz = −∇_z log π_l = π − e_l, so Δ log π_y = Δz_y − ⟨π, Δz⟩ = π_y − [y = l] − (‖π‖² − π_l)
+    [ren2024, §3.3, the squeezing effect]. A response gains iff π_y > ‖π‖² − π_l: when y_l is unlikely and π is
+    peaky, ‖π‖² ≈ max π², and only the argmax (π_max ≥ ‖π‖²) gains.
+
+    Parameters
+    ----------
+    pi : (n_responses,) distribution.
+    rejected : l.
+
+    Returns
+    -------
+    (n_responses,) array: d log π / d(step size).
+    """
+    p = check_distribution(pi, "pi")
+    if p.ndim != 1:
+        raise ValueError(f"pi must have shape (n_responses,), got {p.shape}")
+    n = p.shape[0]
+    l = int(as_index_array(rejected, "rejected", n=n))
+    e = np.zeros(n)
+    e[l] = 1.0
+    return p - e - (p @ p - p[l])
+
+
+def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int = 100, lr: float = 0.5) -> dict:
+    """Gradient descent on tabular logits with the rejected half of the DPO loss only, −log σ(−β·log π_l/π_ref,l).
+
+    This is the "negative gradient" of [ren2024]: :func:`prefkit.losses.preference_loss` with the chosen log-ratio
+    held at 0. Each step calls :func:`displacement_step` with the pair (argmax of π_ref, y_l).
+
+    Returns
+    -------
+    dict with ``pi`` (steps + 1, n_responses), ``argmax``, ``history`` (per-step displacement dicts).
+    """
+    from .losses import preference_loss
+
+    p = check_distribution(pi_ref, "pi_ref")
+    if p.ndim != 1:
+        raise ValueError(f"pi_ref must have shape (n_responses,), got {p.shape}")
+    n = p.shape[0]
+    l = int(as_index_array(rejected, "rejected", n=n))
+    beta = check_beta(beta)
+    ref = torch.tensor(np.log(p), dtype=torch.float64)
+    z = torch.nn.Parameter(ref.clone())
+    opt = torch.optim.SGD([z], lr=lr)
+    top = int(np.argmax(p))
+    prefs = np.array([[0, top, l]])
+    zero = torch.zeros(1, dtype=torch.float64)
+    logp0 = np.log(p)[None]
+    traj = [p.copy()]
+    history = []
+    for _ in range(steps):
+        logp = torch.log_softmax(z, dim=-1)
+        loss = preference_loss(zero, logp[l:l + 1], zero, ref[l:l + 1], beta).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            lp = torch.log_softmax(z, dim=-1).numpy().copy()
+        traj.append(np.exp(lp))
+        history.append(displacement_step(lp[None], logp0, prefs))
+    return {"pi": np.stack(traj), "argmax": top, "history": history}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a population of pairs in an embedding model: CHES predicts the displacement
+
+
+@dataclass
+class EmbeddingPopulation:
+    """One preference pair per prompt in a log-linear "summed hidden state" model.
+
+    Each response y to prompt x is a token sequence; a linear recurrent encoder gives its hidden states
+    h_1 = p_x, h_{k+1} = ρ·h_k + E[y_k] (T = |y| of them, one per predicted token, as in CHES), and the policy is
+    π_θ(y|x) ∝ π_ref(y|x)·exp(⟨θ_x, Σ_k h_k(x, y)⟩). For this model :func:`logp_chosen_velocity` makes the link
+    exact: the initial rate of log π(y_w) under DPO is −β·σ(0)·lr·(CHES + ⟨φ̄, φ_w − φ_l⟩).
+
+    Attributes
+    ----------
+    pi_ref : (n_pairs, n_responses); features : (n_pairs, n_responses, d) summed hidden states φ(x, y);
+    preferences : (n_pairs, 3) rows (x, 0, 1): response 0 is chosen, 1 rejected;
+    hidden_chosen, hidden_rejected : lists of (T, d) arrays; similarity : (n_pairs,) how alike y_w and y_l were
+    drawn (the fraction of y_w's tokens kept in y_l).
+    """
+
+    pi_ref: np.ndarray
+    features: np.ndarray
+    preferences: np.ndarray
+    hidden_chosen: list
+    hidden_rejected: list
+    similarity: np.ndarray
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.preferences.shape[0])
+
+    def ches(self, length_normalized: bool = False) -> np.ndarray:
+        """(n_pairs,) CHES of each pair."""
+        return ches_scores(self.hidden_chosen, self.hidden_rejected, length_normalized=length_normalized)
+
+    def problem(self, *, shared: bool = True, keep=None) -> DisplacementProblem:
+        """The pairs as a :class:`DisplacementProblem`.
+
+        ``shared=True``: one θ for all prompts (pairs interact through it). ``shared=False``: block features
+        e_x ⊗ φ(x, y), one θ_x per prompt, so one run trains every pair on its own (with a per-coordinate optimiser
+        such as Adam, exactly as separate runs would). ``keep``: boolean mask or indices of the pairs to keep.
+        """
+        idx = np.arange(self.n_pairs) if keep is None else np.flatnonzero(
+            np.asarray(keep)) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
+        prefs = self.preferences[idx]
+        if shared:
+            return DisplacementProblem(self.pi_ref, prefs, self.features, note="embedding population, shared θ")
+        P, R, d = self.features.shape
+        block = np.zeros((P, R, P * d))
+        for x in range(P):
+            block[x, :, x * d:(x + 1) * d] = self.features[x]
+        return DisplacementProblem(self.pi_ref, prefs, block, note="embedding population, one θ per prompt")
+
+
+def _encode(tokens, prompt, E, rho):
+    """(T, d) hidden states of a response: h_1 = prompt, h_{k+1} = ρ·h_k + E[y_k]."""
+    hs = [prompt]
+    for t in tokens[:-1]:
+        hs.append(rho * hs[-1] + E[t])
+    return np.stack(hs)
+
+
+def embedding_population(n_pairs: int = 80, n_responses: int = 32, d: int = 8, vocab: int = 16,
+                         max_len: int = 4, rho: float = 0.5, prompt_scale: float = 0.5, extend_prob: float = 0.5,
+                         seed: int = 0) -> EmbeddingPopulation:
+    """Draw an :class:`EmbeddingPopulation`.
+
+    Per prompt: p_x ~ N(0, prompt_scale²·I/d); y_w has a uniform length in 1..max_len and uniform tokens. With
+    probability ``extend_prob`` y_l is y_w followed by 1..max_len random tokens (a longer answer that starts the same
+    way); otherwise y_l keeps each token of y_w with probability s ~ U(0, 1) (and its length with probability s).
+    So the pairs range from near-duplicates (high CHES) to unrelated responses. The other n_responses − 2
+    responses are random; log π_ref ~ N(0, 0.5²) normalised; token embeddings E ~ N(0, I/d).
+    """
+    if n_pairs < 1 or n_responses < 3 or d < 1 or vocab < 2 or max_len < 1:
+        raise ValueError("need n_pairs ≥ 1, n_responses ≥ 3, d ≥ 1, vocab ≥ 2, max_len ≥ 1")
+    rng = np.random.default_rng(seed)
+    E = rng.normal(size=(vocab, d)) / np.sqrt(d)
+    feats = np.zeros((n_pairs, n_responses, d))
+    hw_list, hl_list, sims = [], [], np.zeros(n_pairs)
+    for x in range(n_pairs):
+        prompt = prompt_scale * rng.normal(size=d) / np.sqrt(d)
+        s = rng.uniform()
+        yw = rng.integers(vocab, size=rng.integers(1, max_len + 1))
+        if rng.uniform() < extend_prob:
+            yl = np.concatenate([yw, rng.integers(vocab, size=rng.integers(1, max_len + 1))])
+            s = len(yw) / len(yl)
+        else:
+            Tl = len(yw) if rng.uniform() < s else int(rng.integers(1, max_len + 1))
+            yl = np.array([yw[k] if (k < len(yw) and rng.uniform() < s) else rng.integers(vocab)
+                           for k in range(Tl)])
+            if len(yl) == len(yw) and np.array_equal(yl, yw):  # the two responses must differ
+                yl[-1] = (yl[-1] + 1 + rng.integers(vocab - 1)) % vocab
+        sims[x] = s
+        others = [rng.integers(vocab, size=rng.integers(1, max_len + 1)) for _ in range(n_responses - 2)]
+        for r, y in enumerate([yw, yl, *others]):
+            h = _encode(y, prompt, E, rho)  # (T, d)
+            feats[x, r] = h.sum(axis=0)
+            if r == 0:
+                hw_list.append(h)
+            elif r == 1:
+                hl_list.append(h)
+    pi_ref = _softmax_rows(0.5 * rng.normal(size=(n_pairs, n_responses)))
+    prefs = np.stack([np.arange(n_pairs), np.zeros(n_pairs, dtype=np.int64), np.ones(n_pairs, dtype=np.int64)], 1)
+    return EmbeddingPopulation(pi_ref, feats, prefs, hw_list, hl_list, sims)
+
+
+def displacement_drops(run: DisplacementRun) -> np.ndarray:
+    """(m,) drop of log π(y_w|x) over a run, log π_start − log π_end; positive means displaced."""
+    lc = run.logp_chosen
+    return lc[0] - lc[-1]
+
+
+def ches_displacement_correlation(ches, drops) -> float:
+    """Spearman rank correlation between CHES and the measured drop of log π(y_w) (scipy.stats.spearmanr)."""
+    from scipy.stats import spearmanr
+
+    c = as_float_array(ches, "ches", ndim=1)
+    dr = as_float_array(drops, "drops", ndim=1)
+    if c.shape != dr.shape:
+        raise ValueError(f"shape mismatch: ches has shape {c.shape} but drops has shape {dr.shape}")
+    if c.shape[0] < 3:
+        raise ValueError("need at least 3 pairs for a rank correlation")
+    return float(spearmanr(c, dr).statistic)
+
+
+def top_ches_share(ches, drops, fraction: float = 0.25) -> float:
+    """Share of the total displacement Σ max(drop, 0) held by the ``fraction`` of pairs with the highest CHES.
+
+    Removing those pairs from training removes this share of the displacement (pairs trained on their own).
+    """
+    c = as_float_array(ches, "ches", ndim=1)
+    dr = as_float_array(drops, "drops", ndim=1)
+    if c.shape != dr.shape:
+        raise ValueError(f"shape mismatch: ches has shape {c.shape} but drops has shape {dr.shape}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(1, int(round(fraction * c.shape[0])))
+    top = np.argsort(-c, kind="stable")[:k]
+    pos = np.maximum(dr, 0.0)
+    total = pos.sum()
+    return float(pos[top].sum() / total) if total > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# mitigations
+
+
+def run_summary(run: DisplacementRun) -> dict:
+    """Displacement and preference margin of a run, over the pairs it trained on.
+
+    Returns a dict with ``dlogp_chosen`` (mean change of log π(y_w|x); negative = displaced), ``frac_displaced``
+    (fraction of pairs whose π(y_w|x) fell), ``neither_gain`` (mean change of the mass on neither response),
+    ``logratio_margin`` (mean h = Δlog π(y_w) − Δlog π(y_l), the β-free DPO margin; the policy starts at π_ref)
+    and ``accuracy`` (fraction of pairs with h > 0).
+    """
+    d_chosen = run.logp_chosen[-1] - run.logp_chosen[0]
+    h = d_chosen - (run.logp_rejected[-1] - run.logp_rejected[0])
+    step = displacement_step(run.logp[-1], run.logp[0], run.problem.preferences)
+    return {
+        "dlogp_chosen": float(np.mean(d_chosen)),
+        "frac_displaced": float(np.mean(d_chosen < 0)),
+        "neither_gain": step["mass/neither_gain"],
+        "logratio_margin": float(np.mean(h)),
+        "accuracy": float(np.mean(h > 0)),
+    }
+
+
+def mitigation_table(population: EmbeddingPopulation, *, beta: float = 0.1, large_beta: float = 1.0,
+                     sft_coef: float = 1.0, ches_fraction: float = 0.25, steps: int = 200, lr: float = 0.05,
+                     **fit_kwargs) -> list[dict]:
+    """Train the population with one shared θ (pairs interact) under DPO and its mitigations.
+
+    Rows: ``DPO`` at ``beta``; ``DPO + SFT (RPO)``, the term −sft_coef·log π(y_w) [TRL's ["sigmoid", "sft"]];
+    ``CHES filter``, DPO without the ``ches_fraction`` highest-CHES pairs [razin2024, §6]; ``IPO`` at τ = beta
+    [Azar et al. 2023]; ``DPO, large beta`` at ``large_beta``. Each row is :func:`run_summary` (measured on the
+    pairs that row trained on) plus ``method``.
+    """
+    ches = population.ches()
+    k = int(round(ches_fraction * population.n_pairs))
+    keep = np.ones(population.n_pairs, bool)
+    keep[np.argsort(-ches, kind="stable")[:k]] = False
+    shared = population.problem(shared=True)
+    specs = [
+        ("DPO", shared, dict(beta=beta)),
+        ("DPO + SFT (RPO)", shared, dict(beta=beta, sft_coef=sft_coef)),
+        ("CHES filter", population.problem(shared=True, keep=keep), dict(beta=beta)),
+        ("IPO", shared, dict(beta=beta, loss_type="ipo")),
+        ("DPO, large beta", shared, dict(beta=large_beta)),
+    ]
+    rows = []
+    for name, prob, kw in specs:
+        run = train_displacement(prob, steps=steps, lr=lr, **kw, **fit_kwargs)
+        rows.append({"method": name, **run_summary(run)})
+    return rows
+
+
+def format_mitigation_table(rows: list[dict]) -> str:
+    """The rows of :func:`mitigation_table` as a markdown table."""
+    cols = ["dlogp_chosen", "frac_displaced", "neither_gain", "logratio_margin", "accuracy"]
+    head = "| method | Δ log π(y_w) | displaced | Δ mass on neither | margin h | accuracy |"
+    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    for r in rows:
+        lines.append(f"| {r['method']} | " + " | ".join(f"{r[c]:+.3f}" if c in ("dlogp_chosen", "neither_gain")
+                                                         else f"{r[c]:.3f}" for c in cols) + " |")
+    return "\n".join(lines)

@@ -1,3 +1,214 @@
-"""(being written)"""
+"""Loaders for pairwise-comparison CSV files with named items.
 
-__all__ = []
+Every loader maps item names to ids 0..n−1 (in order of first appearance) and returns a :class:`PairwiseData`
+whose fields plug straight into :func:`prefkit.fit_bradley_terry`:
+
+    data = load_llmfao()
+    fit = fit_bradley_terry(data.comparisons, data.n_items, weights=data.weights,
+                            winner_first=data.winner_first, names=data.names)
+
+A malformed row raises ``ValueError`` naming the file and the line. **Ties** count as half a win each way: a
+tie
+between a and b becomes the rows (a, b) and (b, a) with weight 0.5 each (the evalica / Chatbot Arena
+convention;
+it is a convention, not a model of ties).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "PairwiseData",
+    "DATA_DIR",
+    "BASEBALL_PUBLISHED",
+    "load_baseball",
+    "load_llmfao",
+    "load_pairwise_csv",
+]
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+@dataclass
+class PairwiseData:
+    """Comparisons between named items.
+
+    Attributes
+    ----------
+    names : list of n item names; ``names[k]`` is item k.
+    comparisons : (m, 2) int64 (winner, loser).
+    weights : (m,) float64 counts (0.5 for each half of a tie).
+    winner_first : (m,) bool, whether the winner held the first (home, left) position.
+    source : the file it came from.
+    """
+
+    names: list
+    comparisons: np.ndarray
+    weights: np.ndarray
+    winner_first: np.ndarray
+    source: str = ""
+
+    @property
+    def n_items(self) -> int:
+        return len(self.names)
+
+    def index(self, name: str) -> int:
+        """The id of the item called ``name``."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ValueError(f"no item called {name!r} in {self.source or 'this data set'}") from None
+
+
+class _Builder:
+    def __init__(self, path):
+        self.path = str(path)
+        self.ids: dict[str, int] = {}
+        self.rows: list[tuple[int, int, float, bool]] = []
+
+    def item(self, name: str, line: int, column: str) -> int:
+        name = name.strip()
+        if not name:
+            raise ValueError(f"{self.path}, line {line}: empty item name in column {column!r}")
+        return self.ids.setdefault(name, len(self.ids))
+
+    def add(self, winner: int, loser: int, weight: float, winner_first: bool):
+        if weight > 0:
+            self.rows.append((winner, loser, weight, winner_first))
+
+    def build(self) -> PairwiseData:
+        if not self.rows:
+            raise ValueError(f"{self.path}: no comparisons found")
+        w, l, c, f = zip(*self.rows, strict=True)
+        return PairwiseData(
+            list(self.ids),
+            np.stack([np.array(w), np.array(l)], axis=1).astype(np.int64),
+            np.array(c, dtype=np.float64),
+            np.array(f, dtype=bool),
+            self.path,
+        )
+
+
+def _reader(path, required):
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no such data file: {path}")
+    f = open(path, newline="", encoding="utf-8")
+    reader = csv.DictReader(f)
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        f.close()
+        raise ValueError(f"{path}, line 1: missing column(s) {missing}; the header has {reader.fieldnames}")
+    return f, reader
+
+
+def _count(value, path, line, column) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}, line {line}: column {column!r} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or x < 0:
+        raise ValueError(f"{path}, line {line}: column {column!r} must be a finite count >= 0, got {value!r}")
+    return x
+
+
+BASEBALL_PUBLISHED = {
+    "reference": "Baltimore",
+    "estimates": {
+        "Boston": (1.1077, 0.3339),
+        "Cleveland": (0.6839, 0.3319),
+        "Detroit": (1.4364, 0.3396),
+        "Milwaukee": (1.5814, 0.3433),
+        "New York": (1.2476, 0.3359),
+        "Toronto": (1.2945, 0.3367),
+    },
+    "residual_deviance": 44.053,
+    "df": 36,
+    "source": "Agresti (2002), Categorical Data Analysis, Table 10.11, "
+    "as reproduced in the BradleyTerry2 vignette",
+}
+"""The published BT fit of :func:`load_baseball` (no home advantage, Baltimore fixed at 0): team → (estimate,
+SE)."""
+
+
+def load_baseball(path=None) -> PairwiseData:
+    """The 1987 American League East season (Agresti 2002, *Categorical Data Analysis*, p. 438).
+
+    Columns ``home.team, away.team, home.wins, away.wins``; each row becomes up to two weighted comparisons:
+    (home, away) with weight ``home.wins`` (winner first) and (away, home) with weight ``away.wins``.
+    """
+    path = DATA_DIR / "baseball_agresti1987ALE.csv" if path is None else path
+    cols = ("home.team", "away.team", "home.wins", "away.wins")
+    b = _Builder(path)
+    f, reader = _reader(path, cols)
+    with f:
+        for line, row in enumerate(reader, start=2):
+            if None in row or any(row.get(c) is None for c in cols):
+                raise ValueError(f"{path}, line {line}: expected {len(reader.fieldnames)} fields")
+            home = b.item(row["home.team"], line, "home.team")
+            away = b.item(row["away.team"], line, "away.team")
+            if home == away:
+                raise ValueError(f"{path}, line {line}: a team cannot play itself ({row['home.team']!r})")
+            b.add(home, away, _count(row["home.wins"], path, line, "home.wins"), True)
+            b.add(away, home, _count(row["away.wins"], path, line, "away.wins"), False)
+    return b.build()
+
+
+def load_pairwise_csv(
+    path,
+    *,
+    left="left",
+    right="right",
+    winner="winner",
+    left_wins=("left",),
+    right_wins=("right",),
+    ties=("tie",),
+) -> PairwiseData:
+    """A CSV with one judgement per row: the item shown first (``left``), second (``right``) and the outcome.
+
+    The ``winner`` column must hold one of ``left_wins``, ``right_wins`` or ``ties``. A tie becomes (left,
+    right)
+    and (right, left) with weight 0.5 each. ``winner_first`` is True when the left item won.
+    """
+    b = _Builder(path)
+    f, reader = _reader(path, (left, right, winner))
+    with f:
+        for line, row in enumerate(reader, start=2):
+            if None in row or any(row.get(c) is None for c in (left, right, winner)):
+                raise ValueError(f"{path}, line {line}: expected {len(reader.fieldnames)} fields")
+            a = b.item(row[left], line, left)
+            c = b.item(row[right], line, right)
+            if a == c:
+                raise ValueError(f"{path}, line {line}: item {row[left]!r} is compared with itself")
+            outcome = row[winner].strip()
+            if outcome in left_wins:
+                b.add(a, c, 1.0, True)
+            elif outcome in right_wins:
+                b.add(c, a, 1.0, False)
+            elif outcome in ties:
+                b.add(a, c, 0.5, True)
+                b.add(c, a, 0.5, False)
+            else:
+                allowed = sorted({*left_wins, *right_wins, *ties})
+                raise ValueError(
+                    f"{path}, line {line}: column {winner!r} must be one of {allowed}, got {outcome!r}"
+                )
+    return b.build()
+
+
+def load_llmfao(path=None) -> PairwiseData:
+    """LLMFAO (Ustalov 2023): 8,931 crowd judgements of answers from 59 LLMs, with ties and left/right
+    positions.
+
+    Each row's ``left`` and ``right`` are the model names as shown; ``winner`` is ``left``, ``right`` or
+    ``tie``.
+    License CC BY 4.0, © Dmitry Ustalov (github.com/dustalov/llmfao); see data/README.md.
+    """
+    path = DATA_DIR / "llmfao.csv" if path is None else path
+    return load_pairwise_csv(path)

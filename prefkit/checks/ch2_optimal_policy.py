@@ -1,3 +1,78 @@
-"""Tour checks (being written)."""
+"""Tour checks for chapter 2: the closed-form KL-optimal policy π* = π_ref·exp(r/β)/Z.
 
-from ..tour import claim, register  # noqa: F401
+Each claim is measured by a function of :mod:`prefkit.optimal_policy` that notebook 02 calls too.
+"""
+
+import numpy as np
+
+from ..optimal_policy import (
+    beta_limit_errors,
+    brute_force_objective_gap,
+    gibbs_identity_error,
+    implied_reward_shift_error,
+    log_partition,
+    optimal_policy,
+    shift_invariance_error,
+)
+from ..problems import random_problem, three_response_toy
+from ..tour import claim, register
+
+CHAPTER = "2 Optimal policy"
+
+
+def _instances(ctx):
+    n = 2 if ctx.fast else 4
+    return [random_problem(3, 5, seed=ctx.seed + i, support=0.8, reward_scale=2.0) for i in range(n)]
+
+
+@register(CHAPTER, "pi* maximises J (brute force)")
+def check_brute_force(ctx):
+    gaps = [brute_force_objective_gap(P.pi_ref, P.reward, 0.5, n_starts=3 if ctx.fast else 5, seed=ctx.seed)
+            for P in _instances(ctx)]
+    return [
+        claim("no BFGS run from random starts beats J(pi*) on random instances",
+              max(g["excess"] for g in gaps), at_most=1e-10),
+        claim("the best BFGS run reaches J(pi*) = beta log Z", max(g["distance"] for g in gaps), at_most=1e-6),
+    ]
+
+
+@register(CHAPTER, "Gibbs identity and implied reward")
+def check_gibbs(ctx):
+    errs, shifts = [], []
+    for P in _instances(ctx):
+        for beta in (0.05, 0.5, 5.0):
+            errs.append(gibbs_identity_error(P.pi_ref, P.reward, beta))
+            shifts.append(implied_reward_shift_error(P.pi_ref, P.reward, beta))
+    return [
+        claim("max_pi J = beta log Z(x) (Gibbs identity), max abs error", max(errs), at_most=1e-12),
+        claim("r - implied_reward(pi*) = beta log Z(x) on pi_ref's support, max abs error", max(shifts),
+              at_most=1e-11),
+    ]
+
+
+@register(CHAPTER, "beta limits")
+def check_limits(ctx):
+    P = _instances(ctx)[0]
+    e = beta_limit_errors(P.pi_ref, P.reward, beta_small=1e-3, beta_large=1e6)
+    return [
+        claim("beta = 1e6: max |pi* - pi_ref|", e["large"], at_most=1e-5),
+        claim("beta = 1e-3: max |pi* - argmax of r on pi_ref's support|", e["small"], at_most=1e-12),
+    ]
+
+
+@register(CHAPTER, "f(x) invariance and extremes")
+def check_invariance(ctx):
+    P = _instances(ctx)[1]
+    e = shift_invariance_error(P.pi_ref, P.reward, [7.0, -300.0, 1e4], 0.5)
+    from ..plotting.optimal_policy import plot_optimal_policy
+
+    ctx.savefig(plot_optimal_policy(P.pi_ref, P.reward, (0.1, 0.5, 2.0)), "ch2_optimal_policy.png")
+    toy = three_response_toy()
+    big = optimal_policy(toy.pi_ref.astype(np.float32), (toy.reward * 1e6).astype(np.float32), 1.0)
+    finite = float(np.all(np.isfinite(big)) and np.all(np.isfinite(log_partition(toy.pi_ref, toy.reward * 1e6, 1.0))))
+    return [
+        claim("r and r + f(x), |f| up to 1e4, give the same pi*: max abs difference (round-off of r + f ~ 1e-12)",
+              e["policy"], at_most=1e-10),
+        claim("r and r + f(x) give the same BT probabilities: max abs difference", e["preferences"], at_most=1e-10),
+        claim("float32 inputs with r/beta = 1e6 give finite pi* and log Z (1 = yes)", finite, at_least=1.0),
+    ]

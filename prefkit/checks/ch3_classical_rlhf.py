@@ -1,3 +1,73 @@
-"""Tour checks (being written)."""
+"""Tour checks for chapter 3: reward models, four RL methods converging to π*, the frontier and the pipeline.
 
-from ..tour import claim, register  # noqa: F401
+Each claim is measured by a function of :mod:`prefkit.reward_model` / :mod:`prefkit.rl` that notebook 03 calls too.
+"""
+
+from ..problems import random_problem
+from ..reward_model import fit_reward_model, reward_recovery_error
+from ..rl import METHODS, convergence_summary, frontier_excess, pipeline_sweep, reward_kl_frontier, train_rlhf
+from ..tour import claim, register
+
+CHAPTER = "3 Classical RLHF"
+
+
+@register(CHAPTER, "reward model recovers r* up to f(x)")
+def check_reward_models(ctx):
+    P = random_problem(3, 5, seed=ctx.seed)
+    prefs, w = P.preference_probabilities()
+    out = []
+    for model, tol in (("tabular", 1e-5), ("linear", 1e-5), ("mlp", 0.02)):
+        rm = fit_reward_model(prefs, 3, 5, model=model, features=P.features, weights=w, l2=0.0, seed=ctx.seed,
+                              steps=300 if (model == "mlp" and ctx.fast) else None)
+        out.append(claim(f"{model} reward model on exact BT data: RMS error of r_hat vs r* modulo f(x)",
+                         reward_recovery_error(rm.reward, P.reward), at_most=tol))
+    return out
+
+
+@register(CHAPTER, "RL methods converge to pi*")
+def check_convergence(ctx):
+    P = random_problem(3, 5, seed=ctx.seed + 10)
+    seeds = (0, 1) if ctx.fast else (0, 1, 2)
+    summ = convergence_summary(P.pi_ref, P.reward, 0.5, seeds=seeds, steps=250)
+    from ..plotting.rlhf import plot_kl_curves
+
+    ctx.savefig(plot_kl_curves({m: summ[m]["results"][0] for m in METHODS}), "ch3_kl_to_optimal.png")
+    return [claim(f"{m}: final KL(pi||pi*) / initial, worst of {len(seeds)} seeds, 250 steps", summ[m]["ratio"],
+                  at_most=0.01) for m in METHODS]
+
+
+@register(CHAPTER, "reward-KL frontier")
+def check_frontier(ctx):
+    P = random_problem(3, 5, seed=ctx.seed + 20)
+    betas = (0.2, 1.0, 5.0)
+    fr = reward_kl_frontier(P.pi_ref, P.reward, betas)
+    kls, rews, gaps = [], [], []
+    for i, beta in enumerate(betas):
+        h = train_rlhf(P.pi_ref, P.reward, beta, method="rloo", steps=200, seed=ctx.seed).history
+        kls += [e["kl/to_ref"] for e in h[::20]]
+        rews += [e["reward/expected"] for e in h[::20]]
+        gaps.append(abs(h[-1]["reward/expected"] - fr["reward"][i]))
+    return [
+        claim("every RLOO iterate lies on/below the exact frontier: max excess reward", frontier_excess(
+            P.pi_ref, P.reward, kls, rews), at_most=1e-9),
+        claim("RLOO's final E[r] matches the frontier point at its beta: max abs gap", max(gaps), at_most=0.02),
+    ]
+
+
+@register(CHAPTER, "pipeline gap: reward model vs RL")
+def check_pipeline(ctx):
+    P = random_problem(4, 6, seed=ctx.seed)
+    ns = (200, 20_000)
+    sweep = pipeline_sweep(P, 0.5, ns, seeds=(0, 1) if ctx.fast else (0, 1, 2), rl_kwargs={"steps": 200})
+    small, large = sweep
+    return [
+        claim("regret = reward-model part + RL part (max abs error)",
+              max(abs(g["regret/total"] - g["regret/reward_model"] - g["regret/rl"]) for g in sweep), at_most=1e-12),
+        claim("reward-model regret at 20000 pairs / at 200 pairs", large["regret/reward_model"] /
+              small["regret/reward_model"], at_most=0.2),
+        claim("at 20000 pairs the RL part is a small share of the regret: |RL| / total",
+              abs(large["regret/rl"]) / large["regret/total"], at_most=0.2),
+        claim("RL converged on r_hat: KL(pi_final || pi*(r_hat)) at 20000 pairs", large["kl/rl"], at_most=5e-3),
+    ]
+
+

@@ -1,0 +1,237 @@
+"""``python -m prefkit lm {sft,rm,rlhf,dpo,online-dpo,pipeline}``: the chapter-7 pipelines from the command line.
+
+Each stage reads the checkpoints it needs from ``--workdir`` and writes its own (atomically), plus a JSON history:
+
+    sft         → sft.pt                       (π_ref)
+    rm          → prefs.pt, rm.pt              (needs sft.pt)
+    rlhf        → rlhf.pt                      (needs sft.pt, rm.pt)
+    dpo         → prefs.pt (if missing), dpo.pt (needs sft.pt)
+    online-dpo  → online_dpo.pt               (needs sft.pt, rm.pt)
+    pipeline    → all of the above in memory, then the summary table (RLHF vs DPO vs π*, exact KLs, displacement)
+
+Every stage prints TRL-named metrics and the exact KLs at its evaluation steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["main", "build_parser"]
+
+STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo", "pipeline")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
+    if not (v > 0 and v < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {s!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..losses import LOSSES
+
+    p = argparse.ArgumentParser(prog="python -m prefkit lm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=STAGES, help="which pipeline stage to run")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    p.add_argument("--preset", choices=("tiny", "scale"), default="tiny",
+                   help="tiny: ~100k params, exact evaluation (CPU); scale: ~25M params, Monte-Carlo (GPU)")
+    p.add_argument("--workdir", default="runs/lm", help="folder for checkpoints and histories (default runs/lm)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--beta", type=_positive_float, default=1.0, help="KL coefficient β (default 1.0)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="training steps of this stage")
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of this stage")
+    p.add_argument("--batch-size", type=_positive_int, default=None)
+    p.add_argument("--pairs-per-prompt", type=_positive_int, default=None)
+    p.add_argument("--method", choices=("rloo", "ppo"), default="rloo", help="RLHF optimiser (default rloo)")
+    p.add_argument("--k", type=_positive_int, default=None, help="RLHF samples per prompt (>= 2)")
+    p.add_argument("--loss-type", choices=sorted(LOSSES), default="sigmoid", help="DPO loss (chapter 4)")
+    p.add_argument("--eval-every", type=_positive_int, default=None)
+    p.add_argument("--online-dpo", action="store_true", help="pipeline: also run online DPO")
+    p.add_argument("--fast", action="store_true", help="the fast setting (small step counts)")
+    p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
+    p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+    return p
+
+
+def _config(args):
+    from .pipeline import LMConfig
+
+    kw = dict(preset=args.preset, beta=args.beta, seed=args.seed, device=args.device, bf16=not args.no_bf16,
+              rlhf_method=args.method, dpo_loss_type=args.loss_type, progress=not args.no_progress)
+    stage_keys = {"sft": "sft", "rm": "rm", "rlhf": "rlhf", "dpo": "dpo", "online-dpo": "online_dpo"}
+    if args.stage in stage_keys:
+        s = stage_keys[args.stage]
+        if args.steps is not None:
+            kw[f"{s}_steps"] = args.steps
+        if args.lr is not None:
+            kw[f"{s}_lr"] = args.lr
+        if args.batch_size is not None and s in ("sft", "rm", "dpo"):
+            kw[f"{s}_batch_size"] = args.batch_size
+    elif args.steps is not None or args.lr is not None or args.batch_size is not None:
+        raise ValueError("--steps, --lr and --batch-size apply to one stage; the pipeline uses each stage's default")
+    if args.pairs_per_prompt is not None:
+        kw["pairs_per_prompt"] = args.pairs_per_prompt
+    if args.k is not None:
+        kw["rlhf_k"] = args.k
+    if args.eval_every is not None:
+        kw["eval_every"] = args.eval_every
+    return LMConfig.fast(**kw) if args.fast else LMConfig(**kw)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    tmp.replace(path)
+
+
+def _print_eval(history, stage):
+    keys = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "objective/kl",
+            "objective/scores", "exact/reward", "exact/kl_ref", "exact/kl_star", "mc/reward", "mc/kl_ref",
+            "mc/kl_star", "mass/neither_gain", "sft/kl_data", "accuracy", "eval/accuracy", "eval/true_accuracy")
+    for h in history:
+        print(f"[{stage}] step {h.get('step', '?'):>5}  " +
+              "  ".join(f"{k}={h[k]:.4f}" for k in keys if k in h and isinstance(h[k], float)))
+
+
+def _run_stage(args) -> int:
+    from .checkpoint import load_model, save_checkpoint
+    from .exact import ExactEvaluator
+    from .pipeline import build_model, build_task, format_summary, run_pipeline
+    from .train import (
+        Preferences,
+        RewardModel,
+        clone,
+        make_preferences,
+        resolve_device,
+        train_dpo_lm,
+        train_online_dpo_lm,
+        train_reward_model,
+        train_rlhf_lm,
+        train_sft,
+    )
+
+    cfg = _config(args)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(cfg.device)
+    print(f"prefkit lm {args.stage}: device={dev}, preset={cfg.preset}, beta={cfg.beta}, workdir={work}")
+    kw = dict(bf16=cfg.bf16, progress=cfg.progress)
+    t0 = time.perf_counter()
+
+    if args.stage == "pipeline":
+        stages = ("sft", "rm", "rlhf", "dpo") + (("online-dpo",) if args.online_dpo else ())
+        res = run_pipeline(cfg, stages=stages)
+        for name, hist in res.histories.items():
+            _write_json(work / f"history_{name.replace('-', '_')}.json", hist)
+        for name in ("sft", "rlhf", "dpo", "online-dpo"):
+            if name in res.models:
+                save_checkpoint(work / f"{name.replace('-', '_')}.pt", res.models[name], res.task)
+        if "rm" in res.models:
+            save_checkpoint(work / "rm.pt", res.models["rm"], res.task, kind="reward_model")
+        _write_json(work / "summary.json", res.rows)
+        print(f"model: {res.info['n_params']:,} parameters on {res.info['device']}; "
+              f"SFT throughput {res.info['sft_tokens_per_s']:,.0f} tokens/s")
+        print(format_summary(res.rows, cfg.beta, exact=res.task.n_responses <= 2 ** 16))
+        print(f"total {time.perf_counter() - t0:.1f}s; checkpoints and histories in {work}/")
+        return 0
+
+    task = build_task(cfg)
+    if args.stage == "sft":
+        model = build_model(cfg, task, dev)
+        r = train_sft(model, task, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr, seed=cfg.seed,
+                      eval_every=cfg.eval_every if task.n_responses <= 2 ** 16 else 0, **kw)
+        save_checkpoint(work / "sft.pt", model, task, meta={"beta": cfg.beta})
+        _write_json(work / "history_sft.json", r.history)
+        _print_eval(r.history, "sft")
+        print(f"sft: {r.tokens_per_s:,.0f} tokens/s; wrote {work / 'sft.pt'}")
+        return 0
+
+    ref, task, _ = load_model(work / "sft.pt", dev)
+    ref = clone(ref)
+    prefs_path = work / "prefs.pt"
+    if prefs_path.is_file():
+        try:
+            prefs = Preferences.from_dict(torch.load(prefs_path, weights_only=True))
+        except Exception as exc:
+            raise ValueError(f"preference file {str(prefs_path)!r} is corrupt: {exc}") from None
+    else:
+        prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
+        tmp = prefs_path.with_suffix(".pt.tmp")
+        torch.save(prefs.to_dict(), tmp)
+        tmp.replace(prefs_path)
+
+    def policy():
+        pol, _, _ = load_model(work / "sft.pt", dev)
+        return pol.train()
+
+    evaluator = ExactEvaluator(ref, task, cfg.beta)
+    prefs_idx = prefs.as_indices(task.vocab) if evaluator.exact else None
+    if args.stage == "rm":
+        rm = RewardModel(policy()).to(dev)
+        held = make_preferences(ref, task, 64, seed=cfg.seed + 2)
+        r = train_reward_model(rm, task, prefs, steps=cfg.rm_steps, batch_size=cfg.rm_batch_size, lr=cfg.rm_lr,
+                               seed=cfg.seed, eval_pairs=held, **kw)
+        save_checkpoint(work / "rm.pt", rm, task, kind="reward_model")
+        out, name = r, "rm"
+    elif args.stage == "dpo":
+        out = train_dpo_lm(policy(), ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, steps=cfg.dpo_steps,
+                           batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr, seed=cfg.seed, evaluator=evaluator,
+                           eval_every=cfg.eval_every, **kw)
+        name = "dpo"
+    else:
+        rm, _, _ = load_model(work / "rm.pt", dev, kind="reward_model")
+        rm.eval()
+        if args.stage == "rlhf":
+            out = train_rlhf_lm(policy(), ref, rm, task, cfg.beta, method=cfg.rlhf_method, steps=cfg.rlhf_steps,
+                                k=cfg.rlhf_k, lr=cfg.rlhf_lr, seed=cfg.seed, evaluator=evaluator,
+                                eval_every=cfg.eval_every, **kw)
+            name = "rlhf"
+        else:
+            out = train_online_dpo_lm(policy(), ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type,
+                                      steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr, seed=cfg.seed,
+                                      evaluator=evaluator, eval_every=cfg.eval_every, **kw)
+            name = "online_dpo"
+    if name != "rm":
+        save_checkpoint(work / f"{name}.pt", out.model, task, meta={"beta": cfg.beta})
+        final = evaluator.evaluate(out.model, prefs_idx)
+        out.history.append({"step": "final", **final})
+    _write_json(work / f"history_{name}.json", out.history)
+    _print_eval(out.history, name)
+    print(f"{args.stage}: {time.perf_counter() - t0:.1f}s, {out.tokens_per_s:,.0f} tokens/s; wrote {work}/{name}.pt")
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m prefkit lm``; returns the exit status (2 for bad arguments, with a message)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed "error: argument --beta: ..."
+        return int(exc.code or 0)
+    try:
+        return _run_stage(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"prefkit lm {args.stage}: error: {exc}", file=sys.stderr)
+        return 2

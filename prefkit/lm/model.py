@@ -1,0 +1,148 @@
+"""A decoder-only transformer in the spirit of nanoGPT (Karpathy), small enough to train on a laptop CPU.
+
+One config dataclass (:class:`GPTConfig`) with documented fields; :class:`GPT` maps token ids (B, T) to next-token
+logits (B, T, vocab_size). Pre-LayerNorm blocks (Radford et al. 2019, GPT-2), learned absolute positions, causal
+self-attention through ``torch.nn.functional.scaled_dot_product_attention``, tied input/output embeddings.
+
+Presets: :func:`tiny_config` (about 100k parameters, the CPU default) and :func:`scale_config` (about 25M parameters,
+for a GPU).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["GPTConfig", "GPT", "tiny_config", "scale_config", "count_parameters"]
+
+
+@dataclass
+class GPTConfig:
+    """Hyper-parameters of :class:`GPT`."""
+
+    vocab_size: int = 10
+    """Number of token ids, special tokens included (the synthetic language has V content tokens + BOS + SEP)."""
+    block_size: int = 16
+    """Longest sequence the model accepts (size of the learned position table)."""
+    n_layer: int = 2
+    """Number of transformer blocks."""
+    n_head: int = 4
+    """Attention heads per block; must divide ``n_embd``."""
+    n_embd: int = 64
+    """Width of the residual stream."""
+    dropout: float = 0.0
+    """Dropout on attention weights and residual branches (0 keeps training deterministic)."""
+    bias: bool = True
+    """Biases in the linear layers and LayerNorms."""
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {v!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"GPTConfig.n_head={self.n_head} must divide n_embd={self.n_embd}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tiny_config(vocab_size: int = 10, block_size: int = 16) -> GPTConfig:
+    """The CPU default: 2 layers, 4 heads, width 64 (about 100k parameters)."""
+    return GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=4, n_embd=64)
+
+
+def scale_config(vocab_size: int = 34, block_size: int = 16) -> GPTConfig:
+    """The GPU preset: 8 layers, 8 heads, width 512 (about 25M parameters)."""
+    return GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=8, n_head=8, n_embd=512)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct trainable parameters (tied weights counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+class CausalSelfAttention(nn.Module):
+    """softmax(Q Kᵀ/√d + causal mask) V over ``n_head`` heads (Vaswani et al. 2017)."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = cfg.dropout
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        B, T, C = h.shape
+        q, k, v = self.qkv(h).split(C, dim=2)  # 3 × (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """h ← h + Attn(LN(h)); h ← h + MLP(LN(h)) (pre-LN, GPT-2)."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias), nn.GELU(),
+                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias), nn.Dropout(cfg.dropout))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = h + self.attn(self.ln_1(h))
+        return h + self.mlp(self.ln_2(h))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer: token ids (B, T) → logits (B, T, vocab_size).
+
+    ``hidden(idx)`` gives the final (post-LayerNorm) hidden states (B, T, n_embd), used by the reward model's scalar
+    head; ``forward(idx)`` applies the tied unembedding to them.
+    """
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, T, n_embd) of the token ids ``idx`` (B, T)."""
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        pos = torch.arange(T, device=idx.device)
+        h = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        for block in self.blocks:
+            h = block(h)
+        return self.ln_f(h)  # (B, T, C)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Next-token logits (B, T, vocab_size); the unembedding is tied to ``wte``."""
+        return self.hidden(idx) @ self.wte.weight.T  # (B, T, V)

@@ -1,0 +1,276 @@
+"""The chapter-7 pipeline SFT → preference data → reward model → RLHF and DPO (and online DPO), evaluated exactly.
+
+:class:`LMConfig` holds every knob (one field each, documented); :func:`run_pipeline` runs the stages in memory and
+returns the models, histories and the summary rows; the CLI (``python -m prefkit lm ...``), the notebook and the
+tour all call it, so they measure the same thing. Checkpointing lives in the CLI.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .._validate import check_beta
+from ..optimal_policy import kl_divergence, optimal_log_policy
+from .exact import ExactEvaluator
+from .model import GPT, count_parameters, scale_config, tiny_config
+from .task import SyntheticLanguage
+from .train import (
+    RewardModel,
+    autocast,  # noqa: F401  (re-exported for users of the pipeline)
+    clone,
+    make_preferences,
+    resolve_device,
+    train_dpo_lm,
+    train_online_dpo_lm,
+    train_reward_model,
+    train_rlhf_lm,
+    train_sft,
+)
+
+__all__ = ["LMConfig", "PipelineResult", "build_task", "build_model", "run_pipeline", "summary_rows",
+           "format_summary", "dpo_kl_reduction"]
+
+
+@dataclass
+class LMConfig:
+    """Every knob of the chapter-7 pipeline."""
+
+    preset: str = "tiny"
+    """"tiny" (≈100k-parameter model, V=8, L=4, 16 prompts: exact enumeration, CPU), "small" (the same model on
+    V=4, L=3, 8 prompts: 64 responses, for tests and the tour) or "scale" (≈25M parameters, V=32, L=4, 256 prompts:
+    Monte-Carlo evaluation, meant for a GPU)."""
+    beta: float = 1.0
+    """KL coefficient β of RLHF, DPO and π* ∝ π_ref·exp(r*/β)."""
+    seed: int = 0
+    """Seed of the task, the initialisation, the data and the sampling."""
+    device: str = "auto"
+    """"auto", "cpu" or "cuda"."""
+    bf16: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    sft_steps: int = 1000
+    sft_batch_size: int = 128
+    sft_lr: float = 3e-3
+    pairs_per_prompt: int = 512
+    """Preference pairs sampled from π_ref per prompt (BT-labelled on r*)."""
+    rm_steps: int = 400
+    rm_batch_size: int = 128
+    rm_lr: float = 1e-3
+    rlhf_method: str = "rloo"
+    """"rloo" or "ppo"."""
+    rlhf_steps: int = 400
+    rlhf_k: int = 8
+    """Samples per prompt for RLOO's leave-one-out baseline."""
+    rlhf_lr: float = 5e-4
+    dpo_loss_type: str = "sigmoid"
+    """Any chapter-4 loss type of :func:`prefkit.losses.preference_loss`."""
+    dpo_steps: int = 800
+    dpo_batch_size: int = 128
+    dpo_lr: float = 3e-4
+    online_dpo_steps: int = 300
+    online_dpo_lr: float = 3e-4
+    eval_every: int = 100
+    """Exact evaluation (and displacement tracking) every this many steps."""
+    progress: bool = True
+    """tqdm progress bars."""
+
+    def __post_init__(self):
+        if self.preset not in ("tiny", "small", "scale"):
+            raise ValueError(f"preset must be 'tiny', 'small' or 'scale', got {self.preset!r}")
+        check_beta(self.beta)
+        if self.rlhf_method not in ("rloo", "ppo"):
+            raise ValueError(f"rlhf_method must be 'rloo' or 'ppo', got {self.rlhf_method!r}")
+        for name in ("sft_steps", "sft_batch_size", "pairs_per_prompt", "rm_steps", "rm_batch_size", "rlhf_steps",
+                     "dpo_steps", "dpo_batch_size", "online_dpo_steps", "eval_every"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not isinstance(self.rlhf_k, int) or self.rlhf_k < 2:
+            raise ValueError(f"rlhf_k must be an integer >= 2, got {self.rlhf_k!r}")
+        for name in ("sft_lr", "rm_lr", "rlhf_lr", "dpo_lr", "online_dpo_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+
+    @classmethod
+    def fast(cls, **kw) -> LMConfig:
+        """The CI/notebook fast setting: every stage a fraction of the default."""
+        base = dict(sft_steps=500, pairs_per_prompt=256, rm_steps=200, rlhf_steps=150, dpo_steps=400,
+                    online_dpo_steps=100, eval_every=100)
+        base.update(kw)
+        return cls(**base)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_task(cfg: LMConfig) -> SyntheticLanguage:
+    """The synthetic language of the preset."""
+    if cfg.preset == "scale":
+        return SyntheticLanguage(vocab=32, response_len=4, prompt_len=4, n_prompts=256, seed=cfg.seed)
+    if cfg.preset == "small":
+        return SyntheticLanguage(vocab=4, response_len=3, prompt_len=3, n_prompts=8, seed=cfg.seed)
+    return SyntheticLanguage(seed=cfg.seed)
+
+
+def build_model(cfg: LMConfig, task: SyntheticLanguage, device=None) -> GPT:
+    """A freshly initialised GPT of the preset (seeded)."""
+    torch.manual_seed(cfg.seed)
+    mk = scale_config if cfg.preset == "scale" else tiny_config
+    return GPT(mk(vocab_size=task.vocab_size, block_size=task.seq_len)).to(device or "cpu")
+
+
+@dataclass
+class PipelineResult:
+    """Models, per-stage histories and summary rows of a pipeline run."""
+
+    cfg: LMConfig
+    task: SyntheticLanguage
+    models: dict = field(default_factory=dict)
+    histories: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print) -> PipelineResult:
+    """SFT → preferences → reward model → RLHF and DPO (optionally online DPO), with exact evaluation.
+
+    ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` in that order; "rlhf" and "online-dpo"
+    need "rm". Returns a :class:`PipelineResult` whose ``rows`` are :func:`summary_rows`.
+    """
+    cfg = cfg or LMConfig()
+    bad = set(stages) - {"sft", "rm", "rlhf", "dpo", "online-dpo"}
+    if bad:
+        raise ValueError(f"unknown stages {sorted(bad)}")
+    if ("rlhf" in stages or "online-dpo" in stages) and "rm" not in stages:
+        raise ValueError("stages 'rlhf' and 'online-dpo' need the 'rm' stage")
+    dev = resolve_device(cfg.device)
+    task = build_task(cfg)
+    res = PipelineResult(cfg, task)
+    model = build_model(cfg, task, dev)
+    res.info["n_params"] = count_parameters(model)
+    res.info["device"] = str(dev)
+    kw = dict(bf16=cfg.bf16, progress=cfg.progress)
+
+    r = train_sft(model, task, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr, seed=cfg.seed,
+                  eval_every=cfg.eval_every if task.n_responses <= 2 ** 16 else 0, **kw)
+    res.histories["sft"], res.timings["sft"] = r.history, r.wall_s
+    res.info["sft_tokens_per_s"] = r.tokens_per_s
+    ref = clone(model)
+    res.models["sft"] = ref
+    echo(f"sft: {cfg.sft_steps} steps in {r.wall_s:.1f}s ({r.tokens_per_s:,.0f} tokens/s)"
+         + (f", KL(pi_data||pi_ref) = {r.history[-1]['sft/kl_data']:.4f}" if r.history else ""))
+    evaluator = ExactEvaluator(ref, task, cfg.beta)
+    prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
+    res.models["prefs"] = prefs
+    prefs_idx = prefs.as_indices(task.vocab) if evaluator.exact else None
+    echo(f"preferences: {len(prefs)} pairs sampled from pi_ref, labelled by Bradley-Terry on r*")
+
+    def policy_copy():
+        pol = copy.deepcopy(ref)
+        for p in pol.parameters():
+            p.requires_grad_(True)
+        return pol.train()
+
+    rm = None
+    if "rm" in stages:
+        rm = RewardModel(copy.deepcopy(ref)).to(dev)
+        for p in rm.parameters():
+            p.requires_grad_(True)
+        held = make_preferences(ref, task, 64, seed=cfg.seed + 2)
+        r = train_reward_model(rm, task, prefs, steps=cfg.rm_steps, batch_size=cfg.rm_batch_size, lr=cfg.rm_lr,
+                               seed=cfg.seed, eval_pairs=held, **kw)
+        rm.eval()
+        res.models["rm"], res.histories["rm"], res.timings["rm"] = rm, r.history, r.wall_s
+        h = r.history[-1]
+        echo(f"reward model: {cfg.rm_steps} steps in {r.wall_s:.1f}s, held-out accuracy {h['eval/accuracy']:.3f}, "
+             f"agreement with r* {h['eval/true_accuracy']:.3f}")
+    if "rlhf" in stages:
+        r = train_rlhf_lm(policy_copy(), ref, rm, task, cfg.beta, method=cfg.rlhf_method, steps=cfg.rlhf_steps,
+                          k=cfg.rlhf_k, lr=cfg.rlhf_lr, seed=cfg.seed, evaluator=evaluator,
+                          eval_every=cfg.eval_every, **kw)
+        res.models["rlhf"], res.histories["rlhf"], res.timings["rlhf"] = r.model, r.history, r.wall_s
+        echo(f"rlhf ({cfg.rlhf_method}): {cfg.rlhf_steps} steps in {r.wall_s:.1f}s")
+    if "dpo" in stages:
+        r = train_dpo_lm(policy_copy(), ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type,
+                         steps=cfg.dpo_steps, batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr, seed=cfg.seed,
+                         evaluator=evaluator, eval_every=cfg.eval_every, **kw)
+        res.models["dpo"], res.histories["dpo"], res.timings["dpo"] = r.model, r.history, r.wall_s
+        echo(f"dpo ({cfg.dpo_loss_type}): {cfg.dpo_steps} steps in {r.wall_s:.1f}s")
+    if "online-dpo" in stages:
+        r = train_online_dpo_lm(policy_copy(), ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type,
+                                steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr, seed=cfg.seed,
+                                evaluator=evaluator, eval_every=cfg.eval_every, **kw)
+        res.models["online-dpo"], res.histories["online-dpo"] = r.model, r.history
+        res.timings["online-dpo"] = r.wall_s
+        echo(f"online dpo: {cfg.online_dpo_steps} steps in {r.wall_s:.1f}s")
+    rm_table = rm.table(task) if (rm is not None and evaluator.exact) else None
+    res.rows = summary_rows(evaluator, res.models, prefs_idx, rm_table)
+    return res
+
+
+def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_table=None) -> list[dict]:
+    """One row per policy (π_ref, each trained policy, π*, and π*_RM ∝ π_ref·exp(r_φ/β) given the reward model's
+    table): E r*, KL(π‖π_ref), KL(π‖π*), J, KL(π‖π*_RM), and the displacement measured on the offline preference
+    pairs (Δ mean log π(y_w), Δ mean log π(y_l), Δ mass on neither, all since π_ref)."""
+    from .exact import exact_metrics
+
+    pre = "exact/" if evaluator.exact else "mc/"
+    star_rm = None
+    if rm_table is not None:
+        star_rm = optimal_log_policy(np.exp(evaluator.ref_logp), rm_table, evaluator.beta)
+
+    def row(name, logp, m):
+        r = {"policy": name, "reward": m[pre + "reward"], "kl_ref": m[pre + "kl_ref"], "kl_star": m[pre + "kl_star"],
+             "objective": m[pre + "objective"]}
+        if star_rm is not None and logp is not None:
+            r["kl_star_rm"] = float(np.mean(kl_divergence(np.exp(logp), np.exp(star_rm))))
+        if prefs_idx is not None and logp is not None:
+            x, w, l = prefs_idx.T
+            ref = evaluator.ref_logp
+            r.update({"d_logp_chosen": float(np.mean(logp[x, w] - ref[x, w])),
+                      "d_logp_rejected": float(np.mean(logp[x, l] - ref[x, l])),
+                      "d_mass_neither": float(np.mean(np.exp(ref[x, w]) + np.exp(ref[x, l])
+                                                      - np.exp(logp[x, w]) - np.exp(logp[x, l])))})
+        return r
+
+    rows = []
+    for name in ("sft", "rlhf", "dpo", "online-dpo"):
+        if name not in models:
+            continue
+        label = "pi_ref (SFT)" if name == "sft" else name
+        if not evaluator.exact:
+            rows.append(row(label, None, evaluator.evaluate(models[name])))
+            continue
+        logp = evaluator.log_policy(models[name])
+        rows.append(row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta)))
+    if evaluator.exact:
+        for label, logp in (("pi* (exact)", evaluator.star_logp), ("pi*_RM (exact)", star_rm)):
+            if logp is not None:
+                rows.append(row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward,
+                                                           evaluator.beta)))
+    return rows
+
+
+def format_summary(rows: list[dict], beta: float, exact: bool = True) -> str:
+    """The summary table as text (d columns: change since π_ref on the offline preference pairs)."""
+    tag = "exact" if exact else "Monte-Carlo"
+    cols = [("E[r*]", "reward"), ("KL(pi||pi_ref)", "kl_ref"), ("KL(pi||pi*)", "kl_star"),
+            (f"J=E r*-{beta:g}KL", "objective"), ("KL(pi||pi*_RM)", "kl_star_rm"), ("d logp(y_w)", "d_logp_chosen"),
+            ("d logp(y_l)", "d_logp_rejected"), ("d mass(other)", "d_mass_neither")]
+    lines = [f"summary ({tag} evaluation over all responses; d = change since pi_ref, averaged over the offline "
+             f"preference pairs; other = responses in neither role)",
+             f"{'policy':>15}  " + "  ".join(f"{h:>14}" for h, _ in cols)]
+    for r in rows:
+        lines.append(f"{r['policy']:>15}  " + "  ".join(f"{r.get(k, float('nan')):>14.4f}" for _, k in cols))
+    return "\n".join(lines)
+
+
+def dpo_kl_reduction(res: PipelineResult, name: str = "dpo") -> float:
+    """KL(π_name‖π*) / KL(π_ref‖π*): the fraction of the exact distance to π* left after training."""
+    rows = {r["policy"]: r for r in res.rows}
+    return rows[name]["kl_star"] / rows["pi_ref (SFT)"]["kl_star"]

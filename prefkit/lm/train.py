@@ -1,0 +1,457 @@
+"""The chapter-7 training loops on the tiny transformer: SFT, reward model, RLHF (RLOO / PPO), DPO, online DPO.
+
+Each loop reuses the chapter modules instead of re-deriving them: the DPO family calls
+:func:`prefkit.losses.preference_loss` and :func:`prefkit.losses.preference_metrics`, the reward model
+:func:`prefkit.reward_model.reward_loss`, RLHF :func:`prefkit.rl.rloo_advantages`, :func:`prefkit.rl.reinforce_loss`
+and :func:`prefkit.rl.ppo_clip_loss`. At evaluation steps every loop records the exact metrics of
+:class:`prefkit.lm.exact.ExactEvaluator` (keys ``exact/...``) and, for the DPO family,
+:func:`prefkit.displacement_step` on the enumerated log-policy.
+
+Every loop returns a :class:`TrainResult` whose ``history`` is a list of dicts, one per logged step, with TRL's
+metric names (``loss``, ``rewards/chosen``, ``logps/chosen``, ``objective/kl``, ``objective/scores``, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .._validate import check_beta
+from ..reward_model import reward_loss
+from ..rl import ppo_clip_loss, reinforce_loss, rloo_advantages
+from .exact import ExactEvaluator
+from .task import SyntheticLanguage, build_sequences, response_index, response_log_probs, sample_responses
+
+__all__ = ["TrainResult", "RewardModel", "Preferences", "resolve_device", "autocast", "train_sft",
+           "make_preferences", "train_reward_model", "train_rlhf_lm", "train_dpo_lm", "train_online_dpo_lm",
+           "dpo_logps", "clone", "reward_model_accuracy", "completion_log_probs"]
+
+
+@dataclass
+class TrainResult:
+    """A trained model and its history (one dict per logged step), plus throughput."""
+
+    model: nn.Module
+    history: list = field(default_factory=list)
+    wall_s: float = 0.0
+    tokens_per_s: float = 0.0
+
+
+@dataclass
+class Preferences:
+    """Preference pairs over the synthetic language: prompt ids (m,), chosen and rejected responses (m, L)."""
+
+    prompt: np.ndarray
+    chosen: np.ndarray
+    rejected: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.prompt)
+
+    def as_indices(self, V: int) -> np.ndarray:
+        """(m, 3) int array (prompt, index(y_w), index(y_l)), the tabular chapters' format."""
+        return np.stack([self.prompt, response_index(self.chosen, V), response_index(self.rejected, V)], axis=1)
+
+    def to_dict(self) -> dict:
+        return {k: torch.as_tensor(getattr(self, k)) for k in ("prompt", "chosen", "rejected")}
+
+    @classmethod
+    def from_dict(cls, d) -> Preferences:
+        return cls(*(np.asarray(d[k]) for k in ("prompt", "chosen", "rejected")))
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" → cuda when available, else cpu; "cuda" without a GPU is a ValueError."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, bf16: bool = True):
+    """bf16 autocast on CUDA (matmuls in bfloat16, losses and log-softmax in float32); a no-op on CPU."""
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _check_steps(**kw):
+    for k, v in kw.items():
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{k} must be a positive integer, got {v!r}")
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _log_eval(history, step, evaluator, model, prefs_idx, bar, extra=None):
+    if evaluator is None:
+        return
+    rec = {"step": step, **(extra or {}), **evaluator.evaluate(model, prefs_idx)}
+    history.append(rec)
+    if bar is not None:
+        kl = rec.get("exact/kl_star", rec.get("mc/kl_star", float("nan")))
+        bar.set_postfix_str(f"KL(pi||pi*)={kl:.3f}")
+
+
+# ---- SFT --------------------------------------------------------------------------------------------------------
+def train_sft(model, task: SyntheticLanguage, *, steps: int = 1500, batch_size: int = 128, lr: float = 3e-3,
+              seed: int = 0, eval_every: int = 0, bf16: bool = True, progress: bool = True) -> TrainResult:
+    """Supervised fine-tuning: minimise −E_{(x,y)∼data} log π_θ(y|x) on fresh samples of the known data distribution.
+
+    Logs ``loss`` (mean response NLL), ``mean_token_accuracy`` (TRL's SFT names) and, at eval steps, the exact
+    ``sft/kl_data`` = E_x KL(π_data‖π_θ) (its minimum, 0, is reached only at π_θ = π_data).
+    """
+    _check_steps(steps=steps, batch_size=batch_size)
+    dev = _device_of(model)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.1, 1 - s / steps))
+    data_logp = task.data_log_probs() if eval_every else None
+    history, t0, P1 = [], time.perf_counter(), task.prompt_len + 1
+    bar = tqdm(range(steps), desc="sft", disable=not progress, leave=False)
+    for step in bar:
+        prompt, y = task.sample_data(batch_size, rng)
+        seq = build_sequences(task, prompt, torch.as_tensor(y), device=dev)
+        with autocast(dev, bf16):
+            logits = model(seq[:, :-1])[:, P1:, : task.vocab]
+        target = seq[:, P1 + 1:]
+        loss = F.cross_entropy(logits.float().reshape(-1, task.vocab), target.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            from .exact import enumerate_log_probs
+
+            acc = (logits.argmax(-1) == target).float().mean().item()
+            lp = enumerate_log_probs(model, task)
+            kl = float(np.mean(np.sum(np.exp(data_logp) * (data_logp - lp), -1)))
+            history.append({"step": step + 1, "loss": loss.item(), "mean_token_accuracy": acc, "sft/kl_data": kl})
+            bar.set_postfix_str(f"loss={loss.item():.3f} KL(data||pi)={kl:.3f}")
+    wall = time.perf_counter() - t0
+    return TrainResult(model, history, wall, steps * batch_size * task.seq_len / wall)
+
+
+# ---- preference data -----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def make_preferences(ref_model, task: SyntheticLanguage, n_per_prompt: int, *, seed: int = 0) -> Preferences:
+    """Pairs (y1, y2) ~ π_ref(·|x) independently, labelled by Bradley-Terry on r*: P(y1 ≻ y2) = σ(r*(y1) − r*(y2)).
+
+    ``n_per_prompt`` pairs for every prompt; pairs with y1 = y2 are dropped (they carry no preference).
+    """
+    _check_steps(n_per_prompt=n_per_prompt)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    prompt = np.repeat(np.arange(task.n_prompts), n_per_prompt)
+    y1 = sample_responses(ref_model, task, prompt, generator=g).cpu().numpy()
+    y2 = sample_responses(ref_model, task, prompt, generator=g).cpu().numpy()
+    keep = np.any(y1 != y2, axis=1)
+    prompt, y1, y2 = prompt[keep], y1[keep], y2[keep]
+    p1 = 1.0 / (1.0 + np.exp(-(task.true_reward(prompt, y1) - task.true_reward(prompt, y2))))  # BT on r*
+    first = rng.random(len(prompt)) < p1
+    chosen = np.where(first[:, None], y1, y2)
+    rejected = np.where(first[:, None], y2, y1)
+    return Preferences(prompt, chosen, rejected)
+
+
+# ---- reward model ----------------------------------------------------------------------------------------------------
+class RewardModel(nn.Module):
+    """r_φ(x, y): the transformer trunk plus a scalar head (Ouyang et al. 2022).
+
+    ``pool="sum"`` (default): r_φ = Σ_t (w·h_t + b) over the L response positions, a token-level head summed over
+    the response; ``pool="last"``: r_φ = w·h_last + b, the usual head on the final token's hidden state. On the
+    chapter-7 language, whose r* is a sum over positions, the summed head fits the same preference data far better
+    (held-out agreement with r* ≈ 0.87 vs ≈ 0.80 at the default sizes), so it is the default.
+    """
+
+    def __init__(self, trunk, pool: str = "sum"):
+        super().__init__()
+        if pool not in ("sum", "last"):
+            raise ValueError(f"pool must be 'sum' or 'last', got {pool!r}")
+        self.trunk = trunk
+        self.config = trunk.config
+        self.pool = pool
+        self.head = nn.Linear(trunk.config.n_embd, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, task: SyntheticLanguage, prompt, responses) -> torch.Tensor:
+        """Rewards (B,) of prompt ids (B,) and responses (B, L)."""
+        dev = self.head.weight.device
+        seq = build_sequences(task, prompt, torch.as_tensor(responses, device=dev), device=dev)  # (B, T)
+        h = self.trunk.hidden(seq)  # (B, T, C)
+        if self.pool == "last":
+            return self.head(h[:, -1]).squeeze(-1).float()  # (B,)
+        return self.head(h[:, task.prompt_len + 2:]).squeeze(-1).float().sum(-1)  # (B,)
+
+    @torch.no_grad()
+    def table(self, task: SyntheticLanguage, batch_size: int = 8192) -> np.ndarray:
+        """r_φ(x, y) for every prompt and every response: (n_prompts, V^L) float64 (enumeration)."""
+        from .task import all_responses
+
+        Y = all_responses(task.vocab, task.response_len)
+        out = np.empty((task.n_prompts, len(Y)))
+        was = self.training
+        self.eval()
+        for x in range(task.n_prompts):
+            for s in range(0, len(Y), batch_size):
+                out[x, s:s + batch_size] = self(task, np.full(len(Y[s:s + batch_size]), x),
+                                                Y[s:s + batch_size]).double().cpu().numpy()
+        self.train(was)
+        return out
+
+
+def train_reward_model(rm: RewardModel, task: SyntheticLanguage, prefs: Preferences, *, steps: int = 600,
+                       batch_size: int = 128, lr: float = 1e-3, seed: int = 0, bf16: bool = True,
+                       progress: bool = True, eval_pairs: Preferences | None = None) -> TrainResult:
+    """Fit r_φ with the chapter-3 Bradley-Terry loss :func:`prefkit.reward_model.reward_loss` (mean over the batch).
+
+    Logs TRL's RewardTrainer names ``loss``, ``accuracy``, ``margin``; with ``eval_pairs`` (held-out pairs) also
+    ``eval/accuracy`` and ``eval/true_accuracy`` (agreement with the sign of r*(y_w) − r*(y_l), ties excluded).
+    """
+    _check_steps(steps=steps, batch_size=batch_size)
+    dev = rm.head.weight.device
+    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
+    rng = np.random.default_rng(seed)
+    history, t0 = [], time.perf_counter()
+    bar = tqdm(range(steps), desc="reward model", disable=not progress, leave=False)
+    for step in bar:
+        b = rng.integers(len(prefs), size=batch_size)
+        with autocast(dev, bf16):
+            r_w = rm(task, prefs.prompt[b], prefs.chosen[b])
+            r_l = rm(task, prefs.prompt[b], prefs.rejected[b])
+        loss = reward_loss(r_w, r_l).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            rec = {"step": step + 1, "loss": loss.item(), "accuracy": (r_w > r_l).float().mean().item(),
+                   "margin": (r_w - r_l).mean().item()}
+            if eval_pairs is not None:
+                rec.update(reward_model_accuracy(rm, task, eval_pairs))
+            history.append(rec)
+            bar.set_postfix_str(f"loss={rec['loss']:.3f}")
+    return TrainResult(rm, history, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def reward_model_accuracy(rm: RewardModel, task: SyntheticLanguage, pairs: Preferences) -> dict:
+    """Held-out accuracy of r_φ on (noisy BT) labels, and agreement with the true reward's ordering."""
+    rm.eval()
+    r_w = rm(task, pairs.prompt, pairs.chosen).cpu().numpy()
+    r_l = rm(task, pairs.prompt, pairs.rejected).cpu().numpy()
+    rm.train()
+    d_true = task.true_reward(pairs.prompt, pairs.chosen) - task.true_reward(pairs.prompt, pairs.rejected)
+    nz = d_true != 0
+    return {"eval/accuracy": float(np.mean(r_w > r_l)),
+            "eval/true_accuracy": float(np.mean(np.sign(r_w - r_l)[nz] == np.sign(d_true[nz])))}
+
+
+# ---- RLHF --------------------------------------------------------------------------------------------------------------
+def train_rlhf_lm(policy, ref_model, rm: RewardModel, task: SyntheticLanguage, beta: float, *, method: str = "rloo",
+                  steps: int = 300, k: int = 4, prompts_per_step: int = 16, lr: float = 1e-3, ppo_epochs: int = 2,
+                  clip_eps: float = 0.2, seed: int = 0, evaluator: ExactEvaluator | None = None,
+                  eval_every: int = 50, bf16: bool = True, progress: bool = True) -> TrainResult:
+    """On-policy RLHF: sample k responses per prompt from π_θ, score them with r_φ, penalise the sequence KL.
+
+    Per sample the KL-penalised reward is R = r_φ(x, y) − β·(log π_θ(y|x) − log π_ref(y|x)) (Ouyang et al. 2022,
+    Eq. 2), the advantage is RLOO's A_i = R_i − mean_{j≠i} R_j (:func:`prefkit.rl.rloo_advantages`, Ahmadian et al.
+    2024). ``method="rloo"``: one REINFORCE step (:func:`prefkit.rl.reinforce_loss`); ``method="ppo"``: ``ppo_epochs``
+    steps of PPO-clip (:func:`prefkit.rl.ppo_clip_loss`, Schulman et al. 2017) on the same samples with those
+    advantages (no value head: the RLOO baseline replaces GAE). Logs TRL's RLOO/PPO names ``objective/kl``,
+    ``objective/scores``, ``objective/rlhf_reward``, ``loss/policy_avg`` (and ``val/clipfrac_avg`` for PPO).
+    """
+    beta = check_beta(beta)
+    if method not in ("rloo", "ppo"):
+        raise ValueError(f"method must be 'rloo' or 'ppo', got {method!r}")
+    _check_steps(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=ppo_epochs)
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"k must be an integer >= 2 (RLOO needs a leave-one-out baseline), got {k!r}")
+    dev = _device_of(policy)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    history, t0, n_tok = [], time.perf_counter(), 0
+    bar = tqdm(range(steps), desc=f"rlhf ({method})", disable=not progress, leave=False)
+    _log_eval(history, 0, evaluator, policy, None, bar)
+    for step in bar:
+        prompt = np.repeat(rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False), k)
+        y = sample_responses(policy, task, prompt, generator=g)
+        with torch.no_grad(), autocast(dev, bf16):
+            scores = rm(task, prompt, y)
+            ref_logp = response_log_probs(ref_model, task, prompt, y)
+            old_logp = response_log_probs(policy, task, prompt, y)
+        kl = old_logp - ref_logp  # (B·k,) sequence-level log-ratio
+        R = (scores - beta * kl).view(-1, k)
+        adv = rloo_advantages(R).reshape(-1)
+        clipfrac = 0.0
+        for _ in range(1 if method == "rloo" else ppo_epochs):
+            with autocast(dev, bf16):
+                logp = response_log_probs(policy, task, prompt, y)
+            if method == "rloo":
+                loss = reinforce_loss(logp, adv)
+            else:
+                loss = ppo_clip_loss(logp, old_logp, adv, clip_eps)
+                clipfrac = ((logp - old_logp).exp().sub(1).abs() > clip_eps).float().mean().item()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        n_tok += len(prompt) * task.seq_len
+        rec = {"objective/kl": kl.mean().item(), "objective/scores": scores.mean().item(),
+               "objective/rlhf_reward": R.mean().item(), "loss/policy_avg": loss.item()}
+        if method == "ppo":
+            rec["val/clipfrac_avg"] = clipfrac
+        if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            _log_eval(history, step + 1, evaluator, policy, None, bar, rec)
+    wall = time.perf_counter() - t0
+    return TrainResult(policy, history, wall, n_tok / wall)
+
+
+# ---- DPO ----------------------------------------------------------------------------------------------------------
+def dpo_logps(model, task: SyntheticLanguage, prompt, chosen, rejected) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π(y_w|x), log π(y_l|x) in ONE forward pass over the concatenated batch [chosen; rejected] (B,) each."""
+    both = response_log_probs(model, task, np.concatenate([prompt, prompt]),
+                              torch.cat([torch.as_tensor(chosen), torch.as_tensor(rejected)]))
+    return both[: len(prompt)], both[len(prompt):]
+
+
+def train_dpo_lm(policy, ref_model, task: SyntheticLanguage, prefs: Preferences, beta: float, *,
+                 loss_type: str = "sigmoid", steps: int = 600, batch_size: int = 64, lr: float = 3e-4,
+                 label_smoothing: float = 0.0, seed: int = 0, evaluator: ExactEvaluator | None = None,
+                 eval_every: int = 50, bf16: bool = True, progress: bool = True) -> TrainResult:
+    """Offline DPO (Rafailov et al. 2023, Eq. 7) or any chapter-4 ``loss_type`` on fixed preference pairs.
+
+    The reference log-probs of every pair are computed once before training (π_ref is frozen). Each step samples a
+    minibatch, runs ONE forward pass over [chosen; rejected], and minimises the mean of
+    :func:`prefkit.losses.preference_loss`. Logs :func:`prefkit.losses.preference_metrics` (TRL's names) every step
+    and, at eval steps, the exact metrics and :func:`prefkit.displacement_step` over all pairs.
+    """
+    from ..losses import preference_loss, preference_metrics
+
+    beta = check_beta(beta)
+    _check_steps(steps=steps, batch_size=batch_size)
+    if len(prefs) == 0:
+        raise ValueError("prefs is empty")
+    dev = _device_of(policy)
+    rng = np.random.default_rng(seed)
+    prefs_idx = prefs.as_indices(task.vocab)
+    ref_w, ref_l = _ref_logps(ref_model, task, prefs, dev, bf16)
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    history, t0 = [], time.perf_counter()
+    bar = tqdm(range(steps), desc=f"dpo ({loss_type})", disable=not progress, leave=False)
+    _log_eval(history, 0, evaluator, policy, prefs_idx, bar)
+    for step in bar:
+        b = rng.integers(len(prefs), size=min(batch_size, len(prefs)))
+        with autocast(dev, bf16):
+            logp_w, logp_l = dpo_logps(policy, task, prefs.prompt[b], prefs.chosen[b], prefs.rejected[b])
+        bt = torch.as_tensor(b, device=dev)
+        loss = preference_loss(logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type,
+                               label_smoothing=label_smoothing).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            with torch.no_grad():
+                rec = {"loss": loss.item(), **_metrics(preference_metrics, logp_w, logp_l, ref_w[bt], ref_l[bt], beta)}
+            _log_eval(history, step + 1, evaluator, policy, prefs_idx, bar, rec)
+    wall = time.perf_counter() - t0
+    return TrainResult(policy, history, wall, steps * 2 * batch_size * task.seq_len / wall)
+
+
+def _metrics(fn, *args) -> dict:
+    out = fn(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
+    return {k: float(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def _ref_logps(ref_model, task, prefs, dev, bf16, batch: int = 4096):
+    ws, ls = [], []
+    for s in range(0, len(prefs), batch):
+        sl = slice(s, s + batch)
+        with autocast(dev, bf16):
+            w, l = dpo_logps(ref_model, task, prefs.prompt[sl], prefs.chosen[sl], prefs.rejected[sl])
+        ws.append(w.float())
+        ls.append(l.float())
+    return torch.cat(ws), torch.cat(ls)
+
+
+def train_online_dpo_lm(policy, ref_model, rm: RewardModel, task: SyntheticLanguage, beta: float, *,
+                        loss_type: str = "sigmoid", steps: int = 300, prompts_per_step: int = 16,
+                        samples_per_prompt: int = 2, lr: float = 3e-4, seed: int = 0,
+                        evaluator: ExactEvaluator | None = None, eval_every: int = 50, bf16: bool = True,
+                        progress: bool = True) -> TrainResult:
+    """Online DPO (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback"; TRL's OnlineDPOTrainer).
+
+    Each step samples two responses per prompt from the *current* π_θ, lets the reward model r_φ judge them (higher
+    score = chosen), and takes one :func:`prefkit.losses.preference_loss` step on those fresh pairs. Logs
+    ``objective/scores``, ``objective/kl`` and :func:`prefkit.losses.preference_metrics`; the displacement keys at
+    eval steps are measured on the step's own pairs.
+    """
+    from ..losses import preference_loss, preference_metrics
+
+    beta = check_beta(beta)
+    _check_steps(steps=steps, prompts_per_step=prompts_per_step)
+    if samples_per_prompt != 2:
+        raise ValueError(f"samples_per_prompt must be 2, got {samples_per_prompt!r}")
+    dev = _device_of(policy)
+    g = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    history, t0 = [], time.perf_counter()
+    bar = tqdm(range(steps), desc="online dpo", disable=not progress, leave=False)
+    _log_eval(history, 0, evaluator, policy, None, bar)
+    for step in bar:
+        prompt = rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False)
+        y1 = sample_responses(policy, task, prompt, generator=g)
+        y2 = sample_responses(policy, task, prompt, generator=g)
+        with torch.no_grad(), autocast(dev, bf16):
+            s1, s2 = rm(task, prompt, y1), rm(task, prompt, y2)
+            first = (s1 >= s2).unsqueeze(-1)
+            chosen, rejected = torch.where(first, y1, y2), torch.where(first, y2, y1)
+            ref_w, ref_l = dpo_logps(ref_model, task, prompt, chosen, rejected)
+        with autocast(dev, bf16):
+            logp_w, logp_l = dpo_logps(policy, task, prompt, chosen, rejected)
+        loss = preference_loss(logp_w, logp_l, ref_w.float(), ref_l.float(), beta, loss_type=loss_type).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            pairs = Preferences(prompt, chosen.cpu().numpy(), rejected.cpu().numpy())
+            with torch.no_grad():
+                rec = {"loss": loss.item(), "objective/scores": torch.cat([s1, s2]).mean().item(),
+                       "objective/kl": (torch.cat([logp_w, logp_l]) - torch.cat([ref_w, ref_l])).mean().item(),
+                       **_metrics(preference_metrics, logp_w, logp_l, ref_w.float(), ref_l.float(), beta)}
+            _log_eval(history, step + 1, evaluator, policy, pairs.as_indices(task.vocab), bar, rec)
+    wall = time.perf_counter() - t0
+    return TrainResult(policy, history, wall, steps * 2 * len(prompt) * task.seq_len / wall)
+
+
+def clone(model):
+    """A frozen deep copy (used for π_ref)."""
+    ref = copy.deepcopy(model)
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref.eval()
+
+
+def completion_log_probs(logits: torch.Tensor, ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """Σ_{t ≥ prompt_len} log softmax(logits[t − 1])[ids[t]] over the full vocabulary, for fixed-length sequences.
+
+    ``logits`` (B, T − 1, V) are the model's outputs on ``ids[:, :-1]``; ``ids`` (B, T). Returns (B,) (TRL's
+    sequence log-prob with every completion token counted, EOS included when the ids carry it).
+    """
+    logp = F.log_softmax(logits[:, prompt_len - 1:].float(), dim=-1)  # (B, T − prompt_len, V)
+    return logp.gather(-1, ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1).sum(-1)  # (B,)

@@ -1,0 +1,205 @@
+"""Chapter 7: the tiny transformer LM, its synthetic language, exact enumeration, checkpoints and CLI."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prefkit.lm import (
+    GPT,
+    ExactEvaluator,
+    GPTConfig,
+    SyntheticLanguage,
+    all_responses,
+    enumerate_log_probs,
+    exact_metrics,
+    index_to_response,
+    load_checkpoint,
+    load_model,
+    monte_carlo_metrics,
+    response_index,
+    response_log_probs,
+    save_checkpoint,
+    tiny_config,
+)
+from prefkit.lm.cli import main as lm_main
+from prefkit.optimal_policy import kl_divergence, log_partition, optimal_policy
+
+torch.set_num_threads(1)
+
+
+def _model(task, seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    m = GPT(tiny_config(task.vocab_size, task.seq_len)).to(dtype)
+    with torch.no_grad():  # larger weights than the init, so the distribution is far from uniform
+        for p in m.parameters():
+            p.mul_(8.0)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def small():
+    task = SyntheticLanguage(vocab=4, response_len=3, prompt_len=3, n_prompts=3, seed=1)
+    return task, _model(task)
+
+
+def test_enumeration_sums_to_one(small):
+    task, m = small
+    logp = enumerate_log_probs(m, task)
+    assert logp.shape == (3, 4 ** 3)
+    np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, atol=1e-12)
+    # default-size task, float32 model: still a distribution to float64 rounding of float32 log-softmaxes
+    big = SyntheticLanguage()
+    lp = enumerate_log_probs(_model(big, dtype=torch.float32), big, prompts=[0, 5])
+    np.testing.assert_allclose(np.exp(lp).sum(-1), 1.0, atol=1e-5)
+
+
+def test_log_probs_match_token_by_token(small):
+    """Σ_t log π(y_t | x, y_<t), computed by feeding each prefix separately, equals the batched and enumerated
+    log-probs."""
+    task, m = small
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(task.n_prompts, size=6)
+    y = rng.integers(task.vocab, size=(6, task.response_len))
+    direct = np.zeros(6)
+    pt = task.prompt_tokens()
+    with torch.no_grad():
+        for i in range(6):
+            for t in range(task.response_len):
+                seq = torch.as_tensor(np.concatenate([pt[prompt[i]], y[i, :t]]))[None]
+                logits = m(seq)[0, -1, : task.vocab]
+                direct[i] += torch.log_softmax(logits, -1)[y[i, t]].item()
+        batched = response_log_probs(m, task, prompt, y).numpy()
+    enum = enumerate_log_probs(m, task)[prompt, response_index(y, task.vocab)]
+    np.testing.assert_allclose(batched, direct, atol=1e-10)
+    np.testing.assert_allclose(enum, direct, atol=1e-10)
+
+
+def test_data_distribution_and_reward():
+    task = SyntheticLanguage(vocab=4, response_len=2, prompt_len=2, n_prompts=2, seed=3)
+    logp = task.data_log_probs()
+    np.testing.assert_allclose(np.exp(logp).sum(-1), 1.0, atol=1e-12)
+    rng = np.random.default_rng(0)
+    prompt, y = task.sample_data(40_000, rng)
+    freq = np.zeros((2, 16))
+    np.add.at(freq, (prompt, response_index(y, 4)), 1)
+    freq /= freq.sum(-1, keepdims=True)
+    np.testing.assert_allclose(freq, np.exp(logp), atol=0.015)  # ~4 standard errors at n = 20k per prompt
+    x = task.prompts[0]
+    shifted = (x + 1) % 4
+    assert task.true_reward(0, shifted) == pytest.approx(2 * task.reward_scale)
+    assert task.true_reward(0, x) == 0.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(2, 9), st.integers(1, 4), st.data())
+def test_response_index_roundtrip(V, L, data):
+    idx = data.draw(st.lists(st.integers(0, V ** L - 1), min_size=1, max_size=20))
+    y = index_to_response(idx, V, L)
+    assert y.min() >= 0 and y.max() < V
+    np.testing.assert_array_equal(response_index(y, V), idx)
+
+
+def test_all_responses_order():
+    Y = all_responses(3, 2)
+    np.testing.assert_array_equal(Y[:4], [[0, 0], [0, 1], [0, 2], [1, 0]])
+
+
+@pytest.mark.parametrize("kw, word", [(dict(vocab=1), "vocab"), (dict(response_len=0), "response_len"),
+                                      (dict(prompt_len=2, response_len=3), "prompt_len"),
+                                      (dict(n_prompts=10 ** 6), "n_prompts"), (dict(copy=float("nan")), "copy")])
+def test_task_bad_input(kw, word):
+    with pytest.raises(ValueError, match=word):
+        SyntheticLanguage(**kw)
+
+
+@pytest.mark.parametrize("kw, word", [(dict(n_head=3), "n_head"), (dict(n_layer=0), "n_layer"),
+                                      (dict(dropout=1.5), "dropout")])
+def test_config_bad_input(kw, word):
+    with pytest.raises(ValueError, match=word):
+        GPTConfig(**kw)
+
+
+def test_exact_metrics_against_optimal_policy():
+    """At π = π*, KL(π‖π*) = 0 and J = β·log Z (Gibbs); for any π, J = β·log Z − β·KL(π‖π*)."""
+    rng = np.random.default_rng(0)
+    pi_ref = rng.dirichlet(np.ones(7), size=3)
+    reward = rng.normal(size=(3, 7))
+    beta = 0.7
+    star = optimal_policy(pi_ref, reward, beta)
+    m = exact_metrics(np.log(star), np.log(pi_ref), reward, beta)
+    assert m["exact/kl_star"] == pytest.approx(0.0, abs=1e-12)
+    assert m["exact/objective"] == pytest.approx(m["exact/objective_max"], abs=1e-12)
+    pi = rng.dirichlet(np.ones(7), size=3)
+    m = exact_metrics(np.log(pi), np.log(pi_ref), reward, beta)
+    gibbs = np.mean(beta * log_partition(pi_ref, reward, beta) - beta * kl_divergence(pi, star))
+    assert m["exact/objective"] == pytest.approx(gibbs, abs=1e-12)
+
+
+def test_monte_carlo_fallback_agrees_with_exact(small):
+    task, m = small
+    ref = _model(task, seed=1)
+    ev = ExactEvaluator(ref, task, beta=2.0)
+    exact = ev.evaluate(m)
+    mc = monte_carlo_metrics(m, ref, task, beta=2.0, n_samples=3000, seed=0)
+    assert set(k.split("/")[0] for k in mc) == {"mc"}
+    assert mc["mc/reward"] == pytest.approx(exact["exact/reward"], abs=0.1)
+    assert mc["mc/kl_ref"] == pytest.approx(exact["exact/kl_ref"], abs=0.15)
+    assert mc["mc/kl_star"] == pytest.approx(exact["exact/kl_star"], abs=0.2)
+
+
+def test_checkpoint_roundtrip_and_errors(tmp_path, small):
+    task, m = small
+    path = save_checkpoint(tmp_path / "a" / "m.pt", m, task, meta={"beta": 0.5})
+    assert not list(path.parent.glob("*.tmp"))  # written atomically, no leftovers
+    m2, task2, meta = load_model(path)
+    assert meta == {"beta": 0.5} and task2.to_dict() == task.to_dict()
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt.pt"):
+        load_checkpoint(bad)
+    with pytest.raises(ValueError, match="reward_model"):
+        load_model(path, kind="reward_model")
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["bogus"], "invalid choice"),
+    (["dpo", "--beta", "-1"], "--beta"),
+    (["sft", "--steps", "0"], "--steps"),
+    (["dpo", "--loss-type", "nope"], "--loss-type"),
+    (["rlhf", "--device", "tpu"], "--device"),
+])
+def test_cli_bad_arguments(argv, word, capsys):
+    assert lm_main(argv) == 2
+    assert word in capsys.readouterr().err
+
+
+def test_cli_missing_checkpoint_names_file(tmp_path, capsys):
+    assert lm_main(["dpo", "--workdir", str(tmp_path), "--device", "cpu", "--no-progress"]) == 2
+    assert "sft.pt" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
+def test_cli_cuda_without_gpu(tmp_path, capsys):
+    assert lm_main(["sft", "--workdir", str(tmp_path), "--device", "cuda"]) == 2
+    assert "cuda" in capsys.readouterr().err
+
+
+def test_cli_stages_end_to_end(tmp_path, capsys):
+    """Every stage runs from the checkpoints of the previous ones (a few steps each) and logs TRL names."""
+    w = ["--workdir", str(tmp_path), "--device", "cpu", "--no-progress", "--eval-every", "1000"]
+    assert lm_main(["sft", "--steps", "3"] + w) == 0
+    assert lm_main(["dpo", "--steps", "2", "--pairs-per-prompt", "4"] + w) == 0
+    out = capsys.readouterr().out
+    assert "rewards/margins" in out and "exact/kl_star" in out and "logps/chosen" in out
+    assert lm_main(["rm", "--steps", "2"] + w) == 0
+    assert lm_main(["rlhf", "--steps", "2", "--k", "2"] + w) == 0
+    assert "objective/kl" in capsys.readouterr().out
+    assert lm_main(["online-dpo", "--steps", "2"] + w) == 0
+    for name in ("sft", "rm", "rlhf", "dpo", "online_dpo"):
+        load_checkpoint(tmp_path / f"{name}.pt")

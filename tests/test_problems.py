@@ -1,0 +1,116 @@
+"""Chapter 2–3 toy problems: presets, Bradley-Terry sampling, exact preference data, JSONL I/O."""
+
+import json
+
+import numpy as np
+import pytest
+
+from prefkit.bradley_terry import sigmoid
+from prefkit.problems import (
+    Problem,
+    random_problem,
+    read_preferences_jsonl,
+    tajwar_bandit,
+    tanh_cauchy_bins,
+    three_response_toy,
+    write_preferences_jsonl,
+)
+
+
+def test_presets_shapes():
+    t = three_response_toy()
+    assert t.pi_ref.shape == (1, 3) and t.features.shape == (1, 3, 3)
+    P = random_problem(4, 7, seed=1, d=2)
+    assert P.pi_ref.shape == (4, 7) and P.features.shape == (4, 7, 2)
+    np.testing.assert_allclose(P.reward, P.features @ P.info["w_star"])
+    assert np.array_equal(random_problem(4, 7, seed=1, d=2).reward, P.reward)
+
+
+def test_tajwar_bandit():
+    P = tajwar_bandit()
+    assert P.pi_ref.shape == (1, 100)
+    assert int(np.argmax(P.pi_ref)) == 20 and int(np.argmax(P.reward)) == 70
+    assert P.pi_ref[0, 70] < 1e-3
+    np.testing.assert_allclose(P.reward[0, 60], np.exp(-1.0))
+    np.testing.assert_allclose(P.features[0, :, 7], P.reward[0])  # r* is realizable in the features
+    # the bins are exact: a Monte-Carlo histogram of tanh(Cauchy) agrees
+    rng = np.random.default_rng(0)
+    loc = np.arctanh(-1 + 2 * 20.5 / 100)
+    u = np.tanh(loc + 0.1 * rng.standard_cauchy(200_000))
+    hist = np.histogram(u, bins=100, range=(-1, 1))[0] / len(u)
+    assert np.max(np.abs(hist - tanh_cauchy_bins())) < 3e-3
+
+
+def test_sampled_preferences_match_bt():
+    P = three_response_toy()
+    prefs = P.sample_preferences(40_000, np.random.default_rng(0))
+    assert prefs.shape == (40_000, 3) and np.all(prefs[:, 1] != prefs[:, 2])
+    a_beats_c = np.mean(prefs[(prefs[:, 1] + prefs[:, 2]) == 2][:, 1] == 0)
+    assert abs(a_beats_c - sigmoid(2.0)) < 0.015  # 3σ ≈ 0.009
+
+
+def test_sampled_pairs_follow_policy():
+    P = random_problem(1, 4, seed=2)
+    pol = np.array([[0.0, 0.5, 0.5, 0.0]])
+    prefs = P.sample_preferences(500, 0, policy=pol)
+    assert set(np.unique(prefs[:, 1:])) <= {1, 2}
+    with pytest.raises(ValueError, match="two responses"):
+        P.sample_preferences(5, 0, policy=[[1.0, 0.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="n must"):
+        P.sample_preferences(-1, 0)
+
+
+def test_preference_probabilities_exact():
+    P = random_problem(2, 4, seed=3, support=0.75)
+    prefs, w = P.preference_probabilities()
+    assert w.sum() == pytest.approx(1.0)
+    assert np.all(P.pi_ref[prefs[:, 0], prefs[:, 1]] > 0) and np.all(P.pi_ref[prefs[:, 0], prefs[:, 2]] > 0)
+    # each unordered pair: weights of (i, j) and (j, i) are in ratio σ(r_i − r_j) : σ(r_j − r_i)
+    x, i, j = prefs[0]
+    back = np.flatnonzero((prefs[:, 0] == x) & (prefs[:, 1] == j) & (prefs[:, 2] == i))[0]
+    d = P.reward[x, i] - P.reward[x, j]
+    assert w[0] / (w[0] + w[back]) == pytest.approx(sigmoid(d))
+    # the sampler's population version agrees with the empirical frequencies
+    prefs_r, w_r = P.preference_probabilities("pi_ref")
+    emp = P.sample_preferences(20_000, 1)
+    key = lambda a: a[:, 0] * 100 + a[:, 1] * 10 + a[:, 2]  # noqa: E731
+    k_emp, c = np.unique(key(emp), return_counts=True)
+    lookup = dict(zip(key(prefs_r).tolist(), w_r.tolist()))
+    assert max(abs(ci / 20_000 - lookup[kk]) for kk, ci in zip(k_emp.tolist(), c.tolist())) < 0.01
+
+
+def test_jsonl_roundtrip(tmp_path):
+    P = random_problem(3, 5, seed=0)
+    prefs = P.sample_preferences(50, 0)
+    path = write_preferences_jsonl(tmp_path / "p.jsonl", prefs)
+    first = json.loads(path.read_text().splitlines()[0])
+    assert set(first) == {"prompt", "chosen", "rejected"} and first["prompt"].startswith("x")
+    np.testing.assert_array_equal(read_preferences_jsonl(path), prefs)
+    names = [f"answer {i}" for i in range(5)]
+    path2 = write_preferences_jsonl(tmp_path / "q.jsonl", prefs, response_names=names)
+    np.testing.assert_array_equal(read_preferences_jsonl(path2, response_names=names), prefs)
+
+
+@pytest.mark.parametrize("line, match", [
+    ("{not json", "not valid JSON"),
+    ('{"prompt": "x0", "chosen": "y1"}', "missing key"),
+    ('{"prompt": "x0", "chosen": "y1", "rejected": "banana"}', "rejected"),
+    ('{"prompt": "x0", "chosen": "y1", "rejected": "y1"}', "same response"),
+    ('[1, 2, 3]', "JSON object"),
+    ('{"prompt": "x0", "chosen": "y9", "rejected": "y1"}', "out of range"),
+])
+def test_jsonl_errors_name_file_and_line(tmp_path, line, match):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"prompt": "x0", "chosen": "y1", "rejected": "y2"}\n\n' + line + "\n")
+    with pytest.raises(ValueError, match=match) as exc:
+        read_preferences_jsonl(path, n_responses=5)
+    assert f"{path}:3" in str(exc.value)
+
+
+def test_problem_validation():
+    with pytest.raises(ValueError, match="pi_ref"):
+        Problem([[0.5, 0.4]], [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="reward"):
+        Problem([[0.5, 0.5]], [[0.0, np.nan]])
+    with pytest.raises(ValueError, match="shape"):
+        Problem([[0.5, 0.5]], [[0.0, 1.0, 2.0]])

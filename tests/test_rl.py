@@ -1,0 +1,176 @@
+"""Chapter 3: policy-gradient pieces against autograd / finite differences, and the four trainers against π*."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.special import softmax
+
+from prefkit.optimal_policy import kl_regularized_objective, optimal_policy
+from prefkit.policies import TabularPolicy
+from prefkit.problems import random_problem, three_response_toy
+from prefkit.rl import (
+    METHODS,
+    classical_rlhf,
+    exact_policy_gradient,
+    gap_decomposition,
+    ppo_clip_loss,
+    reinforce_loss,
+    reward_kl_frontier,
+    rlhf_objective,
+    rloo_advantages,
+    train_rlhf,
+)
+
+
+def test_rloo_advantages_closed_form():
+    r = torch.tensor([[1.0, 2.0, 6.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
+    A = rloo_advantages(r)
+    np.testing.assert_allclose(A[0].numpy(), [1 - 4, 2 - 3.5, 6 - 1.5])
+    np.testing.assert_allclose(A.sum(-1).numpy(), 0.0, atol=1e-12)
+    with pytest.raises(ValueError, match="k >= 2"):
+        rloo_advantages(torch.ones(3, 1))
+    with pytest.raises(ValueError, match="rewards"):
+        rloo_advantages(torch.tensor([[1.0, float("nan")]]))
+
+
+def test_ppo_equals_reinforce_at_ratio_one_and_clips():
+    g = torch.Generator().manual_seed(0)
+    logp = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    adv = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    l1 = ppo_clip_loss(logp, logp.detach(), adv, 0.2)
+    l2 = reinforce_loss(logp, adv)
+    (g1,) = torch.autograd.grad(l1, logp)
+    (g2,) = torch.autograd.grad(l2, logp)
+    assert torch.allclose(l1, -adv.mean()) and torch.allclose(g1, g2)  # same gradient, value −mean A
+    # ratio beyond 1+ε with A > 0: clipped, zero gradient; the value is −(1+ε)·A
+    lp = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    loss = ppo_clip_loss(lp, torch.tensor([0.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64), 0.2)
+    loss.backward()
+    assert loss.item() == pytest.approx(-1.2 * 2.0) and lp.grad.item() == 0.0
+    with pytest.raises(ValueError, match="clip_eps"):
+        ppo_clip_loss(lp, lp.detach(), lp.detach(), 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        reinforce_loss(torch.zeros(3), torch.zeros(2))
+
+
+def test_exact_gradient_formula_vs_autograd_and_finite_differences():
+    P = random_problem(3, 5, seed=0, support=0.8)
+    beta = 0.6
+    pol = TabularPolicy(P.pi_ref)
+    with torch.no_grad():
+        pol.logits.add_(torch.randn(pol.logits.shape, generator=torch.Generator().manual_seed(1),
+                                    dtype=torch.float64))
+    ref_logp = torch.log(torch.as_tensor(P.pi_ref))
+    J = rlhf_objective(pol.log_probs(), ref_logp, torch.as_tensor(P.reward), beta).sum()
+    J.backward()
+    pi = pol.log_probs().exp().detach().numpy()
+    formula = exact_policy_gradient(pi, P.pi_ref, P.reward, beta)
+    np.testing.assert_allclose(pol.logits.grad.numpy(), formula, atol=1e-12)
+    # finite differences of the numpy objective on one logit
+    z = pol.logits.detach().numpy().copy()
+    x, y = 1, int(np.flatnonzero(P.pi_ref[1] > 0)[0])
+    masked = lambda zz: np.where(P.pi_ref > 0, zz, -np.inf)  # noqa: E731
+    h = 1e-6
+    zp, zm = z.copy(), z.copy()
+    zp[x, y] += h
+    zm[x, y] -= h
+    fd = (kl_regularized_objective(softmax(masked(zp), -1), P.pi_ref, P.reward, beta)[x]
+          - kl_regularized_objective(softmax(masked(zm), -1), P.pi_ref, P.reward, beta)[x]) / (2 * h)
+    assert fd == pytest.approx(formula[x, y], abs=1e-7)
+    # and the gradient vanishes at π*
+    ps = optimal_policy(P.pi_ref, P.reward, beta)
+    assert np.max(np.abs(exact_policy_gradient(ps, P.pi_ref, P.reward, beta))) < 1e-12
+
+
+def test_score_function_estimator_is_unbiased():
+    """mean over many samples of ∇ reinforce_loss with A = KL-penalised reward ≈ −∇J (exact)."""
+    P = three_response_toy()
+    beta = 0.5
+    pol = TabularPolicy(P.pi_ref)
+    ref_logp = torch.log(torch.as_tensor(P.pi_ref))
+    r = torch.as_tensor(P.reward)
+    n = 200_000
+    y = torch.multinomial(pol.log_probs().exp().detach(), n, replacement=True,
+                          generator=torch.Generator().manual_seed(0))
+    logp = pol.log_probs()
+    rows = torch.zeros_like(y)
+    A = r[rows, y] - beta * (logp[rows, y].detach() - ref_logp[rows, y])
+    reinforce_loss(logp[rows, y], A).backward()
+    est = -pol.logits.grad.numpy()
+    exact = exact_policy_gradient(P.pi_ref, P.pi_ref, P.reward, beta)
+    assert np.max(np.abs(est - exact)) < 0.01  # SE ≈ 0.002
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_trainers_converge_to_pi_star(method, seed):
+    P = random_problem(3, 5, seed=seed + 10)
+    res = train_rlhf(P.pi_ref, P.reward, 0.5, method=method, steps=250, k=8, seed=seed)
+    kl = res.curve("kl/to_optimal")
+    assert kl[-1] < 0.05 * kl[0] and kl[-1] < 0.01
+    h = res.history[-1]
+    assert h["cost/grad_steps"] == 250 * (4 if method == "ppo" else 1)
+    assert h["cost/samples"] == (0 if method == "exact" else 250 * 3 * 8)
+    np.testing.assert_allclose(res.pi_star, optimal_policy(P.pi_ref, P.reward, 0.5))
+
+
+def test_log_linear_policy_converges_when_realizable():
+    P = random_problem(4, 6, seed=3)  # r* linear in φ, so π* is log-linear in φ
+    res = train_rlhf(P.pi_ref, P.reward, 0.5, method="exact", features=P.features, steps=300, lr=0.05)
+    assert res.final_kl < 1e-4
+
+
+def test_train_rlhf_errors():
+    P = three_response_toy()
+    with pytest.raises(ValueError, match="method"):
+        train_rlhf(P.pi_ref, P.reward, 1.0, method="dqn")
+    with pytest.raises(ValueError, match="beta"):
+        train_rlhf(P.pi_ref, P.reward, 0.0)
+    with pytest.raises(ValueError, match="k must"):
+        train_rlhf(P.pi_ref, P.reward, 1.0, method="rloo", k=1)
+    with pytest.raises(ValueError, match="shape"):
+        train_rlhf(P.pi_ref, P.reward[:, :2], 1.0)
+
+
+def test_frontier_is_monotone_and_dominates():
+    P = random_problem(2, 5, seed=4)
+    fr = reward_kl_frontier(P.pi_ref, P.reward, np.geomspace(0.05, 20, 12))
+    assert np.all(np.diff(fr["kl"]) < 0) and np.all(np.diff(fr["reward"]) < 0)  # larger β: less KL, less reward
+    res = train_rlhf(P.pi_ref, P.reward, 0.3, method="rloo", steps=60, seed=0)
+    # any policy's (KL, reward) lies on or below the frontier: E[r] ≤ β log Z + β KL(π‖π_ref) at every β
+    from prefkit.optimal_policy import log_partition
+    for beta in (0.1, 0.3, 1.0):
+        for h in res.history[::10]:
+            assert h["reward/expected"] <= np.mean(beta * log_partition(P.pi_ref, P.reward, beta)) + \
+                beta * h["kl/to_ref"] + 1e-9
+
+
+def test_gap_decomposition_adds_up():
+    P = random_problem(3, 5, seed=5)
+    res = classical_rlhf(P, 0.5, 300, seed=0, rl_kwargs={"steps": 80})
+    g = res.gap
+    assert g["regret/total"] == pytest.approx(g["regret/reward_model"] + g["regret/rl"], abs=1e-12)
+    assert g["regret/reward_model"] >= 0
+    J = lambda pi: np.mean(kl_regularized_objective(pi, P.pi_ref, P.reward, 0.5))  # noqa: E731
+    assert g["regret/total"] == pytest.approx(J(res.pi_star_true) - J(res.pi), abs=1e-9)
+    same = gap_decomposition(res.pi_star_true, P.pi_ref, P.reward, P.reward, 0.5)
+    assert same["regret/total"] < 1e-12
+
+
+@settings(max_examples=50, deadline=None)
+@given(rewards=st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=2, max_size=6),
+       eps=st.floats(allow_nan=True, allow_infinity=True))
+def test_fuzz_torch_pieces(rewards, eps):
+    t = torch.tensor([rewards], dtype=torch.float64)
+    try:
+        A = rloo_advantages(t)
+    except ValueError:
+        return
+    assert torch.all(torch.isfinite(A)) or not torch.all(torch.isfinite(t * len(rewards)))
+    try:
+        loss = ppo_clip_loss(torch.zeros_like(t), torch.zeros_like(t), torch.clamp(A, -1e6, 1e6), eps)
+    except ValueError:
+        return
+    assert torch.isfinite(loss)
