@@ -2,41 +2,36 @@
 
 Classical RLHF and DPO on problems small enough that every quantity has an exact answer, with the theory checked
 against those answers. One module per idea; this namespace re-exports every public name (see ``__all__``).
+
+Note: ``prefkit.optimal_policy`` is the *function* π* (the module of the same name is reached with
+``from prefkit.optimal_policy import ...`` or ``importlib.import_module("prefkit.optimal_policy")``).
 """
 
-from . import (
-    bradley_terry,
-    displacement,
-    displacement_tracking,
-    dpo,
-    free_lunch,
-    loaders,
-    losses,
-    optimal_policy,
-    policies,
-    problems,
-    reward_model,
-    rl,
+import importlib as _importlib
+
+_MODULES = (
+    "bradley_terry",
+    "loaders",
+    "optimal_policy",
+    "problems",
+    "policies",
+    "reward_model",
+    "rl",
+    "losses",
+    "dpo",
+    "free_lunch",
+    "displacement_tracking",
+    "displacement",
 )
-from .bradley_terry import *  # noqa: F403
-from .displacement import *  # noqa: F403
-from .displacement_tracking import *  # noqa: F403
-from .dpo import *  # noqa: F403
-from .free_lunch import *  # noqa: F403
-from .loaders import *  # noqa: F403
-from .losses import *  # noqa: F403
-from .optimal_policy import *  # noqa: F403
-from .policies import *  # noqa: F403
-from .problems import *  # noqa: F403
-from .reward_model import *  # noqa: F403
-from .rl import *  # noqa: F403
-from .tour import Claim, expect
+
+__all__ = ["Claim", "expect"]
+for _name in _MODULES:
+    _mod = _importlib.import_module(f"{__name__}.{_name}")
+    for _public in _mod.__all__:
+        globals()[_public] = getattr(_mod, _public)
+    __all__ += list(_mod.__all__)
+del _name, _mod, _public
+
+from .tour import Claim, expect  # noqa: E402
 
 __version__ = "0.1.0"
-
-__all__ = ["Claim", "expect"] + [
-    name
-    for mod in (bradley_terry, loaders, optimal_policy, problems, policies, reward_model, rl, losses, dpo,
-                free_lunch, displacement, displacement_tracking)
-    for name in mod.__all__
-]

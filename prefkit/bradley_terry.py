@@ -1,30 +1,25 @@
-"""Bradley-Terry strengths: the model, its likelihood, the MLE (Newton or MM), standard errors, when it
-exists.
+"""Bradley-Terry strengths: the model, its likelihood, the MLE (Newton or MM), standard errors, existence.
 
 The model (Bradley & Terry 1952; Zermelo 1929) gives item ``i`` a strength θ_i and says
 
     P(i beats j) = σ(θ_i − θ_j),      σ(x) = 1 / (1 + e^{−x}).
 
 With an order effect δ (home advantage, Agresti 2002 §10.4; or the position bias of an LLM judge) the item in
-the
-first (home, left) position gets a bonus: P(first beats second) = σ(θ_first − θ_second + δ).
+the first (home, left) position gets a bonus: P(first beats second) = σ(θ_first − θ_second + δ).
 
 Conventions used everywhere in this module:
 
-* ``comparisons`` is an (m, 2) integer array of (winner, loser) rows; ``weights`` (m,) are non-negative
-counts and
-  may be fractional. A **tie enters as half a win each way**: rows (a, b) and (b, a) with weight 0.5 each (the
-  convention of evalica and Chatbot Arena; it is a convention, not a model of ties — Davidson 1970 and Rao &
-  Kupper
-  1967 model ties explicitly).
+* ``comparisons`` is an (m, 2) integer array of (winner, loser) rows; ``weights`` (m,) are non-negative counts
+  and may be fractional. A **tie enters as half a win each way**: rows (a, b) and (b, a) with weight 0.5 each
+  (the convention of evalica and Chatbot Arena; it is a convention, not a model of ties — Davidson 1970 and
+  Rao & Kupper 1967 model ties explicitly).
 * ``winner_first`` (m,) bool says whether the winner held the first position.
 * Strengths are identified only up to a shift; fits are reported in the **sum-zero gauge** Σθ = 0, and the
   covariance is the inverse Fisher information in that gauge (the pseudo-inverse L⁺ of the Hessian
-  Laplacian), so
-  SE(θ_i − θ_j) = sqrt(C_ii + C_jj − 2·C_ij).
-* ``l2 > 0`` maximises ℓ(θ) − l2·‖θ‖², the MAP estimate under independent Gaussian priors θ_i ~ N(0,
-1/(2·l2)).
-  (choix calls its penalty ``alpha``; its code implies the same variance 1/(2·alpha).) δ is never penalised.
+  Laplacian), so SE(θ_i − θ_j) = sqrt(C_ii + C_jj − 2·C_ij).
+* ``l2 > 0`` maximises ℓ(θ) − l2·‖θ‖², the MAP estimate under independent Gaussian priors
+  θ_i ~ N(0, 1/(2·l2)). (choix calls its penalty ``alpha``; its code implies the same variance 1/(2·alpha).)
+  δ is never penalised.
 """
 
 from __future__ import annotations
@@ -35,7 +30,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import expit, log_expit
 
 from ._validate import as_float_array, as_index_array, check_weights
@@ -84,8 +79,10 @@ def bt_probability(strength_i, strength_j, order_effect=0.0):
 
 
 def _prepare(comparisons, n_items, weights, winner_first):
-    """Validate the common arguments. Returns (pairs (m, 2) int64, n, weights (m,), winner_first (m,) or
-    None)."""
+    """Validate the common arguments.
+
+    Returns (pairs (m, 2) int64, n, weights (m,), winner_first (m,) or None).
+    """
     pairs = as_index_array(comparisons, "comparisons", ncols=2)
     m = pairs.shape[0]
     if n_items is None:
@@ -164,9 +161,8 @@ def bt_log_likelihood_gradient(strengths, comparisons, weights=None):
 def bt_fisher_information(strengths, comparisons, weights=None):
     """−∇²ℓ = L, the graph Laplacian with edge weights w_ij = (n_ij + n_ji)·p_ij·(1 − p_ij). Sparse (n, n).
 
-    It is positive semi-definite with the all-ones vector in its null space (strengths are identified only up
-    to a
-    shift). Its pseudo-inverse is the covariance of the MLE in the sum-zero gauge.
+    It is positive semi-definite with the all-ones vector in its null space (strengths are identified only
+    up to a shift). Its pseudo-inverse is the covariance of the MLE in the sum-zero gauge.
     """
     theta = as_float_array(strengths, "strengths", ndim=1)
     pairs, n, w, _ = _prepare(comparisons, len(theta), weights, None)
@@ -202,9 +198,11 @@ class _Edges:
 
 
 def _aggregate(pairs, n, w, wf) -> _Edges:
-    """Sum the weights of repeated pairs in O(m + n): a sparse matrix with complex entries n_ab + 1j·n_ba,
-    whose
-    COO → CSR conversion (a counting sort) adds duplicates."""
+    """Sum the weights of repeated pairs in O(m + n).
+
+    A sparse matrix with complex entries n_ab + 1j·n_ba: its COO → CSR conversion (a counting sort) adds the
+    duplicates.
+    """
     keep = w > 0
     pairs, w = pairs[keep], w[keep]
     if wf is not None:  # ordered pairs: a first, b second
@@ -231,15 +229,13 @@ def _aggregate(pairs, n, w, wf) -> _Edges:
 # existence of the MLE
 # ------------------------------------------------------------------------------------------------------------
 def mle_obstruction(comparisons, n_items=None, weights=None):
-    """The smallest group of items that never lost (or never won) against the items outside it; None if the
-    MLE exists.
+    """Why the MLE does not exist: the smallest group that never lost (or never won) against the rest.
 
     Zermelo (1929), Ford (1957): the MLE (l2 = 0) exists exactly when the directed graph with an edge
     winner → loser for every comparison of positive weight is strongly connected. Otherwise some strongly
     connected component has no incoming edge: nobody outside it ever beat anyone in it, and pushing its
-    strengths
-    up raises the likelihood forever (or, symmetrically, a component with no outgoing edge never beat anyone
-    outside it). An item with no comparisons is such a group on its own.
+    strengths up raises the likelihood forever (or, symmetrically, a component with no outgoing edge never
+    beat anyone outside it). An item with no comparisons is such a group on its own.
 
     Returns
     -------
@@ -296,12 +292,11 @@ def _order_effect_obstruction(edges: _Edges) -> str | None:
         signs.append(np.full(len(k), sgn))
     rows, signs = np.concatenate(rows), np.concatenate(signs)
     m = len(rows)
-    a = sp.lil_matrix((m, n + 1))
     r = np.arange(m)
-    a[r, i[rows]] = signs
-    a[r, j[rows]] = -signs
-    a[r, np.full(m, n)] = signs
-    a = a.tocsr()
+    cols = np.concatenate([i[rows], j[rows], np.full(m, n)])
+    # row k: sign·(e_first − e_second + e_δ), the direction in which term k grows
+    data = np.concatenate([signs, -signs, signs])
+    a = sp.coo_matrix((data, (np.tile(r, 3), cols)), shape=(m, n + 1)).tocsr()
     res = linprog(
         -np.asarray(a.sum(axis=0)).ravel(),
         A_ub=sp.vstack([-a, a]),
@@ -317,24 +312,19 @@ def _order_effect_obstruction(edges: _Edges) -> str | None:
             "separating direction exists, e.g. the first position always won)"
         )
     # identifiability: is there dθ with dθ_j − dθ_i = 1 on every (first i, second j) pair?
-    lev = np.full(n, np.nan)
-    adj = sp.coo_matrix(
-        (
-            np.concatenate([np.ones(len(i)), -np.ones(len(i))]),
-            (np.concatenate([i, j]), np.concatenate([j, i])),
-        ),
-        shape=(n, n),
-    ).tocsr()
-    lev[0] = 0.0
-    stack = [0]
-    while stack:
-        u = stack.pop()
-        lo, hi = adj.indptr[u], adj.indptr[u + 1]
-        for v, s in zip(adj.indices[lo:hi], adj.data[lo:hi], strict=True):
-            if np.isnan(lev[v]):
-                lev[v] = lev[u] + s
-                stack.append(v)
-    if np.allclose(lev[j] - lev[i], 1.0):
+    # Assign levels along a breadth-first spanning tree, then test every pair.
+    ones = np.ones(len(i))
+    uv = (np.concatenate([i, j]), np.concatenate([j, i]))
+    # step[u, v] = level(v) − level(u) as the pair (u, v) demands (+1 from first to second)
+    step = sp.coo_matrix((np.concatenate([ones, -ones]), uv), shape=(n, n)).tocsr()
+    linked = sp.coo_matrix((np.concatenate([ones, ones]), uv), shape=(n, n)).tocsr()
+    order, pred = breadth_first_order(linked, 0, directed=False, return_predecessors=True)
+    lev = np.zeros(n)
+    if len(order) > 1:
+        steps = np.asarray(step[pred[order[1:]], order[1:]]).ravel()
+        for v, d in zip(order[1:], steps, strict=True):
+            lev[v] = lev[pred[v]] + d
+    if len(order) == n and np.allclose(lev[j] - lev[i], 1.0):
         return (
             "the order effect is confounded with the strengths "
             "(the positions never vary enough to separate them)"
@@ -354,9 +344,9 @@ class BradleyTerryFit:
     order_effect, order_effect_stderr : δ̂ and its standard error (None without ``winner_first``).
     log_likelihood : ℓ(θ̂, δ̂) without the penalty.
     n_iter, converged, method, l2, names.
-    covariance : (n, n) inverse Fisher information of θ in the sum-zero gauge (with l2 > 0: the inverse of the
-        penalised Hessian, the Laplace approximation of the posterior covariance). Computed densely on first
-        access.
+    covariance : (n, n) inverse Fisher information of θ in the sum-zero gauge (with l2 > 0: the inverse of
+        the penalised Hessian, the Laplace approximation of the posterior covariance). Computed densely on
+        first access.
     stderr : (n,) sqrt of the covariance diagonal.
     """
 
@@ -377,8 +367,7 @@ class BradleyTerryFit:
 
     @cached_property
     def _full_covariance(self) -> np.ndarray:
-        """Covariance of (θ, δ): the inverse of the (penalised) Fisher information, sum-zero gauge if l2 ==
-        0."""
+        """Covariance of (θ, δ): the inverse (penalised) Fisher information; sum-zero gauge if l2 == 0."""
         e, n = self._edges, self.n_items
         delta = self.order_effect if e.has_delta else 0.0
         p = sigmoid(self.strengths[e.i] - self.strengths[e.j] + delta)
@@ -421,8 +410,7 @@ class BradleyTerryFit:
         return float(math.sqrt(max(c[i, i] + c[j, j] - 2 * c[i, j], 0.0)))
 
     def contrasts(self, ref: int):
-        """(θ − θ_ref, SE(θ_i − θ_ref)) for every item i: the fit in the gauge θ_ref = 0, e.g. a published
-        table."""
+        """(θ − θ_ref, SE(θ_i − θ_ref)) for every item i: the fit in the gauge θ_ref = 0, as tables print."""
         c = self.covariance
         d = np.diag(c)
         se = np.sqrt(np.clip(d + d[ref] - 2 * c[:, ref], 0.0, None))
@@ -449,7 +437,7 @@ def fit_bradley_terry(
     max_iter=None,
     names=None,
 ) -> BradleyTerryFit:
-    """Maximum-likelihood (or MAP) Bradley-Terry strengths, P(i beats j) = σ(θ_i − θ_j [+ δ if i was first]).
+    """Maximum-likelihood (or MAP) Bradley-Terry strengths: P(i beats j) = σ(θ_i − θ_j [+ δ if i was first]).
 
     Parameters
     ----------
@@ -458,20 +446,18 @@ def fit_bradley_terry(
     weights : (m,) non-negative counts, may be fractional: a tie is two rows (a, b) and (b, a) of weight 0.5.
     l2 : float ≥ 0. Maximise ℓ(θ) − l2·‖θ‖²: the MAP under θ_i ~ N(0, 1/(2·l2)) i.i.d. (δ is not penalised).
     method : "newton" (default) or "mm".
-        * newton: aggregate into unique pairs; each step solves the Newton system whose matrix is the
-        weighted graph
-          Laplacian (plus the δ row), as a scipy.sparse matrix, by Jacobi-preconditioned conjugate gradients
-          in the
-          sum-zero gauge, with a backtracking line search. Quadratic convergence.
-        * mm: Hunter (2004), "MM algorithms for generalized Bradley-Terry models", Ann. Statist. 32: with γ =
-        e^θ,
-          γ_i ← W_i / Σ_j (n_ij + n_ji)/(γ_i + γ_j); with an order effect h = e^δ, his home-field cyclic
-          update
-          (§3.2) alternates γ (h fixed) and h ← H / Σ_pairs t·γ_first/(h·γ_first + γ_second). Linear
-          convergence;
-          l2 must be 0.
-    winner_first : (m,) bool, optional. Fit an order effect δ: P(first beats second) = σ(θ_first − θ_second +
-    δ).
+
+        * newton: aggregate into unique pairs; each step solves the Newton system, whose matrix is the
+          weighted graph Laplacian (plus the δ row and column), as a scipy.sparse matrix, by
+          Jacobi-preconditioned conjugate gradients in the sum-zero gauge; a step is accepted when the slope
+          at its end is still uphill, otherwise it is backtracked. Quadratic convergence.
+        * mm: Hunter (2004), "MM algorithms for generalized Bradley-Terry models", Ann. Statist. 32. With
+          γ = e^θ, γ_i ← W_i / Σ_j (n_ij + n_ji)/(γ_i + γ_j); with an order effect h = e^δ, his home-field
+          cyclic update (§3.2) alternates γ (h fixed) and h ← H / Σ_pairs t·γ_first/(h·γ_first + γ_second).
+          Linear convergence; l2 must be 0.
+
+    winner_first : (m,) bool, optional. Fit an order effect δ:
+        P(first beats second) = σ(θ_first − θ_second + δ).
     tol : stop when the largest change of a parameter in one iteration is below tol.
     max_iter : default 100 (newton) or 100_000 (mm).
     names : optional item names, used in error messages and kept on the result.
@@ -483,11 +469,9 @@ def fit_bradley_terry(
     Raises
     ------
     ValueError
-        On malformed input (naming the argument) and, with l2 == 0, when the MLE does not exist: the directed
-        win
-        graph is not strongly connected (Zermelo 1929; Ford 1957). The message names a group of items that
-        never lost
-        to an item outside the group.
+        On malformed input (naming the argument) and, with l2 == 0, when the MLE does not exist: the
+        directed win graph is not strongly connected (Zermelo 1929; Ford 1957). The message names a group of
+        items that never lost to (or never beat) an item outside the group.
     """
     pairs, n, w, wf = _prepare(comparisons, n_items, weights, winner_first)
     try:
@@ -607,8 +591,7 @@ def _initial_strengths(edges: _Edges, l2):
 
 
 def _newton(edges: _Edges, l2, tol, max_iter):
-    """Damped Newton on ℓ(θ, δ) − l2‖θ‖²; the Hessian is a sparse weighted Laplacian (+ a δ row and
-    column)."""
+    """Damped Newton on ℓ(θ, δ) − l2‖θ‖²; the Hessian is a sparse weighted Laplacian (+ a δ row, column)."""
     n, i, j = edges.n, edges.i, edges.j
     # sparsity pattern of the symmetric adjacency over unordered pairs, built once; data refilled every step
     if edges.has_delta:  # ordered pairs (a, b) and (b, a) share one entry of the symmetric matrix
@@ -631,7 +614,9 @@ def _newton(edges: _Edges, l2, tol, max_iter):
     theta = _initial_strengths(edges, l2)
     delta = 0.0
     use_delta = edges.has_delta
-    grad_floor = 1e-13 * (1.0 + float(edges.t.sum()))
+    # rounding level of each gradient entry: ~1e-16 × the item's comparisons; stop well above it
+    grad_floor = 1e-12 * (1.0 + np.bincount(i, edges.t, n) + np.bincount(j, edges.t, n))
+    grad_floor_delta = 1e-12 * (1.0 + float(edges.t.sum()))
     converged = False
     it = 0
     pending = None  # the last full Newton step (from, direction), accepted once the slope at its end is known
@@ -656,7 +641,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
                     step *= 0.5
                 if step < 1.0:
                     continue  # derivatives at the accepted point
-        if np.max(np.abs(g)) <= grad_floor and abs(g_d) <= grad_floor:
+        if np.all(np.abs(g) <= grad_floor) and abs(g_d) <= grad_floor_delta:
             converged = True  # the gradient is at rounding level: the optimum to machine precision
             break
         if it >= max_iter:
@@ -737,8 +722,9 @@ def _mm(edges: _Edges, tol, max_iter):
 # synthetic data and the two experiments of the chapter
 # ------------------------------------------------------------------------------------------------------------
 def sample_comparisons(strengths, n, rng):
-    """n comparisons between uniformly random pairs i ≠ j, outcomes drawn from BT: (n, 2) int array (winner,
-    loser).
+    """n comparisons between uniformly random pairs i ≠ j with outcomes drawn from BT.
+
+    Returns an (n, 2) int64 array of (winner, loser) rows.
 
     Parameters
     ----------
@@ -764,16 +750,14 @@ def sample_comparisons(strengths, n, rng):
 def recovery_experiment(n_items, sizes, n_reps, seed=0):
     """RMS error of the MLE against the true strengths as the number of comparisons N grows.
 
-    Strengths are drawn N(0, 1) and centered; for each N in ``sizes`` the RMS error ‖θ̂ − θ‖/√n is averaged
-    over
-    ``n_reps`` data sets. Asymptotically the error shrinks like 1/√N, so the slope of log(error) against log
-    N is
-    −1/2.
+    Strengths are drawn N(0, 1) and centered; for each N in ``sizes`` the RMS error ‖θ̂ − θ‖/√n is
+    averaged over ``n_reps`` data sets. Asymptotically the error shrinks like 1/√N, so the slope of
+    log(error) against log N is −1/2.
 
     Returns
     -------
-    dict with ``sizes`` (k,), ``rmse`` (k,), ``slope`` (least-squares slope on the log–log scale) and
-    ``strengths``.
+    dict with ``sizes`` (k,), ``rmse`` (k,), ``slope`` (least-squares slope on the log–log scale)
+    and ``strengths``.
     """
     rng = np.random.default_rng(seed)
     theta = rng.standard_normal(n_items)
@@ -793,9 +777,8 @@ def recovery_experiment(n_items, sizes, n_reps, seed=0):
 def coverage_experiment(n_items, n_comparisons, n_reps, seed=0, level=0.95):
     """Fraction of the intervals θ̂_i ± z·SE_i that contain the true θ_i, over items and repeated samples.
 
-    The standard errors come from the inverse Fisher information in the sum-zero gauge and the true strengths
-    are
-    centered, so both sides live in the same gauge. Asymptotically the coverage is ``level``.
+    The standard errors come from the inverse Fisher information in the sum-zero gauge and the true
+    strengths are centered, so both sides live in the same gauge. Asymptotically the coverage is ``level``.
 
     Returns
     -------

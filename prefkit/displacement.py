@@ -1,21 +1,23 @@
 """Likelihood displacement: when DPO lowers the probability of the response it prefers (chapter 6).
 
-Razin, Malladi et al. 2024, "Unintentional Unalignment: Likelihood Displacement in Direct Preference Optimization"
-[razin2024]; Ren & Sutherland 2024, "Learning Dynamics of LLM Finetuning" [ren2024].
+Razin, Malladi et al. 2024, "Unintentional Unalignment: Likelihood Displacement in Direct Preference
+Optimization" [razin2024]; Ren & Sutherland 2024, "Learning Dynamics of LLM Finetuning" [ren2024].
 
 The chapter's cases, each built here and measured with the DPO code of chapters 4–5
 (:func:`prefkit.losses.preference_loss`, :func:`prefkit.dpo.fit_dpo`):
 
 1. tabular softmax, one pair per prompt — ∇_z[log π_w − log π_l] = e_w − e_l, so π(y_w) only rises
    (:func:`logratio_gradient`, :func:`tabular_one_pair_problem`);
-2. tabular, a response chosen in one pair and rejected in another — π(y_w) can fall (:func:`tabular_chain_problem`);
+2. tabular, a response chosen in one pair and rejected in another — π(y_w) can fall
+(:func:`tabular_chain_problem`);
 3. shared parameters, the single-token unconstrained-features model: logits = W h with h trained and W fixed
    (:func:`unconstrained_features_problem`);
 4. the catastrophic case: "No" ≻ "Never" raises "Yes" (:func:`yes_no_never_problem`);
 5. squeezing: a negative gradient on an unlikely response feeds the argmax (:func:`squeeze_trajectory`).
 
-CHES (:func:`ches_score`) predicts which pairs displace; :func:`embedding_population` is a population of pairs on
-which its rank correlation with the measured drop is computed, and :func:`mitigation_table` compares the fixes.
+CHES (:func:`ches_score`) predicts which pairs displace; :func:`embedding_population` is a population of
+pairs on which its rank correlation with the measured drop is computed, and :func:`mitigation_table` compares
+the fixes.
 """
 
 from __future__ import annotations
@@ -50,6 +52,16 @@ __all__ = [
     "run_summary",
     "mitigation_table",
     "format_mitigation_table",
+    "measure_tabular_one_pair",
+    "measure_tabular_chain",
+    "measure_unconstrained_features",
+    "measure_yes_no_never",
+    "measure_squeeze",
+    "measure_ches_population",
+    "measure_mitigations",
+    "check_ches_exercise",
+    "check_squeeze_exercise",
+    "check_catastrophe_exercise",
 ]
 
 
@@ -89,8 +101,8 @@ def logp_chosen_velocity(features, logits, chosen: int, rejected: int) -> float:
 
         ⟨∇_θ log π_w, ∇_θ(log π_w − log π_l)⟩ = ⟨φ_w − φ̄, φ_w − φ_l⟩ = −CHES − ⟨φ̄, φ_w − φ_l⟩,
 
-    with φ̄ = Σ_y π_y φ_y and CHES = ⟨φ_w, φ_l⟩ − ‖φ_w‖² the score of :func:`ches_score` with φ the summed hidden
-    states. A DPO step multiplies this by β·σ(−margin)·lr > 0, so the sign is the sign of the change
+    with φ̄ = Σ_y π_y φ_y and CHES = ⟨φ_w, φ_l⟩ − ‖φ_w‖² the score of :func:`ches_score` with φ the summed
+    hidden states. A DPO step multiplies this by β·σ(−margin)·lr > 0, so the sign is the sign of the change
     [razin2024, Thm. 2 for φ = token unembeddings].
 
     Parameters
@@ -137,13 +149,14 @@ def _hidden(h, name):
 
 
 def ches_score(hidden_chosen, hidden_rejected, *, length_normalized: bool = False):
-    """Centered hidden embedding similarity (CHES) of a preference pair [razin2024, Def. 2; their ``ches/ches.py``].
+    """Centered hidden embedding similarity (CHES) of a pair [razin2024, Def. 2; their ``ches/ches.py``].
 
         CHES(x, y_w, y_l) = ⟨Σ_k h_w,k, Σ_k h_l,k⟩ − ‖Σ_k h_w,k‖²
 
     and, length-normalised, ⟨Σ_k h_w,k, Σ_k h_l,k⟩ / (|y_w|·|y_l|) − ‖Σ_k h_w,k‖² / |y_w|², i.e. the same with
-    means in place of sums. h_k is the last hidden state at each prefix of the response: the position of the last
-    prompt token and each response position except the final one, so there are T = |y| of them, one per predicted
+    means in place of sums. h_k is the last hidden state at each prefix of the response: the position of
+    the last prompt token and each response position except the final one, so there are T = |y| of them, one
+    per predicted
     token. A high CHES (responses whose hidden states are alike) predicts that DPO lowers π(y_w).
 
     Parameters
@@ -167,8 +180,8 @@ def ches_score(hidden_chosen, hidden_rejected, *, length_normalized: bool = Fals
         raise ValueError(f"hidden_chosen has shape {hw.shape} but hidden_rejected has shape {hl.shape}; "
                          "give both as (T, d) or both as (B, T, d)")
     if hw.shape[-1] != hl.shape[-1]:
-        raise ValueError(f"hidden size mismatch: hidden_chosen has d = {hw.shape[-1]} but hidden_rejected has "
-                         f"d = {hl.shape[-1]}")
+        raise ValueError(f"hidden size mismatch: hidden_chosen has d = {hw.shape[-1]} but "
+                         f"hidden_rejected has d = {hl.shape[-1]}")
     if hw.ndim == 3 and hw.shape[0] != hl.shape[0]:
         raise ValueError(f"batch size mismatch: hidden_chosen has B = {hw.shape[0]}, hidden_rejected "
                          f"B = {hl.shape[0]}")
@@ -180,12 +193,12 @@ def ches_score(hidden_chosen, hidden_rejected, *, length_normalized: bool = Fals
 
 
 def ches_scores(hidden_chosen, hidden_rejected, *, length_normalized: bool = False) -> np.ndarray:
-    """:func:`ches_score` of each pair of two equally long lists of (T_i, d) arrays (lengths may vary). (m,) array."""
+    """:func:`ches_score` of each pair of two equally long lists of (T_i, d) arrays; returns (m,)."""
     if len(hidden_chosen) != len(hidden_rejected):
         raise ValueError(f"hidden_chosen has {len(hidden_chosen)} pairs but hidden_rejected has "
                          f"{len(hidden_rejected)}")
     return np.array([ches_score(a, b, length_normalized=length_normalized)
-                     for a, b in zip(hidden_chosen, hidden_rejected)], dtype=np.float64)
+                     for a, b in zip(hidden_chosen, hidden_rejected, strict=True)], dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -197,7 +210,8 @@ class DisplacementProblem:
     """A preference data set on an enumerable response set, with the policy family it is trained in.
 
     ``features`` None means a tabular policy; otherwise the log-linear policy π ∝ π_ref·exp(⟨θ, φ(x, y)⟩) of
-    :class:`prefkit.policies.LogLinearPolicy` (for the unconstrained-features model, φ(x, y) = W_y and θ = h − h0).
+    :class:`prefkit.policies.LogLinearPolicy` (for the unconstrained-features model, φ(x, y) = W_y and
+    θ = h − h0).
     """
 
     pi_ref: np.ndarray  # (n_prompts, n_responses)
@@ -219,8 +233,9 @@ def tabular_one_pair_problem(n_prompts: int = 4, n_responses: int = 6, seed: int
 def tabular_chain_problem() -> DisplacementProblem:
     """Tabular policy on one prompt with three responses and the chain a ≻ b, b ≻ c: case 2.
 
-    b is chosen in one pair and rejected in the other. The logit gradient e_a − e_b + e_b − e_c = e_a − e_c leaves
-    z_b alone, but a's rising share squeezes b: π(b) falls although b is the chosen response of the pair (b, c).
+    b is chosen in one pair and rejected in the other. The logit gradient e_a − e_b + e_b − e_c = e_a − e_c
+    leaves z_b alone, but a's rising share squeezes b: π(b) falls although b is the chosen response of the
+    pair (b, c).
     """
     pi_ref = np.full((1, 3), 1.0 / 3.0)
     prefs = np.array([[0, 0, 1], [0, 1, 2]])
@@ -237,7 +252,8 @@ def unconstrained_features_problem(n_tokens: int = 40, d: int = 6, seed: int = 0
 
     W (n_tokens, d) is Gaussian and h0 too; the log-linear policy with φ(x, y) = W_y and θ = h − h0 is exactly
     this model. The pair (y_w, y_l) is the one whose first-order rate :func:`logp_chosen_velocity` is most
-    negative among pairs with π_ref(y_w) ≥ 1/(2·n_tokens): their unembeddings are alike, and DPO lowers π(y_w).
+    negative among pairs with π_ref(y_w) ≥ 1/(2·n_tokens) (so ⟨W_w, W_l⟩ − ‖W_w‖², the single-token CHES
+    with W in place of hidden states, is large), and DPO lowers π(y_w).
     """
     rng = np.random.default_rng(seed)
     W = rng.normal(size=(n_tokens, d)) / np.sqrt(d)
@@ -264,8 +280,8 @@ def yes_no_never_problem() -> DisplacementProblem:
     """The catastrophic case [razin2024, §3, OLMo-1B: "No" ≻ "Never" raised P("Yes")], built by hand in d = 2.
 
     "No" and "Never" have nearly the same unembedding, so DPO moves h along W_No − W_Never, a direction almost
-    orthogonal to both. "Yes" is placed along that direction, so the mass that leaves "Never" goes to "Yes", the
-    response opposite in meaning, and π("No") falls with it.
+    orthogonal to both. "Yes" is placed along that direction, so the mass that leaves "Never" goes to
+    "Yes", the response opposite in meaning, and π("No") falls with it.
     """
     W = np.array([
         [-0.4, -2.5],  # Yes: along W_No − W_Never
@@ -293,7 +309,8 @@ class DisplacementRun:
     """A DPO-family run on a :class:`DisplacementProblem`, recorded at every step.
 
     ``logp`` (steps + 1, n_prompts, n_responses) holds log π_θ before the first step and after each step;
-    ``history`` is :func:`prefkit.dpo.fit_dpo`'s per-step list of dicts (TRL metrics + :func:`displacement_step`).
+    ``history`` is :func:`prefkit.dpo.fit_dpo`'s per-step list of dicts (TRL metrics +
+    :func:`displacement_step`).
     """
 
     problem: DisplacementProblem
@@ -314,7 +331,7 @@ class DisplacementRun:
         return self.logp[:, p[:, 0], p[:, 2]]
 
     def tracked(self) -> dict:
-        """:func:`displacement_step` of every recorded step against the start, as dict of (steps + 1,) arrays."""
+        """:func:`displacement_step` of every recorded step against the start: dict of (steps + 1,) arrays."""
         rows = [displacement_step(lp, self.logp[0], self.problem.preferences) for lp in self.logp]
         return {k: np.array([r[k] for r in rows]) for k in rows[0]}
 
@@ -327,8 +344,8 @@ def train_displacement(problem: DisplacementProblem, beta: float = 0.1, *, steps
     Parameters
     ----------
     problem : :class:`DisplacementProblem`.
-    beta, loss_type, sft_coef, weights : passed to ``fit_dpo`` (``sft_coef`` is the RPO term −sft_coef·log π_w).
-    steps, lr : optimiser steps and learning rate.
+    beta, loss_type, sft_coef, weights : passed to ``fit_dpo`` (``sft_coef`` is the RPO term −sft_coef·log
+    π_w). steps, lr : optimiser steps and learning rate.
     record_every : keep log π_θ every this many steps (1 = all).
 
     Returns
@@ -347,7 +364,7 @@ def train_displacement(problem: DisplacementProblem, beta: float = 0.1, *, steps
 
     res = fit_dpo(problem.pi_ref, problem.preferences, beta, weights=weights, loss_type=loss_type,
                   features=problem.features, sft_coef=sft_coef, steps=steps, lr=lr, callback=_record,
-                  **fit_kwargs)
+                  record_every=record_every, **fit_kwargs)
     with torch.no_grad():
         final = res.policy.log_probs().detach().numpy().copy()
     if not snaps:
@@ -365,8 +382,8 @@ def squeeze_first_order(pi, rejected: int) -> np.ndarray:
     """First-order change of log π under one unit gradient step that lowers log π(y_l) on tabular logits.
 
     Δz = −∇_z log π_l = π − e_l, so Δ log π_y = Δz_y − ⟨π, Δz⟩ = π_y − [y = l] − (‖π‖² − π_l)
-    [ren2024, §3.3, the squeezing effect]. A response gains iff π_y > ‖π‖² − π_l: when y_l is unlikely and π is
-    peaky, ‖π‖² ≈ max π², and only the argmax (π_max ≥ ‖π‖²) gains.
+    [ren2024, §3.3, the squeezing effect]. A response gains iff π_y > ‖π‖² − π_l: when y_l is unlikely and
+    π is peaky, ‖π‖² ≈ max π², and only the argmax (π_max ≥ ‖π‖²) gains.
 
     Parameters
     ----------
@@ -387,11 +404,12 @@ def squeeze_first_order(pi, rejected: int) -> np.ndarray:
     return p - e - (p @ p - p[l])
 
 
-def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int = 100, lr: float = 0.5) -> dict:
-    """Gradient descent on tabular logits with the rejected half of the DPO loss only, −log σ(−β·log π_l/π_ref,l).
+def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int = 100,
+                       lr: float = 0.5) -> dict:
+    """Gradient descent on tabular logits with the rejected half of the DPO loss, −log σ(−β·log π_l/π_ref,l).
 
-    This is the "negative gradient" of [ren2024]: :func:`prefkit.losses.preference_loss` with the chosen log-ratio
-    held at 0. Each step calls :func:`displacement_step` with the pair (argmax of π_ref, y_l).
+    This is the "negative gradient" of [ren2024]: :func:`prefkit.losses.preference_loss` with the chosen
+    log-ratio held at 0. Each step calls :func:`displacement_step` with the pair (argmax of π_ref, y_l).
 
     Returns
     -------
@@ -436,16 +454,17 @@ class EmbeddingPopulation:
     """One preference pair per prompt in a log-linear "summed hidden state" model.
 
     Each response y to prompt x is a token sequence; a linear recurrent encoder gives its hidden states
-    h_1 = p_x, h_{k+1} = ρ·h_k + E[y_k] (T = |y| of them, one per predicted token, as in CHES), and the policy is
-    π_θ(y|x) ∝ π_ref(y|x)·exp(⟨θ_x, Σ_k h_k(x, y)⟩). For this model :func:`logp_chosen_velocity` makes the link
+    h_1 = p_x, h_{k+1} = ρ·h_k + E[y_k] (T = |y| of them, one per predicted token, as in CHES), and the
+    policy is π_θ(y|x) ∝ π_ref(y|x)·exp(⟨θ_x, Σ_k h_k(x, y)⟩). For this model :func:`logp_chosen_velocity`
+    makes the link
     exact: the initial rate of log π(y_w) under DPO is −β·σ(0)·lr·(CHES + ⟨φ̄, φ_w − φ_l⟩).
 
     Attributes
     ----------
     pi_ref : (n_pairs, n_responses); features : (n_pairs, n_responses, d) summed hidden states φ(x, y);
     preferences : (n_pairs, 3) rows (x, 0, 1): response 0 is chosen, 1 rejected;
-    hidden_chosen, hidden_rejected : lists of (T, d) arrays; similarity : (n_pairs,) how alike y_w and y_l were
-    drawn (the fraction of y_w's tokens kept in y_l).
+    hidden_chosen, hidden_rejected : lists of (T, d) arrays; similarity : (n_pairs,) how alike y_w and y_l
+    were drawn (the fraction of y_w's tokens kept in y_l).
     """
 
     pi_ref: np.ndarray
@@ -467,14 +486,16 @@ class EmbeddingPopulation:
         """The pairs as a :class:`DisplacementProblem`.
 
         ``shared=True``: one θ for all prompts (pairs interact through it). ``shared=False``: block features
-        e_x ⊗ φ(x, y), one θ_x per prompt, so one run trains every pair on its own (with a per-coordinate optimiser
-        such as Adam, exactly as separate runs would). ``keep``: boolean mask or indices of the pairs to keep.
+        e_x ⊗ φ(x, y), one θ_x per prompt, so one run trains every pair on its own (with a per-coordinate
+        optimiser such as Adam, exactly as separate runs would). ``keep``: boolean mask or indices of the
+        pairs to keep.
         """
         idx = np.arange(self.n_pairs) if keep is None else np.flatnonzero(
             np.asarray(keep)) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
         prefs = self.preferences[idx]
         if shared:
-            return DisplacementProblem(self.pi_ref, prefs, self.features, note="embedding population, shared θ")
+            return DisplacementProblem(self.pi_ref, prefs, self.features,
+                                       note="embedding population, shared θ")
         P, R, d = self.features.shape
         block = np.zeros((P, R, P * d))
         for x in range(P):
@@ -491,13 +512,14 @@ def _encode(tokens, prompt, E, rho):
 
 
 def embedding_population(n_pairs: int = 80, n_responses: int = 32, d: int = 8, vocab: int = 16,
-                         max_len: int = 4, rho: float = 0.5, prompt_scale: float = 0.5, extend_prob: float = 0.5,
-                         seed: int = 0) -> EmbeddingPopulation:
+                         max_len: int = 4, rho: float = 0.5, prompt_scale: float = 0.5,
+                         extend_prob: float = 0.5, seed: int = 0) -> EmbeddingPopulation:
     """Draw an :class:`EmbeddingPopulation`.
 
     Per prompt: p_x ~ N(0, prompt_scale²·I/d); y_w has a uniform length in 1..max_len and uniform tokens. With
-    probability ``extend_prob`` y_l is y_w followed by 1..max_len random tokens (a longer answer that starts the same
-    way); otherwise y_l keeps each token of y_w with probability s ~ U(0, 1) (and its length with probability s).
+    probability ``extend_prob`` y_l is y_w followed by 1..max_len random tokens (a longer answer that
+    starts the same way); otherwise y_l keeps each token of y_w with probability s ~ U(0, 1) (and its length
+    with probability s).
     So the pairs range from near-duplicates (high CHES) to unrelated responses. The other n_responses − 2
     responses are random; log π_ref ~ N(0, 0.5²) normalised; token embeddings E ~ N(0, I/d).
     """
@@ -530,7 +552,8 @@ def embedding_population(n_pairs: int = 80, n_responses: int = 32, d: int = 8, v
             elif r == 1:
                 hl_list.append(h)
     pi_ref = _softmax_rows(0.5 * rng.normal(size=(n_pairs, n_responses)))
-    prefs = np.stack([np.arange(n_pairs), np.zeros(n_pairs, dtype=np.int64), np.ones(n_pairs, dtype=np.int64)], 1)
+    prefs = np.stack([np.arange(n_pairs), np.zeros(n_pairs, dtype=np.int64),
+                      np.ones(n_pairs, dtype=np.int64)], 1)
     return EmbeddingPopulation(pi_ref, feats, prefs, hw_list, hl_list, sims)
 
 
@@ -578,10 +601,11 @@ def top_ches_share(ches, drops, fraction: float = 0.25) -> float:
 def run_summary(run: DisplacementRun) -> dict:
     """Displacement and preference margin of a run, over the pairs it trained on.
 
-    Returns a dict with ``dlogp_chosen`` (mean change of log π(y_w|x); negative = displaced), ``frac_displaced``
+    Returns a dict with ``dlogp_chosen`` (mean change of log π(y_w|x); negative = displaced),
+    ``frac_displaced``
     (fraction of pairs whose π(y_w|x) fell), ``neither_gain`` (mean change of the mass on neither response),
-    ``logratio_margin`` (mean h = Δlog π(y_w) − Δlog π(y_l), the β-free DPO margin; the policy starts at π_ref)
-    and ``accuracy`` (fraction of pairs with h > 0).
+    ``logratio_margin`` (mean h = Δlog π(y_w) − Δlog π(y_l), the β-free DPO margin; the policy starts at
+    π_ref) and ``accuracy`` (fraction of pairs with h > 0).
     """
     d_chosen = run.logp_chosen[-1] - run.logp_chosen[0]
     h = d_chosen - (run.logp_rejected[-1] - run.logp_rejected[0])
@@ -602,8 +626,8 @@ def mitigation_table(population: EmbeddingPopulation, *, beta: float = 0.1, larg
 
     Rows: ``DPO`` at ``beta``; ``DPO + SFT (RPO)``, the term −sft_coef·log π(y_w) [TRL's ["sigmoid", "sft"]];
     ``CHES filter``, DPO without the ``ches_fraction`` highest-CHES pairs [razin2024, §6]; ``IPO`` at τ = beta
-    [Azar et al. 2023]; ``DPO, large beta`` at ``large_beta``. Each row is :func:`run_summary` (measured on the
-    pairs that row trained on) plus ``method``.
+    [Azar et al. 2023]; ``DPO, large beta`` at ``large_beta``. Each row is :func:`run_summary` (measured on
+    the pairs that row trained on) plus ``method``.
     """
     ches = population.ches()
     k = int(round(ches_fraction * population.n_pairs))
@@ -630,6 +654,179 @@ def format_mitigation_table(rows: list[dict]) -> str:
     head = "| method | Δ log π(y_w) | displaced | Δ mass on neither | margin h | accuracy |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     for r in rows:
-        lines.append(f"| {r['method']} | " + " | ".join(f"{r[c]:+.3f}" if c in ("dlogp_chosen", "neither_gain")
-                                                         else f"{r[c]:.3f}" for c in cols) + " |")
+        cells = [f"{r[c]:+.3f}" if c in ("dlogp_chosen", "neither_gain") else f"{r[c]:.3f}" for c in cols]
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the chapter's measurements, shared by the notebook and the tour (same function, same numbers)
+
+
+def measure_tabular_one_pair(*, steps: int = 100, lr: float = 0.05, beta: float = 0.1, seed: int = 0) -> dict:
+    """Case 1. ``grad_error``: max |autograd ∇_z(log π_w − log π_l) − (e_w − e_l)| over the pairs at π_ref;
+    ``min_step_change``: the smallest one-step change of log π(y_w) over all steps and pairs (≥ 0: monotone);
+    ``min_total_change``: the smallest total rise of log π(y_w)."""
+    prob = tabular_one_pair_problem(seed=seed)
+    errs = []
+    for x, w, l in prob.preferences:
+        e = np.zeros(prob.pi_ref.shape[1])
+        e[w], e[l] = 1.0, -1.0
+        errs.append(np.max(np.abs(logratio_gradient(np.log(prob.pi_ref[x]), w, l) - e)))
+    run = train_displacement(prob, beta, steps=steps, lr=lr)
+    lc = run.logp_chosen
+    return {"grad_error": float(max(errs)), "min_step_change": float(np.diff(lc, axis=0).min()),
+            "min_total_change": float((lc[-1] - lc[0]).min()), "run": run}
+
+
+def measure_tabular_chain(*, steps: int = 100, lr: float = 0.05, beta: float = 0.1) -> dict:
+    """Case 2. ``dlogp_b``: change of log π(b) where b is chosen in (b, c) and rejected in (a, b)."""
+    run = train_displacement(tabular_chain_problem(), beta, steps=steps, lr=lr)
+    return {"dlogp_b": float(run.logp[-1, 0, 1] - run.logp[0, 0, 1]), "run": run}
+
+
+def measure_unconstrained_features(*, steps: int = 100, lr: float = 0.05, beta: float = 0.1,
+                                   seed: int = 0) -> dict:
+    """Case 3. ``rate``: first-order rate of log π(y_w) at π_ref (:func:`logp_chosen_velocity`);
+    ``dlogp_chosen``: its change over training; ``top_gainer``, ``predicted_top``: the response that gained
+    most, and the one the first-order rate π_y·⟨W_y − W̄, W_w − W_l⟩ of π_y ranks first."""
+    prob = unconstrained_features_problem(seed=seed)
+    _, w, l = prob.preferences[0]
+    W, pi = prob.features[0], prob.pi_ref[0]
+    rate = logp_chosen_velocity(W, np.log(pi), w, l)
+    run = train_displacement(prob, beta, steps=steps, lr=lr)
+    gain = np.exp(run.logp[-1, 0]) - pi
+    predicted = int(np.argmax(pi * ((W - pi @ W) @ (W[w] - W[l]))))
+    return {"rate": float(rate), "dlogp_chosen": float(run.logp_chosen[-1, 0] - run.logp_chosen[0, 0]),
+            "top_gainer": int(np.argmax(gain)), "predicted_top": predicted, "run": run}
+
+
+def measure_yes_no_never(*, steps: int = 150, lr: float = 0.05, beta: float = 0.1) -> dict:
+    """Case 4. ``dlogp_no``: change of log π("No"); ``p_yes_start``, ``p_yes_end``: π("Yes") before and after;
+    ``top_gainer``: name of the response that gained most."""
+    prob = yes_no_never_problem()
+    run = train_displacement(prob, beta, steps=steps, lr=lr)
+    p0, p1 = np.exp(run.logp[0, 0]), np.exp(run.logp[-1, 0])
+    yes, no = prob.names.index("Yes"), prob.names.index("No")
+    return {"dlogp_no": float(np.log(p1[no]) - np.log(p0[no])), "p_yes_start": float(p0[yes]),
+            "p_yes_end": float(p1[yes]), "top_gainer": prob.names[int(np.argmax(p1 - p0))], "run": run}
+
+
+PEAKY = np.array([0.85, 0.08, 0.05, 0.015, 0.005])
+FLAT = np.array([0.26, 0.24, 0.22, 0.2, 0.08])
+
+
+def measure_squeeze(*, steps: int = 30, lr: float = 0.5) -> dict:
+    """Case 5, on a peaky π (argmax 0.85, y_l = the least likely, 0.005) and a flat one (same y_l index).
+
+    ``first_order_error``: max |:func:`squeeze_first_order` − (one step of size 1e-6)/1e-6|;
+    ``peaky_argmax_share``, ``flat_argmax_share``: the argmax's share of the total probability gained after
+    ``steps`` negative-gradient steps; ``peaky_n_gainers``, ``flat_n_gainers``: how many responses gained."""
+    eta, l = 1e-6, len(PEAKY) - 1
+    z = torch.tensor(np.log(PEAKY), requires_grad=True)
+    torch.log_softmax(z, -1)[l].backward()
+    stepped = torch.log_softmax((z - eta * z.grad).detach(), -1).numpy()
+    err = float(np.max(np.abs(squeeze_first_order(PEAKY, l) - (stepped - np.log(PEAKY)) / eta)))
+    out = {"first_order_error": err}
+    for name, pi in (("peaky", PEAKY), ("flat", FLAT)):
+        traj = squeeze_trajectory(pi, l, steps=steps, lr=lr)
+        gain = traj["pi"][-1] - traj["pi"][0]
+        pos = gain[gain > 0]
+        out[f"{name}_argmax_share"] = float(max(gain[int(np.argmax(pi))], 0.0) / pos.sum())
+        out[f"{name}_n_gainers"] = int(pos.size)
+        out[f"{name}_traj"] = traj
+    return out
+
+
+def measure_ches_population(*, n_pairs: int = 80, steps: int = 20, lr: float = 0.01, beta: float = 0.1,
+                            fraction: float = 0.25, seed: int = 0) -> dict:
+    """CHES on :func:`embedding_population`, every pair trained on its own for a short run.
+
+    ``spearman``, ``spearman_normalized``: rank correlation of CHES (and its length-normalised form) with
+    the drop of log π(y_w); ``top_share``: share of the displacement held by the ``fraction`` highest-CHES
+    pairs; ``frac_displaced``: fraction of pairs whose π(y_w) fell."""
+    pop = embedding_population(n_pairs, seed=seed)
+    run = train_displacement(pop.problem(shared=False), beta, steps=steps, lr=lr, record_every=steps)
+    drops = displacement_drops(run)
+    ches = pop.ches()
+    return {"spearman": ches_displacement_correlation(ches, drops),
+            "spearman_normalized": ches_displacement_correlation(pop.ches(length_normalized=True), drops),
+            "top_share": top_ches_share(ches, drops, fraction), "frac_displaced": float(np.mean(drops > 0)),
+            "ches": ches, "drops": drops, "population": pop}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# exercise checkers (notebook 06; reference solutions in solutions/ch6_displacement.py)
+
+
+def check_ches_exercise(fn, *, seed: int = 0, n: int = 20) -> float:
+    """Check a student's ``fn(hidden_chosen, hidden_rejected, length_normalized) -> float`` against
+    :func:`ches_score` on random (T, d) inputs; returns the max abs error (AssertionError above 1e-8)."""
+    rng = np.random.default_rng(seed)
+    err = 0.0
+    for i in range(n):
+        d = int(rng.integers(1, 6))
+        hw, hl = rng.normal(size=(int(rng.integers(1, 5)), d)), rng.normal(size=(int(rng.integers(1, 5)), d))
+        norm = bool(i % 2)
+        err = max(err, abs(float(fn(hw, hl, norm)) - ches_score(hw, hl, length_normalized=norm)))
+    assert err <= 1e-8, f"CHES differs from the definition by {err:.3g}"
+    print(f"ches: correct (max abs error {err:.1e} over {n} random pairs)")
+    return err
+
+
+def check_squeeze_exercise(fn, *, seed: int = 0, n: int = 20) -> float:
+    """Check ``fn(pi, rejected) -> (n_responses,)`` first-order change of log π under one unit step lowering
+    log π(y_l), against :func:`squeeze_first_order`; returns the max abs error."""
+    rng = np.random.default_rng(seed)
+    err = 0.0
+    for _ in range(n):
+        k = int(rng.integers(2, 8))
+        pi = rng.dirichlet(np.full(k, 0.5))
+        l = int(rng.integers(k))
+        err = max(err, float(np.max(np.abs(np.asarray(fn(pi, l), float) - squeeze_first_order(pi, l)))))
+    assert err <= 1e-8, f"squeezing rate differs from the exact first-order change by {err:.3g}"
+    print(f"squeeze: correct (max abs error {err:.1e} over {n} random distributions)")
+    return err
+
+
+def check_catastrophe_exercise(fn, *, steps: int = 150, lr: float = 0.05, beta: float = 0.1) -> dict:
+    """Check ``fn() -> (W, h0)``: unembeddings W (n_tokens ≥ 3, d) and a start h0 (d,) in the unconstrained-
+    features model such that DPO on token 1 ≻ token 2 makes token 0 the top gainer, lowers π(token 1) and
+    lifts π(token 0) above 0.5 from below 0.2."""
+    W, h0 = fn()
+    W = as_float_array(W, "W", ndim=2)
+    h0 = as_float_array(h0, "h0", ndim=1)
+    if W.shape[0] < 3 or W.shape[1] != h0.shape[0]:
+        raise ValueError(f"need W of shape (n_tokens ≥ 3, d) and h0 of shape (d,), got {W.shape}, {h0.shape}")
+    prob = DisplacementProblem(_softmax_rows(W @ h0)[None], np.array([[0, 1, 2]]), W[None])
+    run = train_displacement(prob, beta, steps=steps, lr=lr)
+    p0, p1 = np.exp(run.logp[0, 0]), np.exp(run.logp[-1, 0])
+    out = {"p0_start": float(p0[0]), "p0_end": float(p1[0]), "dlogp_1": float(np.log(p1[1] / p0[1])),
+           "top_gainer": int(np.argmax(p1 - p0))}
+    assert p0[0] < 0.2, f"token 0 must start unlikely (π = {p0[0]:.3f} ≥ 0.2)"
+    assert out["top_gainer"] == 0, f"the top gainer is token {out['top_gainer']}, not 0"
+    assert out["dlogp_1"] < 0, "π(token 1) did not fall"
+    assert p1[0] > 0.5, f"π(token 0) only reached {p1[0]:.3f}"
+    print(f"catastrophe: correct (π(0): {p0[0]:.3f} → {p1[0]:.3f}; Δ log π(1) = {out['dlogp_1']:.2f})")
+    return out
+
+
+def measure_mitigations(*, n_pairs: int = 80, steps: int = 200, lr: float = 0.05, beta: float = 0.1,
+                        large_beta: float = 1.0, sft_coef: float = 1.0, ches_fraction: float = 0.25,
+                        seed: int = 0) -> dict:
+    """:func:`mitigation_table` on :func:`embedding_population` (``n_pairs``, ``seed``), shared θ.
+
+    Returns ``rows`` (the table), ``by_method`` (method → row) and the improvements over plain DPO of the mean
+    Δ log π(y_w): ``rpo_gain``, ``ches_gain``, ``ipo_gain``, ``large_beta_gain``
+    (positive = less displacement).
+    """
+    pop = embedding_population(n_pairs, seed=seed)
+    rows = mitigation_table(pop, beta=beta, large_beta=large_beta, sft_coef=sft_coef,
+                            ches_fraction=ches_fraction, steps=steps, lr=lr)
+    by = {r["method"]: r for r in rows}
+    base = by["DPO"]["dlogp_chosen"]
+    return {"rows": rows, "by_method": by,
+            "rpo_gain": by["DPO + SFT (RPO)"]["dlogp_chosen"] - base,
+            "ches_gain": by["CHES filter"]["dlogp_chosen"] - base,
+            "ipo_gain": by["IPO"]["dlogp_chosen"] - base,
+            "large_beta_gain": by["DPO, large beta"]["dlogp_chosen"] - base}

@@ -1,3 +1,584 @@
-"""(being written)"""
+"""DPO on tabular and log-linear policies (chapter 4): fit, recover π*, and what the data leave free.
 
-__all__ = []
+The change of variables (Rafailov et al. 2023, §4): substituting r(x, y) = β·log(π(y|x)/π_ref(y|x)) + β·log
+Z(x) into Bradley-Terry, log Z(x) cancels in r(x, y_w) − r(x, y_l), so maximum likelihood on preferences is
+a loss on the policy alone,
+
+    L(θ) = Σ_i w_i·ℓ(β·[(log π_θ(y_w,i) − log π_ref(y_w,i)) − (log π_θ(y_l,i) − log π_ref(y_l,i))]) / Σ_i w_i,
+
+with ℓ one of :data:`prefkit.losses.LOSSES` (DPO: ℓ(m) = −log σ(m)). With exact BT probabilities from r*
+over every pair of a prompt's responses (weights p and 1 − p), the minimiser of the tabular DPO loss is π*
+of r* at the same β (Rafailov et al. 2023, Theorem 1). Where the pairs do not connect a prompt's responses,
+only the differences along the comparison graph's edges are identified (:func:`dpo_solution_set`).
+
+Functions here: :func:`fit_dpo` (one run, any loss type, tabular or log-linear, deterministic L-BFGS/Newton or
+Adam/SGD), :func:`fit_dpo_online` (iterative, on-policy DPO), and the exact answers the fits are checked
+against: :func:`dpo_solution_set`, :func:`dpo_landing_point`, :func:`total_variation`, and the experiments
+:func:`population_recovery_error`, :func:`finite_sample_errors`, :func:`beta_sweep`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._validate import as_float_array, as_index_array, check_beta, check_distribution, check_weights
+from .displacement_tracking import displacement_step
+from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
+from .optimal_policy import kl_divergence, optimal_policy
+from .policies import make_policy
+
+__all__ = [
+    "DPOResult",
+    "fit_dpo",
+    "fit_dpo_online",
+    "OPTIMIZERS",
+    "total_variation",
+    "dpo_solution_set",
+    "dpo_landing_point",
+    "population_recovery_error",
+    "finite_sample_errors",
+    "fit_error_slope",
+    "beta_sweep",
+    "dpo_loss_value",
+    "partial_coverage_demo",
+]
+
+OPTIMIZERS = ("lbfgs", "newton", "adam", "sgd")
+DEFAULT_LR = {"lbfgs": 1.0, "newton": 1.0, "adam": 0.05, "sgd": 0.5}
+
+
+def total_variation(p, q) -> float:
+    """Largest total-variation distance over prompts: max_x ½·Σ_y |p(y|x) − q(y|x)|. Shapes (n_prompts, n)."""
+    p, q = np.atleast_2d(np.asarray(p, float)), np.atleast_2d(np.asarray(q, float))
+    if p.shape != q.shape:
+        raise ValueError(f"shape mismatch: p has shape {p.shape} but q has shape {q.shape}")
+    return float(np.max(0.5 * np.abs(p - q).sum(axis=-1)))
+
+
+@dataclass
+class DPOResult:
+    """The output of :func:`fit_dpo`.
+
+    Attributes
+    ----------
+    policy : the trained :mod:`prefkit.policies` module (``policy.log_probs()`` is (n_prompts, n_responses))
+    history : list of per-step dicts. Entry 0 is the initial policy. Keys: ``step``, ``loss`` (the
+        objective, RPO term included), TRL's metrics (:func:`prefkit.losses.preference_metrics`:
+        ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``,
+        ``logps/chosen``, ``logps/rejected``), the keys of
+        :func:`prefkit.displacement_tracking.displacement_step` (``mass/neither``, ``top_gainer``, ...),
+        ``grad_norm`` (max-abs gradient), ``cost/grad_steps``, ``cost/loss_evals`` and ``time/wall``.
+    converged : whether the max-abs gradient fell below ``tol`` (deterministic optimisers)
+    """
+
+    policy: torch.nn.Module
+    history: list = field(default_factory=list)
+    beta: float = 0.0
+    loss_type: str = "sigmoid"
+    converged: bool = False
+
+    @property
+    def pi(self) -> np.ndarray:
+        """The fitted policy as a (n_prompts, n_responses) array of probabilities."""
+        with torch.no_grad():
+            return self.policy.log_probs().exp().numpy()
+
+    @property
+    def logp(self) -> np.ndarray:
+        """log π_θ, (n_prompts, n_responses), −inf off π_ref's support."""
+        with torch.no_grad():
+            return self.policy.log_probs().numpy()
+
+    def curve(self, key: str) -> np.ndarray:
+        """One metric along training, e.g. ``result.curve("rewards/margins")``."""
+        return np.array([h[key] for h in self.history], dtype=np.float64)
+
+
+def _check_preferences(preferences, pi_ref: np.ndarray) -> np.ndarray:
+    n_prompts, n_responses = pi_ref.shape
+    prefs = as_index_array(preferences, "preferences", ncols=3)
+    if len(prefs) == 0:
+        raise ValueError("preferences is empty")
+    if np.any(prefs[:, 0] >= n_prompts):
+        raise ValueError(f"preferences has prompt index {int(prefs[:, 0].max())}, out of range for "
+                         f"{n_prompts} prompts")
+    if np.any(prefs[:, 1:] >= n_responses):
+        raise ValueError(f"preferences has response index {int(prefs[:, 1:].max())}, out of range for "
+                         f"{n_responses} responses")
+    off = (pi_ref[prefs[:, 0], prefs[:, 1]] == 0) | (pi_ref[prefs[:, 0], prefs[:, 2]] == 0)
+    if np.any(off):
+        i = int(np.flatnonzero(off)[0])
+        raise ValueError(f"preferences row {i} {prefs[i].tolist()} uses a response with pi_ref = 0")
+    return prefs
+
+
+def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoid",
+            label_smoothing: float = 0.0,
+            features=None, sft_coef: float = 0.0, optimizer: str = "adam", steps: int = 200,
+            lr: float | None = None, tol: float = 1e-10, policy=None, callback=None,
+            record_every: int = 1) -> DPOResult:
+    """Fit a tabular (or log-linear) policy by a DPO-family loss on preference pairs, full batch.
+
+    Minimises L(θ) = Σ_i w_i·[ℓ_i(θ) − sft_coef·log π_θ(y_w,i|x_i)] / Σ_i w_i, where ℓ_i is
+    :func:`prefkit.losses.preference_loss` on pair i (Rafailov et al. 2023, Eq. 7 for ``sigmoid``) and the
+    second term is RPO's NLL on the chosen response (Pang et al. 2024, "Iterative Reasoning Preference
+    Optimization", Eq. 3; TRL's ``loss_type=["sigmoid", "sft"]``).
+
+    Parameters
+    ----------
+    pi_ref : (n_prompts, n_responses) array, each row a distribution
+    preferences : (m, 3) int array of (prompt, chosen, rejected)
+    beta : float > 0
+    weights : (m,) non-negative array, optional. Exact BT data enter as rows (x, i, j) and (x, j, i) with
+        weights p and 1 − p (:meth:`prefkit.problems.Problem.preference_probabilities`).
+    loss_type, label_smoothing : see :func:`prefkit.losses.preference_loss`
+    features : (n_prompts, n_responses, d) array, optional: a log-linear policy π ∝ π_ref·exp(θᵀφ) with one θ
+        shared by all prompts, instead of a free logit per (x, y)
+    sft_coef : float ≥ 0, the RPO coefficient
+    optimizer : ``"lbfgs"`` (deterministic, strong-Wolfe line search; use it for population claims),
+        ``"newton"`` (full Hessian, minimum-norm step by least squares; small problems only), ``"adam"``,
+        ``"sgd"`` (plain gradient descent, the gradient flow of the loss)
+    steps : maximum number of optimiser steps (one L-BFGS / Newton iteration counts as one step)
+    lr : step size (default 1 for Newton, 0.05 for Adam, 0.5 for SGD; L-BFGS picks its own by line search)
+    tol : stop when the max-abs gradient is below ``tol`` (L-BFGS and Newton only)
+    policy : a :mod:`prefkit.policies` module to continue training (default: a fresh one at π_ref)
+    callback : optional ``callback(step, policy)``, called at step 0 (before training) and after every step
+    record_every : record the history every this many steps (and at the last)
+
+    Returns
+    -------
+    :class:`DPOResult` with ``.policy``, ``.pi``, ``.history``.
+
+    Raises
+    ------
+    ValueError
+        β ≤ 0, unknown ``loss_type`` or ``optimizer``, label smoothing outside [0, 0.5), an index out of
+        range, a pair on a response with π_ref = 0, weights of the wrong shape or negative or all
+        zero, sft_coef < 0.
+    """
+    b = check_beta(beta)
+    loss_type = _check_loss_type(loss_type)
+    eps = check_label_smoothing(label_smoothing, loss_type)
+    p_ref = check_distribution(pi_ref, "pi_ref")
+    if p_ref.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {p_ref.shape}")
+    prefs = _check_preferences(preferences, p_ref)
+    w = check_weights(weights, len(prefs))
+    if w.sum() <= 0:
+        raise ValueError("weights must not all be zero")
+    sft = float(sft_coef)
+    if not (np.isfinite(sft) and sft >= 0):
+        raise ValueError(f"sft_coef must be a finite number >= 0, got {sft_coef!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    for name, v, lo in (("steps", steps, 0), ("record_every", record_every, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+    if not (np.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+
+    pol = make_policy(p_ref, features) if policy is None else policy
+    with np.errstate(divide="ignore"):
+        ref_logp_table = np.log(p_ref)
+    x, yw, yl = (torch.as_tensor(c) for c in prefs.T)
+    ref_w = torch.as_tensor(ref_logp_table[prefs[:, 0], prefs[:, 1]])  # (m,)
+    ref_l = torch.as_tensor(ref_logp_table[prefs[:, 0], prefs[:, 2]])  # (m,)
+    w_t = torch.as_tensor(w / w.sum())  # (m,), sums to 1
+    params = [q for q in pol.parameters() if q.requires_grad]
+    counts = {"grad_steps": 0, "loss_evals": 0}
+
+    def objective() -> torch.Tensor:
+        counts["loss_evals"] += 1
+        logp = pol.log_probs()  # (n_prompts, n_responses)
+        lp_w, lp_l = logp[x, yw], logp[x, yl]  # (m,)
+        per_pair = preference_loss(lp_w, lp_l, ref_w, ref_l, b, loss_type, eps)
+        if sft:
+            per_pair = per_pair - sft * lp_w
+        return (w_t * per_pair).sum()
+
+    def grad_norm() -> float:
+        return max((float(q.grad.abs().max()) for q in params if q.grad is not None), default=0.0)
+
+    history: list[dict] = []
+    with torch.no_grad():
+        logp_init = pol.log_probs().numpy().copy()
+    t0 = time.perf_counter()
+
+    def record(step: int, loss: float, gnorm: float) -> None:
+        with torch.no_grad():
+            logp = pol.log_probs()
+        lp = logp.numpy()
+        row = {"step": step, "loss": loss, "grad_norm": gnorm}
+        row.update(preference_metrics(logp[x, yw], logp[x, yl], ref_w, ref_l, b, weights=w_t))
+        row.update(displacement_step(lp, logp_init, prefs))
+        row.update({"cost/grad_steps": counts["grad_steps"], "cost/loss_evals": counts["loss_evals"],
+                    "time/wall": time.perf_counter() - t0})
+        history.append(row)
+
+    def loss_and_grad() -> tuple[float, float]:
+        for q in params:
+            q.grad = None
+        loss = objective()
+        loss.backward()
+        return float(loss.detach()), grad_norm()
+
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr)
+    else:
+        opt = None
+
+    def closure():
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    loss, gnorm = loss_and_grad()
+    record(0, loss, gnorm)
+    if callback is not None:
+        callback(0, pol)
+    converged = optimizer in ("lbfgs", "newton") and gnorm < tol
+    if optimizer == "lbfgs":
+        if not converged and steps > 0:
+            converged = _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, pol,
+                                     record_every)
+        return DPOResult(policy=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
+    for t in range(1, steps + 1):
+        if converged:
+            break
+        if optimizer == "newton":
+            _newton_step(params, objective, lr)
+        else:
+            opt.step(closure)
+        counts["grad_steps"] += 1
+        if callback is not None:
+            callback(t, pol)
+        if optimizer == "newton" or t % record_every == 0 or t == steps:
+            loss, gnorm = loss_and_grad()
+            converged = optimizer == "newton" and gnorm < tol
+            if t % record_every == 0 or t == steps or converged:
+                record(t, loss, gnorm)
+    return DPOResult(policy=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
+
+
+def _set_flat(params, v: np.ndarray) -> None:
+    with torch.no_grad():
+        k = 0
+        for q in params:
+            q.copy_(torch.as_tensor(v[k:k + q.numel()]).reshape(q.shape))
+            k += q.numel()
+
+
+def _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, pol, record_every) -> bool:
+    """Deterministic full-batch L-BFGS (scipy's L-BFGS-B without bounds; Nocedal & Wright 2006, Alg. 7.5), one
+    history row per iteration. Stops when the max-abs gradient is ≤ ``tol``, after ``steps`` iterations, or
+    when the line search can make no more progress (round-off)."""
+    from scipy.optimize import minimize
+
+    x0 = torch.cat([q.detach().reshape(-1) for q in params]).numpy().copy()
+    last = {}
+
+    def fg(v):
+        _set_flat(params, v)
+        loss, _ = loss_and_grad()
+        g = torch.cat([q.grad.reshape(-1) for q in params]).numpy().copy()
+        last.update(loss=loss, gnorm=float(np.abs(g).max()))
+        return loss, g
+
+    def on_iter(v):
+        counts["grad_steps"] += 1
+        t = counts["grad_steps"]
+        if not np.array_equal(v, torch.cat([q.detach().reshape(-1) for q in params]).numpy()):
+            fg(v)
+        if callback is not None:
+            callback(t, pol)
+        if t % record_every == 0 or t == steps or last["gnorm"] <= tol:
+            record(t, last["loss"], last["gnorm"])
+
+    res = minimize(fg, x0, jac=True, method="L-BFGS-B", callback=on_iter,
+                   options={"maxiter": steps, "maxcor": 50, "gtol": tol, "ftol": 0.0, "maxls": 50})
+    fg(res.x)
+    return last["gnorm"] <= tol
+
+
+def _newton_step(params, objective, lr: float) -> None:
+    """θ ← θ − lr·H⁺∇L, with the minimum-norm least-squares solution of H·s = ∇L (H is singular: the softmax
+    shift, and the directions the data do not see). Hessian by double backprop: small problems only."""
+    loss = objective()
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    g = torch.cat([gi.reshape(-1) for gi in grads])  # (P,)
+    rows = []
+    for i in range(g.numel()):
+        hi = torch.autograd.grad(g[i], params, retain_graph=True, allow_unused=True, materialize_grads=True)
+        rows.append(torch.cat([h.reshape(-1) for h in hi]))
+    H = torch.stack(rows)  # (P, P)
+    step = torch.linalg.lstsq(H.detach(), g.detach().unsqueeze(-1), rcond=1e-10, driver="gelsd").solution
+    step = step.squeeze(-1)
+    with torch.no_grad():
+        k = 0
+        for q in params:
+            q -= lr * step[k:k + q.numel()].reshape(q.shape)
+            k += q.numel()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# online, iterative DPO
+
+
+def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 100, steps_per_round: int = 50,
+                   loss_type: str = "sigmoid", features=None, optimizer: str = "lbfgs", lr=None,
+                   seed: int = 0,
+                   accumulate: bool = False) -> DPOResult:
+    """Iterative, on-policy DPO: each round draws pairs from the *current* policy, labels them by BT on r*,
+    and takes DPO steps on them (π_ref stays the initial reference).
+
+    Guo et al. 2024 ("Direct Language Model Alignment from Online AI Feedback"); Xiong et al. 2024 ("Iterative
+    Preference Learning from Human Feedback"); Tajwar et al. 2024 (on-policy sampling).
+
+    Parameters
+    ----------
+    problem : :class:`prefkit.problems.Problem` (provides π_ref, r* and :meth:`sample_preferences`)
+    beta : float > 0
+    rounds, pairs_per_round : the label budget is rounds·pairs_per_round
+    steps_per_round : optimiser steps per round
+    loss_type, features, optimizer, lr : as in :func:`fit_dpo`
+    seed : seeds the pair sampling
+    accumulate : train each round on all labels so far (True) or on the fresh round only (False)
+
+    Returns
+    -------
+    :class:`DPOResult`; its history has one row per round with ``round``, ``labels``, ``cost/samples``,
+    ``cost/grad_steps``, ``reward/expected`` (under r*), ``kl/to_ref`` and ``time/wall``, plus the last
+    :func:`fit_dpo` row of that round.
+    """
+    b = check_beta(beta)
+    rng = np.random.default_rng(seed)
+    pol = make_policy(problem.pi_ref, features)
+    history, data = [], []
+    grad_steps, t0 = 0, time.perf_counter()
+
+    def row(r, extra):
+        with torch.no_grad():
+            pi = pol.log_probs().exp().numpy()
+        out = dict(extra)
+        out.update({"round": r, "labels": r * pairs_per_round, "cost/samples": 2 * r * pairs_per_round,
+                    "cost/grad_steps": grad_steps,
+                    "reward/expected": float(np.mean((pi * problem.reward).sum(-1))),
+                    "kl/to_ref": float(np.mean(kl_divergence(pi, problem.pi_ref))),
+                    "time/wall": time.perf_counter() - t0})
+        return out
+
+    history.append(row(0, {}))
+    for r in range(1, rounds + 1):
+        with torch.no_grad():
+            pi_now = pol.log_probs().exp().numpy()
+        fresh = problem.sample_preferences(pairs_per_round, rng, policy=pi_now)
+        data.append(fresh)
+        prefs = np.concatenate(data) if accumulate else fresh
+        res = fit_dpo(problem.pi_ref, prefs, b, loss_type=loss_type, features=features, optimizer=optimizer,
+                      steps=steps_per_round, lr=lr, policy=pol, record_every=steps_per_round)
+        grad_steps += res.history[-1]["cost/grad_steps"]
+        last = {k: v for k, v in res.history[-1].items() if k not in ("cost/grad_steps", "time/wall", "step")}
+        history.append(row(r, last))
+    return DPOResult(policy=pol, history=history, beta=b, loss_type=loss_type, converged=False)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# exact answers: the solution set under partial coverage, and where gradient methods land
+
+
+def _components(n: int, edges: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of n vertices of the undirected graph with the given (k, 2) edges."""
+    parent = list(range(n))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for i, j in edges:
+        parent[find(int(i))] = find(int(j))
+    roots = [find(i) for i in range(n)]
+    _, labels = np.unique(roots, return_inverse=True)
+    return labels
+
+
+def dpo_solution_set(pi_ref, reward, beta, preferences) -> dict:
+    """The set of tabular policies that minimise the population DPO loss when the pairs leave gaps.
+
+    With exact BT data on r* over the observed pairs only, the tabular DPO loss depends on the logits z_x only
+    through the differences z_x(i) − z_x(j) along observed pairs, and is minimised exactly when
+    β·[log π/π_ref](i) − β·[log π/π_ref](j) = r*(i) − r*(j) on every observed pair. So within each connected
+    component C of prompt x's comparison graph, log π = log π_ref + r*/β + c_{x,C}, and the offsets c_{x,C}
+    (one per component, responses never compared form their own component) are free:
+
+        π(y|x) = π_ref(y|x)·exp(r*(x, y)/β + c_{x,C(y)}) / Σ_y' π_ref(y'|x)·exp(r*(x, y')/β + c_{x,C(y')}).
+
+    Returns
+    -------
+    dict with ``components`` ((n_prompts, n_responses) int labels, −1 off π_ref's support), ``n_free``
+    (number of free offsets: Σ_x (#components − 1)) and ``policy(offsets)``, a function mapping a list of
+    per-prompt offset arrays (one value per component) to a member of the solution set.
+    """
+    b = check_beta(beta)
+    p = check_distribution(pi_ref, "pi_ref")
+    r = as_float_array(reward, "reward")
+    prefs = _check_preferences(preferences, p)
+    n_prompts, n = p.shape
+    comps = np.full((n_prompts, n), -1)
+    for xi in range(n_prompts):
+        on = np.flatnonzero(p[xi] > 0)
+        e = prefs[prefs[:, 0] == xi][:, 1:]
+        lab = _components(n, e)
+        _, lab_on = np.unique(lab[on], return_inverse=True)
+        comps[xi, on] = lab_on
+
+    def policy(offsets):
+        out = np.zeros_like(p)
+        for xi in range(n_prompts):
+            on = comps[xi] >= 0
+            c = np.asarray(offsets[xi], float)[comps[xi, on]]
+            logits = np.log(p[xi, on]) + r[xi, on] / b + c
+            z = np.exp(logits - logits.max())
+            out[xi, on] = z / z.sum()
+        return out
+
+    n_free = int(sum(comps[xi].max() for xi in range(n_prompts)))
+    return {"components": comps, "n_free": n_free, "policy": policy}
+
+
+def dpo_landing_point(pi_ref, reward, beta, preferences) -> np.ndarray:
+    """The member of :func:`dpo_solution_set` that gradient descent (and L-BFGS, Newton with the minimum-norm
+    step) reaches from tabular logits initialised at log π_ref.
+
+    The gradient of the loss in the logits z_x is Dᵀg with rows e_w − e_l (the normaliser cancels), so z_x −
+    z_x(0) stays in the row space of D: it sums to zero over every component and is 0 on responses never
+    compared. Hence c_{x,C} = −mean_{y∈C} r*(x, y)/β: the minimum-Euclidean-norm change of the logits.
+    (Adam's per-coordinate scaling leaves that space, so Adam may land elsewhere in the set.)
+    """
+    S = dpo_solution_set(pi_ref, reward, beta, preferences)
+    r = as_float_array(reward, "reward")
+    b = check_beta(beta)
+    comps = S["components"]
+    offsets = []
+    for xi in range(comps.shape[0]):
+        k = comps[xi].max() + 1
+        offsets.append(np.array([-np.mean(r[xi][comps[xi] == c]) / b for c in range(k)]))
+    return S["policy"](offsets)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the chapter's experiments (called by notebook 04 and the tour, so both compute the same numbers)
+
+
+def population_recovery_error(problem, beta, *, loss_type: str = "sigmoid", features=None, steps: int = 200,
+                              pairs="all") -> float:
+    """TV(π_DPO, π*) after fitting DPO by L-BFGS to exact BT probabilities from r* over every pair."""
+    prefs, w = problem.preference_probabilities(pairs)
+    res = fit_dpo(problem.pi_ref, prefs, beta, weights=w, loss_type=loss_type, features=features,
+                  optimizer="lbfgs", steps=steps, tol=1e-12)
+    return total_variation(res.pi, optimal_policy(problem.pi_ref, problem.reward, beta))
+
+
+def finite_sample_errors(problem, beta, sizes, *, n_seeds: int = 4, seed: int = 0,
+                         steps: int = 200) -> np.ndarray:
+    """Mean over seeds of TV(π̂_N, π*) for DPO fitted (L-BFGS) to N pairs sampled from π_ref, for each N.
+
+    A small ridge-free caveat: if the sampled "who beat whom" graph of some prompt is not strongly
+    connected, the tabular MLE does not exist (Zermelo 1929; chapter 1) and the logits diverge; pick N large
+    enough.
+    """
+    target = optimal_policy(problem.pi_ref, problem.reward, beta)
+    errs = np.zeros((len(sizes), n_seeds))
+    for i, n in enumerate(sizes):
+        for s in range(n_seeds):
+            prefs = problem.sample_preferences(int(n), np.random.default_rng([seed, s, int(n)]))
+            res = fit_dpo(problem.pi_ref, prefs, beta, optimizer="lbfgs", steps=steps, tol=1e-9)
+            errs[i, s] = total_variation(res.pi, target)
+    return errs.mean(axis=1)
+
+
+def fit_error_slope(sizes, errors) -> float:
+    """Least-squares slope of log(error) against log(N); N^{-1/2} statistics give −0.5."""
+    return float(np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(errors, float)), 1)[0])
+
+
+def beta_sweep(problem, betas, *, steps: int = 200) -> dict:
+    """Fit population DPO at each β; returns arrays ``tv`` (to π*_β), ``kl_to_ref``, ``reward`` (E_π r*) and
+    ``reward_gap`` (max over pairs of |β·Δlog-ratio − Δr*|: the implied reward recovers r* up to a shift)."""
+    out = {k: [] for k in ("tv", "kl_to_ref", "reward", "reward_gap")}
+    prefs, w = problem.preference_probabilities("all")
+    for beta in betas:
+        res = fit_dpo(problem.pi_ref, prefs, beta, weights=w, optimizer="lbfgs", steps=steps, tol=1e-12)
+        pi = res.pi
+        out["tv"].append(total_variation(pi, optimal_policy(problem.pi_ref, problem.reward, beta)))
+        out["kl_to_ref"].append(float(np.mean(kl_divergence(pi, problem.pi_ref))))
+        out["reward"].append(float(np.mean((pi * problem.reward).sum(-1))))
+        on = problem.pi_ref > 0
+        implied = np.where(on, beta * (res.logp - np.log(np.where(on, problem.pi_ref, 1.0))), 0.0)
+        x, i, j = prefs.T
+        gap = np.abs((implied[x, i] - implied[x, j]) - (problem.reward[x, i] - problem.reward[x, j]))
+        out["reward_gap"].append(float(gap.max()))
+    return {k: np.array(v) for k, v in out.items()} | {"betas": np.asarray(betas, float)}
+
+
+def dpo_loss_value(pi, pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoid") -> float:
+    """The (weighted-mean) DPO-family loss of a tabular policy ``pi`` on ``preferences``, as a float."""
+    p_ref = check_distribution(pi_ref, "pi_ref")
+    p = check_distribution(pi, "pi")
+    prefs = _check_preferences(preferences, p_ref)
+    w = check_weights(weights, len(prefs))
+    x, i, j = prefs.T
+    with np.errstate(divide="ignore"):
+        lp, ref = np.log(p), np.log(p_ref)
+    losses = preference_loss(lp[x, i], lp[x, j], ref[x, i], ref[x, j], beta, loss_type).numpy()
+    return float(np.sum(w * losses) / np.sum(w))
+
+
+def partial_coverage_demo(problem, beta, observed, *, n_members: int = 5, seed: int = 0) -> dict:
+    """Population DPO on one prompt's data restricted to the ``observed`` unordered pairs [(i, j), ...].
+
+    Returns a dict: ``components`` and ``n_free`` (:func:`dpo_solution_set`); ``members`` (random members of
+    the solution set, offsets ~ N(0, 2²)); ``member_loss_spread`` (max − min of their losses: 0 up to
+    round-off); ``member_tv`` (largest TV between two members: the optimum is not unique); ``landing`` and
+    ``tv_lbfgs``/``tv_newton``/``tv_sgd``/``tv_adam`` (TV from each optimiser's fit to
+    :func:`dpo_landing_point`); ``loss_gap_adam`` (Adam's loss minus the optimum) and ``pi_star`` with
+    ``tv_landing_pi_star``.
+    """
+    b = check_beta(beta)
+    prefs, w = problem.preference_probabilities("all")
+    obs = {tuple(sorted(map(int, e))) for e in observed}
+    keep = np.array([(min(i, j), max(i, j)) in obs for _, i, j in prefs])
+    if not keep.any():
+        raise ValueError("observed selects no pair of the problem")
+    prefs, w = prefs[keep], w[keep]
+    S = dpo_solution_set(problem.pi_ref, problem.reward, b, prefs)
+    rng = np.random.default_rng(seed)
+    n_comp = [int(c.max()) + 1 for c in S["components"]]
+    members = [S["policy"]([rng.normal(0, 2, k) for k in n_comp]) for _ in range(n_members)]
+    losses = [dpo_loss_value(m, problem.pi_ref, prefs, b, weights=w) for m in members]
+    landing = dpo_landing_point(problem.pi_ref, problem.reward, b, prefs)
+    opt_loss = dpo_loss_value(landing, problem.pi_ref, prefs, b, weights=w)
+    out = {"components": S["components"], "n_free": S["n_free"], "members": members,
+           "member_loss_spread": float(max(losses) - min(losses)),
+           "member_tv": max(total_variation(a, c) for a in members for c in members),
+           "landing": landing, "pi_star": optimal_policy(problem.pi_ref, problem.reward, b)}
+    out["tv_landing_pi_star"] = total_variation(landing, out["pi_star"])
+    settings = {"lbfgs": dict(steps=300), "newton": dict(steps=30), "sgd": dict(steps=1000, lr=20.0),
+                "adam": dict(steps=400)}
+    for name, kw in settings.items():
+        res = fit_dpo(problem.pi_ref, prefs, b, weights=w, optimizer=name, tol=1e-12,
+                      record_every=kw["steps"], **kw)
+        out[f"tv_{name}"] = total_variation(res.pi, landing)
+        out[f"pi_{name}"] = res.pi
+        if name == "adam":
+            out["loss_gap_adam"] = dpo_loss_value(res.pi, problem.pi_ref, prefs, b, weights=w) - opt_loss
+    return out

@@ -7,11 +7,9 @@ whose fields plug straight into :func:`prefkit.fit_bradley_terry`:
     fit = fit_bradley_terry(data.comparisons, data.n_items, weights=data.weights,
                             winner_first=data.winner_first, names=data.names)
 
-A malformed row raises ``ValueError`` naming the file and the line. **Ties** count as half a win each way: a
-tie
-between a and b becomes the rows (a, b) and (b, a) with weight 0.5 each (the evalica / Chatbot Arena
-convention;
-it is a convention, not a model of ties).
+A malformed row raises ``ValueError`` naming the file and the line. **Ties** count as half a win each way:
+a tie between a and b becomes the rows (a, b) and (b, a) with weight 0.5 each (the evalica / Chatbot Arena
+convention; it is a convention, not a model of ties).
 """
 
 from __future__ import annotations
@@ -172,9 +170,8 @@ def load_pairwise_csv(
 ) -> PairwiseData:
     """A CSV with one judgement per row: the item shown first (``left``), second (``right``) and the outcome.
 
-    The ``winner`` column must hold one of ``left_wins``, ``right_wins`` or ``ties``. A tie becomes (left,
-    right)
-    and (right, left) with weight 0.5 each. ``winner_first`` is True when the left item won.
+    The ``winner`` column must hold one of ``left_wins``, ``right_wins`` or ``ties``. A tie becomes
+    (left, right) and (right, left) with weight 0.5 each. ``winner_first`` is True when the left item won.
     """
     b = _Builder(path)
     f, reader = _reader(path, (left, right, winner))
@@ -203,12 +200,10 @@ def load_pairwise_csv(
 
 
 def load_llmfao(path=None) -> PairwiseData:
-    """LLMFAO (Ustalov 2023): 8,931 crowd judgements of answers from 59 LLMs, with ties and left/right
-    positions.
+    """LLMFAO (Ustalov 2023): 8,931 crowd judgements of answers by 59 LLMs, with ties and positions.
 
     Each row's ``left`` and ``right`` are the model names as shown; ``winner`` is ``left``, ``right`` or
-    ``tie``.
-    License CC BY 4.0, © Dmitry Ustalov (github.com/dustalov/llmfao); see data/README.md.
+    ``tie``. License CC BY 4.0, © Dmitry Ustalov (github.com/dustalov/llmfao); see data/README.md.
     """
     path = DATA_DIR / "llmfao.csv" if path is None else path
     return load_pairwise_csv(path)

@@ -5,18 +5,18 @@ For one prompt x, classical RLHF's step 2 maximises
     J(π) = E_{y∼π}[r(x, y)] − β·KL(π(·|x) ‖ π_ref(·|x)).
 
 Its maximiser is the Gibbs policy π*(y|x) = π_ref(y|x)·exp(r(x, y)/β) / Z(x), with
-Z(x) = Σ_y π_ref(y|x)·exp(r(x, y)/β), and the maximum is β·log Z(x) (the Gibbs variational principle; Rafailov et
-al. 2023, "Direct Preference Optimization", Appendix A.1). For any π, J(π) = β·log Z(x) − β·KL(π ‖ π*).
+Z(x) = Σ_y π_ref(y|x)·exp(r(x, y)/β), and the maximum is β·log Z(x) (the Gibbs variational principle; Rafailov
+et al. 2023, "Direct Preference Optimization", Appendix A.1). For any π, J(π) = β·log Z(x) − β·KL(π ‖ π*).
 
 Conventions
 -----------
-* Arrays put responses on the last axis: ``pi_ref[x, y]``, ``reward[x, y]``. Any number of leading axes is allowed
-  (a single prompt may be a 1-d array); results keep the leading axes.
-* Everything is computed in log space in float64: ``log_Z`` with logsumexp, π* as ``exp(log π_ref + r/β − log_Z)``.
-  Results are finite for |r/β| up to 1e6 and for float32 inputs.
-* **Where π_ref(y|x) = 0, π*(y|x) = 0** for every reward: the reward there is ignored (it must still be finite).
-  Likewise the implied reward is −inf off π_ref's support, and ``kl_divergence(p, q)`` is +inf exactly when p puts
-  mass where q has none.
+* Arrays put responses on the last axis: ``pi_ref[x, y]``, ``reward[x, y]``. Any number of leading axes is
+  allowed (a single prompt may be a 1-d array); results keep the leading axes.
+* Everything is computed in log space in float64: ``log_Z`` with logsumexp, π* as ``exp(log π_ref + r/β −
+  log_Z)``. Results are finite for |r/β| up to 1e6 and for float32 inputs.
+* **Where π_ref(y|x) = 0, π*(y|x) = 0** for every reward: the reward there is ignored (it must still be
+  finite). Likewise the implied reward is −inf off π_ref's support, and ``kl_divergence(p, q)`` is +inf
+  exactly when p puts mass where q has none.
 * Bad input raises ``ValueError`` naming the argument: β ≤ 0 (or not finite), a π_ref row that is not a
   distribution, negative probabilities, a shape mismatch, NaN or inf rewards, and r/β overflowing float64.
 """
@@ -66,8 +66,8 @@ def _check_inputs(pi_ref, reward, beta):
 def _shifted_logits(p: np.ndarray, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(log π_ref + r/β − m(x), m(x)) with m(x) = max of r/β over π_ref's support; −inf off the support.
 
-    Subtracting m(x) first (allowed: π* is invariant to a per-prompt shift of r) keeps log π_ref from being absorbed
-    by round-off when |r/β| is huge compared with it.
+    Subtracting m(x) first (allowed: π* is invariant to a per-prompt shift of r) keeps log π_ref from being
+    absorbed by round-off when |r/β| is huge compared with it.
     """
     on = p > 0
     m = np.max(np.where(on, scaled, -np.inf), axis=-1, keepdims=True)
@@ -141,8 +141,9 @@ def optimal_policy(pi_ref, reward, beta) -> np.ndarray:
 def implied_reward(pi, pi_ref, beta) -> np.ndarray:
     """The reward a policy implies: β·log(π(y|x)/π_ref(y|x)).
 
-    For π = π*(r) this is r(x, y) − β·log Z(x): r up to the per-prompt constant β·log Z(x) (Rafailov et al. 2023,
-    Eq. 5). It is −inf where π(y|x) = 0 (including everywhere off π_ref's support), and finite elsewhere.
+    For π = π*(r) this is r(x, y) − β·log Z(x): r up to the per-prompt constant β·log Z(x) (Rafailov et al.
+    2023, Eq. 5). It is −inf where π(y|x) = 0 (including everywhere off π_ref's support), and finite
+    elsewhere.
 
     Parameters
     ----------
@@ -152,7 +153,8 @@ def implied_reward(pi, pi_ref, beta) -> np.ndarray:
     Raises
     ------
     ValueError
-        naming ``beta``, ``pi`` or ``pi_ref``; also when π puts mass where π_ref has none (the ratio is infinite).
+        naming ``beta``, ``pi`` or ``pi_ref``; also when π puts mass where π_ref has none (the ratio is
+        infinite).
     """
     b = check_beta(beta)
     p = check_distribution(pi, "pi")
@@ -169,8 +171,8 @@ def implied_reward(pi, pi_ref, beta) -> np.ndarray:
 def kl_divergence(p, q) -> np.ndarray:
     """KL(p ‖ q) = Σ_y p(y)·log(p(y)/q(y)) along the last axis, one value per row.
 
-    Terms with p(y) = 0 contribute 0. The result is +inf exactly when p puts mass where q is 0 (the value of the
-    divergence, not an error); otherwise it is finite and ≥ 0 (clipped at 0 against round-off).
+    Terms with p(y) = 0 contribute 0. The result is +inf exactly when p puts mass where q is 0 (the value of
+    the divergence, not an error); otherwise it is finite and ≥ 0 (clipped at 0 against round-off).
 
     Parameters
     ----------
@@ -246,10 +248,10 @@ def argmax_policy(pi_ref, reward) -> np.ndarray:
 def reward_gap_up_to_shift(reward, reward_true, pi_ref=None) -> float:
     """How far two rewards are from being equal up to a per-prompt shift f(x).
 
-    Returns max over prompts x of [max_y d(x, y) − min_y d(x, y)] / 2 with d = reward − reward_true, taken over
-    π_ref's support when ``pi_ref`` is given. This is min_f max_{x,y} |reward − reward_true − f(x)|: it is 0 exactly
-    when the rewards differ by some f(x), i.e. when they give the same π* and the same Bradley-Terry probabilities
-    (Rafailov et al. 2023, Lemma 1) — the only thing preferences can identify.
+    Returns max over prompts x of [max_y d(x, y) − min_y d(x, y)] / 2 with d = reward − reward_true, taken
+    over π_ref's support when ``pi_ref`` is given. This is min_f max_{x,y} |reward − reward_true − f(x)|: it
+    is 0 exactly when the rewards differ by some f(x), i.e. when they give the same π* and the same
+    Bradley-Terry probabilities (Rafailov et al. 2023, Lemma 1) — the only thing preferences can identify.
     """
     a = as_float_array(reward, "reward")
     b = as_float_array(reward_true, "reward_true")
@@ -266,20 +268,20 @@ def reward_gap_up_to_shift(reward, reward_true, pi_ref=None) -> float:
 
 
 
-# ------------------------------------------------------------------ chapter 2's claims, measured (tour + notebook)
+# ------------------------------------------------------------------ chapter 2's claims, measured (tour + note
 
 
 def brute_force_objective_gap(pi_ref, reward, beta, *, n_starts: int = 5, seed: int = 0) -> dict:
     """Maximise J over the simplex numerically (BFGS on softmax logits, random starts) and compare with π*.
 
-    For each prompt, ``n_starts`` BFGS runs from logits ~ N(0, 3²) maximise J(softmax(z)) over π_ref's support,
-    with J and its gradient π ⊙ (A − E_π[A]) evaluated in log space.
+    For each prompt, ``n_starts`` BFGS runs from logits ~ N(0, 3²) maximise J(softmax(z)) over π_ref's
+    support, with J and its gradient π ⊙ (A − E_π[A]) evaluated in log space.
 
     Returns
     -------
-    dict with ``excess`` = max over prompts and starts of J(best found) − J(π*) (≤ 0 up to round-off: no optimiser
-    beats the closed form) and ``distance`` = max over prompts of |J(best found) − β·log Z(x)| (the optimiser does
-    reach the closed-form value).
+    dict with ``excess`` = max over prompts and starts of J(best found) − J(π*) (≤ 0 up to round-off: no
+    optimiser beats the closed form) and ``distance`` = max over prompts of |J(best found) − β·log Z(x)| (the
+    optimiser does reach the closed-form value).
     """
     from scipy.optimize import minimize
 
@@ -292,8 +294,8 @@ def brute_force_objective_gap(pi_ref, reward, beta, *, n_starts: int = 5, seed: 
         on = p2[x] > 0
         px, rx = p2[x, on] / p2[x, on].sum(), r2[x, on]
 
-        def neg_J(z):
-            # J and its gradient π ⊙ (A − E_π[A]) w.r.t. the logits, A = r − β(log π − log π_ref), in log space
+        def neg_J(z, px=px, rx=rx):
+            # J and its gradient π ⊙ (A − E_π[A]) w.r.t. the logits, A = r − β(log π − log π_ref)
             logq = z - logsumexp(z)
             q = np.exp(logq)
             A = rx - b * (logq - np.log(px))
@@ -316,8 +318,9 @@ def gibbs_identity_error(pi_ref, reward, beta) -> float:
 def beta_limit_errors(pi_ref, reward, *, beta_small: float = 1e-3, beta_large: float = 1e6) -> dict:
     """How close π* is to its limits: ``large`` = max|π*(β_large) − π_ref| (β → ∞) and ``small`` =
     max|π*(β_small) − argmax policy| (β → 0: uniform over the maximisers of r on π_ref's support)."""
-    return {"large": float(np.max(np.abs(optimal_policy(pi_ref, reward, beta_large) - np.asarray(pi_ref)))),
-            "small": float(np.max(np.abs(optimal_policy(pi_ref, reward, beta_small) - argmax_policy(pi_ref, reward))))}
+    large = optimal_policy(pi_ref, reward, beta_large) - np.asarray(pi_ref)
+    small = optimal_policy(pi_ref, reward, beta_small) - argmax_policy(pi_ref, reward)
+    return {"large": float(np.max(np.abs(large))), "small": float(np.max(np.abs(small)))}
 
 
 def implied_reward_shift_error(pi_ref, reward, beta) -> float:
@@ -333,7 +336,8 @@ def shift_invariance_error(pi_ref, reward, f, beta) -> dict:
     """Rewards r and r + f(x) give the same π* and the same Bradley-Terry probabilities.
 
     ``f`` has shape (n_prompts,) (one shift per prompt). Returns ``policy`` = max|π*(r + f) − π*(r)| and
-    ``preferences`` = max over all pairs of |σ(r_i + f − r_j − f) − σ(r_i − r_j)| (Rafailov et al. 2023, Lemma 1).
+    ``preferences`` = max over all pairs of |σ(r_i + f − r_j − f) − σ(r_i − r_j)| (Rafailov et al. 2023, Lemma
+    1).
     """
     from .bradley_terry import bt_probability
 
@@ -344,8 +348,3 @@ def shift_invariance_error(pi_ref, reward, f, beta) -> dict:
     bt = np.max(np.abs(bt_probability(r2[..., :, None], r2[..., None, :]) - bt_probability(r[..., :, None],
                                                                                          r[..., None, :])))
     return {"policy": float(pol), "preferences": float(bt)}
-
-# Workaround: ``prefkit/__init__.py`` star-imports this module, which rebinds the package attribute
-# ``prefkit.optimal_policy`` from this module to the function of the same name; its ``__all__`` loop then reads
-# ``optimal_policy.__all__``. Giving the function the module's ``__all__`` keeps that loop working.
-optimal_policy.__all__ = __all__

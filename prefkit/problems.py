@@ -1,15 +1,16 @@
 """Toy preference problems small enough that every quantity has an exact answer (chapters 2–5).
 
-A :class:`Problem` holds ``n_prompts`` prompts x, ``n_responses`` discrete responses y, a reference policy π_ref
-(tabular, optionally with features φ(x, y) for log-linear policies and reward models), and a true reward r*(x, y).
-It samples preference data under Bradley-Terry on r* (chapter 1's :func:`prefkit.bradley_terry.bt_probability`):
+A :class:`Problem` holds ``n_prompts`` prompts x, ``n_responses`` discrete responses y, a reference policy
+π_ref (tabular, optionally with features φ(x, y) for log-linear policies and reward models), and a true reward
+r*(x, y). It samples preference data under Bradley-Terry on r* (chapter 1's
+:func:`prefkit.bradley_terry.bt_probability`):
 
     P(y1 ≻ y2 | x) = σ(r*(x, y1) − r*(x, y2)).
 
 Presets: :func:`three_response_toy`, :func:`random_problem`, :func:`tajwar_bandit` (Tajwar et al. 2024).
 
-Preference data is an (m, 3) int array of (prompt, chosen, rejected) rows. It can be written to and read from JSONL
-in TRL's shape, one pair per line: ``{"prompt": "x0", "chosen": "y2", "rejected": "y1"}``.
+Preference data is an (m, 3) int array of (prompt, chosen, rejected) rows. It can be written to and read from
+JSONL in TRL's shape, one pair per line: ``{"prompt": "x0", "chosen": "y2", "rejected": "y1"}``.
 """
 
 from __future__ import annotations
@@ -64,13 +65,16 @@ def _pair_matrix(p: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Problem:
-    """A bandit preference problem: prompts x, responses y, π_ref(y|x), r*(x, y) and optional features φ(x, y).
+    """A bandit preference problem: prompts x, responses y, π_ref(y|x), r*(x, y) and optional features φ(x,
+    y).
 
     Attributes
     ----------
-    pi_ref : (n_prompts, n_responses) array; each row a distribution. Responses with π_ref = 0 are never sampled.
+    pi_ref : (n_prompts, n_responses) array
+        Each row a distribution. Responses with π_ref = 0 are never sampled.
     reward : (n_prompts, n_responses) array, the true reward r*.
-    features : (n_prompts, n_responses, d) array or None; φ(x, y) for log-linear policies and linear reward models.
+    features : (n_prompts, n_responses, d) array or None
+        φ(x, y) for log-linear policies and linear reward models.
     name : str
     """
 
@@ -109,9 +113,9 @@ class Problem:
     def sample_preferences(self, n: int, rng=None, policy=None) -> np.ndarray:
         """Draw ``n`` labelled pairs: an (n, 3) int array of (prompt, chosen, rejected).
 
-        Each row: x uniform over prompts; two *distinct* responses y1 ≠ y2 drawn from ``policy`` (default π_ref),
-        i.e. the ordered pair (y1, y2) with probability ∝ π(y1|x)·π(y2|x), i ≠ j; then y1 is chosen with
-        probability σ(r*(x, y1) − r*(x, y2)) (Bradley-Terry on r*), else y2.
+        Each row: x uniform over prompts; two *distinct* responses y1 ≠ y2 drawn from ``policy`` (default
+        π_ref), i.e. the ordered pair (y1, y2) with probability ∝ π(y1|x)·π(y2|x), i ≠ j; then y1 is chosen
+        with probability σ(r*(x, y1) − r*(x, y2)) (Bradley-Terry on r*), else y2.
 
         Parameters
         ----------
@@ -122,14 +126,16 @@ class Problem:
         Raises
         ------
         ValueError
-            naming ``n``, or ``policy`` when it is malformed or has fewer than two responses in some row's support.
+            naming ``n``, or ``policy`` when it is malformed or has fewer than two responses in some row's
+            support.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         rng = _rng(rng)
         pi = self.pi_ref if policy is None else as_distribution(policy)
         if pi.shape != self.pi_ref.shape:
-            raise ValueError(f"shape mismatch: policy has shape {pi.shape} but pi_ref has shape {self.pi_ref.shape}")
+            raise ValueError(f"shape mismatch: policy has shape {pi.shape} but pi_ref has shape "
+                             f"{self.pi_ref.shape}")
         if np.any((pi > 0).sum(axis=-1) < 2):
             raise ValueError("policy must put mass on at least two responses for every prompt")
         out = np.zeros((int(n), 3), dtype=np.int64)
@@ -152,8 +158,8 @@ class Problem:
 
         ``prefs`` is a (K, 3) int array listing, for every prompt x and every ordered pair (i, j) of distinct
         responses on π_ref's support, the row (x, i, j) ("i beats j"); ``weights`` (K,) is its probability
-        (1/n_prompts)·q_x({i, j})·σ(r*(x, i) − r*(x, j)). The weights sum to 1, so Σ_k w_k·loss_k is the expected
-        loss over the data distribution. Rows whose weight underflows to 0 are dropped.
+        (1/n_prompts)·q_x({i, j})·σ(r*(x, i) − r*(x, j)). The weights sum to 1, so Σ_k w_k·loss_k is the
+        expected loss over the data distribution. Rows whose weight underflows to 0 are dropped.
 
         Parameters
         ----------
@@ -175,7 +181,8 @@ class Problem:
             if pi.shape != self.pi_ref.shape:
                 raise ValueError(f"shape mismatch: pairs has shape {pi.shape}; expected {self.pi_ref.shape}")
         if np.any(((pi > 0) & (self.pi_ref > 0)).sum(axis=-1) < 2):
-            raise ValueError("pairs must put mass on at least two responses of pi_ref's support for every prompt")
+            raise ValueError("pairs must put mass on at least two responses of pi_ref's support for every "
+                             "prompt")
         rows, weights = [], []
         for x in range(self.n_prompts):
             p = np.where(self.pi_ref[x] > 0, pi[x], 0.0)
@@ -194,7 +201,10 @@ def three_response_toy(reward=(1.0, 0.0, -1.0), pi_ref=None) -> Problem:
     The toy of Azar et al. 2023, §5 (there with deterministic preferences) and of chapter 2's figures.
     """
     r = as_float_array(reward, "reward", ndim=1).reshape(1, -1)
-    p = np.full_like(r, 1.0 / r.shape[1]) if pi_ref is None else check_distribution(pi_ref, "pi_ref").reshape(1, -1)
+    if pi_ref is None:
+        p = np.full_like(r, 1.0 / r.shape[1])
+    else:
+        p = check_distribution(pi_ref, "pi_ref").reshape(1, -1)
     return Problem(p, r, features=np.eye(r.shape[1])[None], name="three_response_toy")
 
 
@@ -232,20 +242,21 @@ def random_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0, *, d
             logits[x, off] = -np.inf
     pi_ref = np.exp(logits - logits.max(axis=-1, keepdims=True))
     pi_ref /= pi_ref.sum(axis=-1, keepdims=True)
-    return Problem(pi_ref, reward, features=phi, name=f"random_problem({n_prompts}, {n_responses}, seed={seed})",
+    name = f"random_problem({n_prompts}, {n_responses}, seed={seed})"
+    return Problem(pi_ref, reward, features=phi, name=name,
                    info={"w_star": w})
 
 
 def tanh_cauchy_bins(n_actions: int = 100, mode: int = 20, scale: float = 0.1) -> np.ndarray:
     """A binned tanh-Cauchy distribution over actions 0..n_actions−1 (Tajwar et al. 2024's π_ref), exactly.
 
-    u = tanh(c) with c ~ Cauchy(loc, scale) lies in (−1, 1). Split (−1, 1) into ``n_actions`` equal bins; action
-    a is bin [−1 + 2a/n, −1 + 2(a+1)/n], and π_ref(a) is the exact probability of that bin,
-    F(atanh(u_{a+1})) − F(atanh(u_a)) with the Cauchy CDF F(c) = 1/2 + arctan((c − loc)/scale)/π (no sampling).
-    loc = atanh(−1 + 2(mode + 1/2)/n) puts the Cauchy centre at the centre of bin ``mode``. With the defaults the
-    mode is action 20 (π_ref ≈ 0.097) and π_ref(70) ≈ 6e-4. The Cauchy's heavy tails leave visible mass in the two
-    end bins (≈ 0.020 at action 0 and 0.011 at action 99). Tajwar et al. histogram samples of a tanh-Cauchy
-    instead; this is the exact limit of that histogram.
+    u = tanh(c) with c ~ Cauchy(loc, scale) lies in (−1, 1). Split (−1, 1) into ``n_actions`` equal bins;
+    action a is bin [−1 + 2a/n, −1 + 2(a+1)/n], and π_ref(a) is the exact probability of that bin,
+    F(atanh(u_{a+1})) − F(atanh(u_a)) with the Cauchy CDF F(c) = 1/2 + arctan((c − loc)/scale)/π (no
+    sampling). loc = atanh(−1 + 2(mode + 1/2)/n) puts the Cauchy centre at the centre of bin ``mode``. With
+    the defaults the mode is action 20 (π_ref ≈ 0.097) and π_ref(70) ≈ 6e-4. The Cauchy's heavy tails leave
+    visible mass in the two end bins (≈ 0.020 at action 0 and 0.011 at action 99). Tajwar et al. histogram
+    samples of a tanh-Cauchy instead; this is the exact limit of that histogram.
     """
     if n_actions < 2:
         raise ValueError(f"n_actions must be >= 2, got {n_actions!r}")
@@ -263,8 +274,8 @@ def tanh_cauchy_bins(n_actions: int = 100, mode: int = 20, scale: float = 0.1) -
 
 def tajwar_bandit(n_actions: int = 100, *, mode: int = 20, mu: float = 70.0, width: float = 10.0,
                   scale: float = 0.1) -> Problem:
-    """The 100-action bandit of Tajwar et al. 2024 ("Preference Fine-Tuning of LLMs Should Leverage Suboptimal,
-    On-Policy Data", §4.1): the reward peak sits where π_ref puts little mass.
+    """The 100-action bandit of Tajwar et al. 2024 ("Preference Fine-Tuning of LLMs Should Leverage
+    Suboptimal, On-Policy Data", bandit experiments): the reward peak sits where π_ref puts little mass.
 
     One prompt; actions a = 0..99; π_ref = :func:`tanh_cauchy_bins` (mode at action 20); reward
     r*(a) = exp(−((a − μ)/10)²) with μ = 70 (their ``reward_4``). Features (for log-linear policies and linear
@@ -289,8 +300,9 @@ def _name(prefix: str, i: int, names) -> str:
 def write_preferences_jsonl(path, preferences, *, prompt_names=None, response_names=None) -> Path:
     """Write (prompt, chosen, rejected) rows as JSONL in TRL's shape, one pair per line.
 
-    Each line is ``{"prompt": "x<i>", "chosen": "y<j>", "rejected": "y<k>"}`` (or the given names: ``prompt_names[i]``,
-    ``response_names[j]``), which TRL's ``DPOTrainer``/``RewardTrainer`` accept as a text preference dataset.
+    Each line is ``{"prompt": "x<i>", "chosen": "y<j>", "rejected": "y<k>"}`` (or the given names:
+    ``prompt_names[i]``, ``response_names[j]``), which TRL's ``DPOTrainer``/``RewardTrainer`` accept as a text
+    preference dataset.
     """
     prefs = as_index_array(preferences, "preferences", ncols=3)
     path = Path(path)

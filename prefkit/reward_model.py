@@ -4,13 +4,14 @@ A reward model r_φ(x, y) is fitted to preference pairs (x, y_w, y_l) by minimis
 
     ℓ = −log σ(r_φ(x, y_w) − r_φ(x, y_l) − m) + c·(r_φ(x, y_w) + r_φ(x, y_l))²
 
-(Ouyang et al. 2022, Eq. 1; the optional margin m is Llama 2's (Touvron et al. 2023, Eq. 2); the centering term with
-coefficient c is Eisenstein et al. 2023's, as in TRL's ``RewardTrainer(center_rewards_coefficient=c)``). Bradley-Terry
-only sees reward differences within a prompt, so r_φ is identified at best up to a per-prompt shift f(x)
+(Ouyang et al. 2022, Eq. 1; the optional margin m is Llama 2's (Touvron et al. 2023, Eq. 2); the centering
+term with coefficient c is Eisenstein et al. 2023's, as in TRL's
+``RewardTrainer(center_rewards_coefficient=c)``). Bradley-Terry only sees reward differences within a prompt,
+so r_φ is identified at best up to a per-prompt shift f(x)
 (:func:`prefkit.optimal_policy.reward_gap_up_to_shift` measures the distance modulo that shift).
 
-Three models: ``"tabular"`` (one free reward per (x, y)), ``"linear"`` (r = ⟨w, φ(x, y)⟩) and ``"mlp"`` (a small
-torch MLP on φ(x, y), or on one-hot (x, y) without features).
+Three models: ``"tabular"`` (one free reward per (x, y)), ``"linear"`` (r = ⟨w, φ(x, y)⟩) and ``"mlp"`` (a
+small torch MLP on φ(x, y), or on one-hot (x, y) without features).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def reward_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor, marg
 
     References
     ----------
-    Ouyang et al. 2022, Eq. 1; Touvron et al. 2023 (Llama 2), Eq. 2 (margin); Eisenstein et al. 2023 (centering).
+    Ouyang et al. 2022, Eq. 1; Touvron et al. 2023 (Llama 2), Eq. 2 (margin); Eisenstein et al. 2023
+    (centering).
     """
     for name, t in (("reward_chosen", reward_chosen), ("reward_rejected", reward_rejected)):
         if not isinstance(t, torch.Tensor):
@@ -166,9 +168,9 @@ def preference_accuracy(reward, preferences, weights=None) -> float:
 def reward_recovery_error(reward, reward_true, pi_ref=None) -> float:
     """RMS distance between two rewards modulo a per-prompt shift: min_f sqrt(mean (r − r* − f(x))²).
 
-    The minimising f(x) is the mean of r − r* over the prompt's responses (over π_ref's support when ``pi_ref`` is
-    given; the mean is then taken over support entries only). 0 exactly when r = r* + f(x), the equivalence class
-    that Bradley-Terry preferences identify.
+    The minimising f(x) is the mean of r − r* over the prompt's responses (over π_ref's support when
+    ``pi_ref`` is given; the mean is then taken over support entries only). 0 exactly when r = r* + f(x), the
+    equivalence class that Bradley-Terry preferences identify.
     """
     a = as_float_array(reward, "reward", ndim=2)
     b = as_float_array(reward_true, "reward_true", ndim=2)
@@ -183,9 +185,10 @@ def reward_recovery_error(reward, reward_true, pi_ref=None) -> float:
 
 
 def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: str = "tabular", features=None,
-                     weights=None, margin=None, center_coef: float = 0.0, l2: float = 1e-4, steps: int | None = None,
-                     lr: float | None = None, hidden: int = 32, seed: int = 0) -> RewardModelResult:
-    """Fit r_φ(x, y) to preference pairs by minimising the weighted mean of :func:`reward_loss` + l2·‖params‖².
+                     weights=None, margin=None, center_coef: float = 0.0, l2: float = 1e-4,
+                     steps: int | None = None, lr: float | None = None, hidden: int = 32,
+                     seed: int = 0) -> RewardModelResult:
+    """Fit r_φ(x, y) to preference pairs: minimise the weighted mean of :func:`reward_loss` + l2·‖params‖².
 
     Parameters
     ----------
@@ -197,8 +200,9 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
     features : (n_prompts, n_responses, d) array, optional
     weights : (m,) non-negative pair weights, optional (e.g. from ``Problem.preference_probabilities()``)
     margin : (m,) per-pair margins, optional; center_coef : centering coefficient c (see :func:`reward_loss`)
-    l2 : ridge penalty on the parameters. For the tabular model it fixes the per-prompt shift (the minimum-norm
-        solution) and keeps rewards of never-compared responses at 0 and the MLE finite on separable data.
+    l2 : ridge penalty on the parameters. For the tabular model it fixes the per-prompt shift (the
+        minimum-norm solution), keeps rewards of never-compared responses at 0 and the MLE finite on
+        separable data.
     steps, lr : optimiser iterations and step size (defaults: L-BFGS 200 iterations, lr 1; MLP 600 Adam steps,
         lr 0.01)
     hidden : MLP width; seed : seeds the MLP's initialisation
@@ -246,8 +250,9 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
         net = _Linear(phi)
     else:
         if phi is None:
-            eye_x = torch.eye(n_prompts, dtype=torch.float64)[:, None, :].expand(n_prompts, n_responses, n_prompts)
-            eye_y = torch.eye(n_responses, dtype=torch.float64)[None].expand(n_prompts, n_responses, n_responses)
+            shape = (n_prompts, n_responses)
+            eye_x = torch.eye(n_prompts, dtype=torch.float64)[:, None, :].expand(*shape, n_prompts)
+            eye_y = torch.eye(n_responses, dtype=torch.float64)[None].expand(*shape, n_responses)
             phi = torch.cat([eye_x, eye_y], dim=-1)
         net = _MLP(phi, hidden, gen)
 
@@ -263,7 +268,8 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
 
     history = []
     if model in ("tabular", "linear"):
-        opt = torch.optim.LBFGS(params, lr=1.0 if lr is None else lr, max_iter=200 if steps is None else steps,
+        opt = torch.optim.LBFGS(params, lr=1.0 if lr is None else lr,
+                                max_iter=200 if steps is None else steps,
                                 tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20,
                                 line_search_fn="strong_wolfe")
 

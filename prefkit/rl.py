@@ -4,11 +4,11 @@ Each prompt x is a one-step episode. The policy π_θ (a :mod:`prefkit.policies`
 
     J(θ) = mean_x { E_{y∼π_θ}[r(x, y)] − β·KL(π_θ(·|x) ‖ π_ref(·|x)) },
 
-whose maximiser is π* = π_ref·exp(r/β)/Z (:func:`prefkit.optimal_policy`). For a tabular softmax with logits z_x,
-∇_{z_x} J = π ⊙ (A − E_π[A]) with A = r − β·(log π − log π_ref) (:func:`exact_policy_gradient`). The sampled
-methods estimate it with the score function E_{y∼π}[∇ log π(y)·(A(y) − b)], where A(y) is the *per-sample
-KL-penalised reward* r(x, y) − β·(log π(y|x) − log π_ref(y|x)) (Ouyang et al. 2022; Stiennon et al. 2020) and b a
-baseline that does not change the expectation.
+whose maximiser is π* = π_ref·exp(r/β)/Z (:func:`prefkit.optimal_policy`). For a tabular softmax with logits
+z_x, ∇_{z_x} J = π ⊙ (A − E_π[A]) with A = r − β·(log π − log π_ref) (:func:`exact_policy_gradient`). The
+sampled methods estimate it with the score function E_{y∼π}[∇ log π(y)·(A(y) − b)], where A(y) is the
+*per-sample KL-penalised reward* r(x, y) − β·(log π(y|x) − log π_ref(y|x)) (Ouyang et al. 2022; Stiennon et
+al. 2020) and b a baseline that does not change the expectation.
 
 The pure torch pieces (:func:`rloo_advantages`, :func:`reinforce_loss`, :func:`ppo_clip_loss`) take any batch
 shape and are reused by the tiny-LM chapter.
@@ -84,7 +84,8 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     """
     rewards = _check_tensor(rewards, "rewards")
     if rewards.ndim < 1 or rewards.shape[-1] < 2:
-        raise ValueError(f"rewards must have k >= 2 samples on the last axis, got shape {tuple(rewards.shape)}")
+        raise ValueError(f"rewards must have k >= 2 samples on the last axis, got shape "
+                         f"{tuple(rewards.shape)}")
     k = rewards.shape[-1]
     baseline = (rewards.sum(dim=-1, keepdim=True) - rewards) / (k - 1)  # (B, k)
     return rewards - baseline
@@ -93,8 +94,8 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
 def reinforce_loss(logp: torch.Tensor, advantages: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """The REINFORCE surrogate loss: −logp·A, with A treated as a constant.
 
-    ``loss_pi = -(logp * adv).mean()`` (Williams 1992; Spinning Up's VPG). Its gradient is minus the score-function
-    estimate E[∇ log π(y)·A(y)] of the policy gradient.
+    ``loss_pi = -(logp * adv).mean()`` (Williams 1992; Spinning Up's VPG). Its gradient is minus the
+    score-function estimate E[∇ log π(y)·A(y)] of the policy gradient.
 
     Parameters
     ----------
@@ -124,7 +125,8 @@ def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.
     clip_eps : float in (0, 1)
     reduction : "mean" (default), "sum" or "none"
 
-    At ratio = 1 (the first epoch on fresh samples) its gradient equals :func:`reinforce_loss`'s (its value is −mean A).
+    At ratio = 1 (the first epoch on fresh samples) its gradient equals :func:`reinforce_loss`'s (its value is
+    −mean A).
     """
     _check_tensor(logp, "logp")
     _check_tensor(old_logp, "old_logp")
@@ -143,7 +145,8 @@ def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.
 
 
 def kl_penalized_reward(reward, logp, ref_logp, beta):
-    """The per-sample KL-penalised reward r(x, y) − β·(log π(y|x) − log π_ref(y|x)) (Ouyang et al. 2022, Eq. 2).
+    """The per-sample KL-penalised reward r(x, y) − β·(log π(y|x) − log π_ref(y|x)) (Ouyang et al. 2022, Eq.
+    2).
 
     Works on numpy arrays or torch tensors of one shape. Its expectation under π is J(π) of
     :func:`prefkit.kl_regularized_objective`.
@@ -153,7 +156,8 @@ def kl_penalized_reward(reward, logp, ref_logp, beta):
 
 
 def rlhf_objective(logp: torch.Tensor, ref_logp: torch.Tensor, reward: torch.Tensor, beta) -> torch.Tensor:
-    """J per prompt, differentiable: Σ_y π(y|x)·[r(x, y) − β·(log π(y|x) − log π_ref(y|x))], shape (n_prompts,).
+    """J per prompt, differentiable: Σ_y π(y|x)·[r(x, y) − β·(log π(y|x) − log π_ref(y|x))], shape
+    (n_prompts,).
 
     Off π_ref's support (ref_logp = −inf, where the policy's logp is −inf too) the term is 0.
     """
@@ -201,10 +205,11 @@ class RLResult:
     policy : the trained :mod:`prefkit.policies` module
     history : list of per-step dicts with keys
         ``step``; ``kl/to_optimal`` = mean_x KL(π_θ‖π*) (π* of the reward optimised, at the same β);
-        ``kl/to_ref`` = mean_x KL(π_θ‖π_ref); ``reward/expected`` = mean_x E_π[r]; ``objective`` = mean_x J(π_θ);
-        ``cost/samples`` (cumulative policy samples), ``cost/reward_queries`` (cumulative reward evaluations;
-        the exact method reads all n_prompts·n_responses rewards each step), ``cost/grad_steps`` (cumulative
-        optimiser steps), ``time/wall`` (seconds since the start). Entry 0 is the initial policy, before any step.
+        ``kl/to_ref`` = mean_x KL(π_θ‖π_ref); ``reward/expected`` = mean_x E_π[r]; ``objective`` = mean_x
+        J(π_θ); ``cost/samples`` (cumulative policy samples), ``cost/reward_queries`` (cumulative reward
+        evaluations; the exact method reads all n_prompts·n_responses rewards each step), ``cost/grad_steps``
+        (cumulative optimiser steps), ``time/wall`` (seconds since the start). Entry 0 is the initial policy,
+        before any step.
     pi_star : (n_prompts, n_responses) array, π* of the reward optimised
     method, beta : what was run
     """
@@ -243,10 +248,10 @@ def _kl_logspace(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
     return np.maximum(kl, 0.0)
 
 
-def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, steps: int = 300, lr: float | None = None,
-               k: int = 8, seed: int = 0, optimizer: str = "adam", clip_eps: float = 0.2, ppo_epochs: int = 4,
-               baseline_decay: float = 0.9, lr_decay: float = 0.0, record_every: int = 1,
-               policy=None) -> RLResult:
+def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, steps: int = 300,
+               lr: float | None = None, k: int = 8, seed: int = 0, optimizer: str = "adam",
+               clip_eps: float = 0.2, ppo_epochs: int = 4, baseline_decay: float = 0.9, lr_decay: float = 0.0,
+               record_every: int = 1, policy=None) -> RLResult:
     """Maximise J(π_θ) = mean_x E_π[r] − β·KL(π_θ‖π_ref) on a bandit, by one of four methods.
 
     Parameters
@@ -257,15 +262,18 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
     method : one of :data:`METHODS`
         ``"exact"``: gradient ascent on the exact J (enumerating every response; autograd of
         :func:`rlhf_objective`, which for a tabular policy equals :func:`exact_policy_gradient`).
-        ``"reinforce"``: k samples per prompt, A = KL-penalised reward minus a per-prompt running-mean baseline
-        (exponential moving average of past batches with decay ``baseline_decay``; past batches only, so unbiased).
+        ``"reinforce"``: k samples per prompt, A = KL-penalised reward minus a per-prompt running-mean
+        baseline (exponential moving average of past batches with decay ``baseline_decay``; past batches only,
+        so unbiased).
         ``"rloo"``: k ≥ 2 samples per prompt, leave-one-out baseline (:func:`rloo_advantages`).
-        ``"ppo"``: k ≥ 2 samples per prompt from the current policy, RLOO advantages of the KL-penalised reward
-        (no critic: a bandit has one step), then ``ppo_epochs`` optimiser steps on :func:`ppo_clip_loss`.
+        ``"ppo"``: k ≥ 2 samples per prompt from the current policy, RLOO advantages of the KL-penalised
+        reward (no critic: a bandit has one step), then ``ppo_epochs`` optimiser steps on
+        :func:`ppo_clip_loss`.
     features : (n_prompts, n_responses, d) array, optional; gives a log-linear policy instead of a tabular one
     steps : number of iterations (each samples once; PPO takes ``ppo_epochs`` optimiser steps per iteration)
     lr : learning rate (default: :data:`DEFAULT_LR` of the method — Adam 0.1, PPO 0.03 since it takes
-        ``ppo_epochs`` steps per batch); ``lr_decay`` > 0 uses lr/(1 + lr_decay·t) at iteration t (for stochastic methods)
+        ``ppo_epochs`` steps per batch); ``lr_decay`` > 0 uses lr/(1 + lr_decay·t) at iteration t (for
+        stochastic methods)
     k : samples per prompt per iteration (sampled methods)
     seed : seeds the ``torch.Generator`` that draws the samples
     optimizer : "adam" or "sgd"
@@ -381,7 +389,8 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
 
 
 def reward_kl_frontier(pi_ref, reward, betas) -> dict:
-    """The exact reward–KL frontier traced by β: for each β, (KL(π*_β‖π_ref), E_{π*_β}[r]), averaged over prompts.
+    """The exact reward–KL frontier traced by β: for each β, (KL(π*_β‖π_ref), E_{π*_β}[r]), averaged over
+    prompts.
 
     π*_β maximises E[r] − β·KL, so no policy reaches a higher expected reward at the same KL: the curve is the
     Pareto frontier that every RL method's (KL, reward) point lies on or below.
@@ -402,8 +411,8 @@ def reward_kl_frontier(pi_ref, reward, betas) -> dict:
 def gap_decomposition(pi_final, pi_ref, reward_true, reward_model, beta) -> dict:
     """How far a trained policy is from π*(r*), split into a reward-model part and an RL part.
 
-    With J the true objective (reward r*), π* = π*(r*) and π̂* = π*(r̂) (the best policy for the reward model), the
-    Gibbs identity J(π) = β·log Z − β·KL(π‖π*) makes the regret of a policy a KL:
+    With J the true objective (reward r*), π* = π*(r*) and π̂* = π*(r̂) (the best policy for the reward
+    model), the Gibbs identity J(π) = β·log Z − β·KL(π‖π*) makes the regret of a policy a KL:
 
         regret(π) = J(π*) − J(π) = β·KL(π‖π*),
 
@@ -413,13 +422,13 @@ def gap_decomposition(pi_final, pi_ref, reward_true, reward_model, beta) -> dict
                         =  β·KL(π̂*‖π*)      +  β·(KL(π_final‖π*) − KL(π̂*‖π*))
                           (reward-model part ≥ 0)  (RL part; can be < 0 when imperfect RL lands nearer π*).
 
-    It also reports the two KLs of the brief: ``kl/rl`` = KL(π_final‖π̂*), how far RL is from the optimum of the
-    reward it was given, and ``kl/reward_model`` = KL(π̂*‖π*). All values are means over prompts.
+    It also reports the two KLs of the brief: ``kl/rl`` = KL(π_final‖π̂*), how far RL is from the optimum of
+    the reward it was given, and ``kl/reward_model`` = KL(π̂*‖π*). All values are means over prompts.
 
     Returns
     -------
-    dict with ``regret/total``, ``regret/reward_model``, ``regret/rl`` (``total = reward_model + rl`` exactly),
-    ``kl/total`` = KL(π_final‖π*), ``kl/rl``, ``kl/reward_model``.
+    dict with ``regret/total``, ``regret/reward_model``, ``regret/rl`` (``total = reward_model + rl``
+    exactly), ``kl/total`` = KL(π_final‖π*), ``kl/rl``, ``kl/reward_model``.
     """
     b = check_beta(beta)
     p_final = check_distribution(pi_final, "pi_final")
@@ -468,15 +477,18 @@ class PipelineResult:
 def classical_rlhf(problem, beta, n_pairs: int, *, seed: int = 0, reward_model: str = "tabular",
                    method: str = "rloo", rm_kwargs: dict | None = None, rl_kwargs: dict | None = None,
                    use_features: bool = False) -> PipelineResult:
-    """The classical RLHF pipeline on a :class:`prefkit.problems.Problem`: r* → preferences → r̂ → RL → π_final.
+    """The classical RLHF pipeline on a :class:`prefkit.problems.Problem`: r* → preferences → r̂ → RL →
+    π_final.
 
-    1. Sample ``n_pairs`` preference pairs from π_ref labelled by Bradley-Terry on r* (``problem.sample_preferences``).
+    1. Sample ``n_pairs`` preference pairs from π_ref labelled by Bradley-Terry on r*
+       (``problem.sample_preferences``).
     2. Fit a reward model r̂ (:func:`prefkit.reward_model.fit_reward_model`, ``reward_model`` kind).
-    3. Run :func:`train_rlhf` on r̂ at ``beta`` with ``method`` (log-linear policy in the problem's features if
-       ``use_features``).
+    3. Run :func:`train_rlhf` on r̂ at ``beta`` with ``method`` (log-linear policy in the problem's features
+       if ``use_features``).
     4. Compare π_final with π*(r*): :func:`gap_decomposition`.
 
-    ``seed`` seeds the preference sampling and the RL sampler; extra options go in ``rm_kwargs`` / ``rl_kwargs``.
+    ``seed`` seeds the preference sampling and the RL sampler; extra options go in ``rm_kwargs`` /
+    ``rl_kwargs``.
     """
     from .reward_model import fit_reward_model
 
@@ -492,11 +504,11 @@ def classical_rlhf(problem, beta, n_pairs: int, *, seed: int = 0, reward_model: 
                           optimal_policy(problem.pi_ref, rm.reward, beta))
 
 
-# ------------------------------------------------------------------ chapter 3's claims, measured (tour + notebook)
+# ------------------------------------------------------------------ chapter 3's claims, measured (tour + note
 
 
-def convergence_summary(pi_ref, reward, beta, *, methods=METHODS, seeds=(0, 1, 2), steps: int = 250, k: int = 8,
-                        features=None, **kwargs) -> dict:
+def convergence_summary(pi_ref, reward, beta, *, methods=METHODS, seeds=(0, 1, 2), steps: int = 250,
+                        k: int = 8, features=None, **kwargs) -> dict:
     """Run each method from several seeds; per method, the worst final KL(π‖π*) and worst final/initial ratio.
 
     Returns
@@ -506,8 +518,8 @@ def convergence_summary(pi_ref, reward, beta, *, methods=METHODS, seeds=(0, 1, 2
     """
     out = {}
     for m in methods:
-        res = [train_rlhf(pi_ref, reward, beta, method=m, steps=steps, k=k, seed=s, features=features, **kwargs)
-               for s in seeds]
+        res = [train_rlhf(pi_ref, reward, beta, method=m, steps=steps, k=k, seed=s, features=features,
+                          **kwargs) for s in seeds]
         kl0 = res[0].history[0]["kl/to_optimal"]
         out[m] = {"final_kl": max(r.final_kl for r in res), "ratio": max(r.final_kl / kl0 for r in res),
                   "results": res}
@@ -531,7 +543,8 @@ def frontier_excess(pi_ref, reward, kl, expected_reward, betas=None) -> float:
 
 
 def pipeline_sweep(problem, beta, n_pairs_list, *, seeds=(0, 1, 2), **kwargs) -> list[dict]:
-    """Run :func:`classical_rlhf` for each number of preference pairs and seed; the gap dicts averaged over seeds.
+    """Run :func:`classical_rlhf` for each number of preference pairs and seed; the gap dicts averaged over
+    seeds.
 
     Returns a list (one per entry of ``n_pairs_list``) of dicts with the keys of :func:`gap_decomposition`.
     """

@@ -42,11 +42,12 @@ def _cases():
 
 
 def check_log_partition(fn) -> bool:
-    """Check a student's ``fn(pi_ref, reward, beta) -> log_Z`` (shape (n_prompts,)). Returns True or raises."""
+    """Check a student's ``fn(pi_ref, reward, beta) -> log_Z`` (shape (n_prompts,)). Returns True or
+    raises."""
     for name, p, r, beta in _cases():
         got = np.asarray(fn(p, r, beta), dtype=float)
         want = prefkit.log_partition(p, r, beta)
-        assert got.shape == want.shape, f"{name}: shape {got.shape}, expected {want.shape} (one log Z per prompt)"
+        assert got.shape == want.shape, f"{name}: shape {got.shape}, expected {want.shape} (one per prompt)"
         assert np.all(np.isfinite(got)), f"{name}: got non-finite values {got}; use logsumexp"
         assert np.allclose(got, want, rtol=1e-10, atol=1e-10), f"{name}: got {got}, expected {want}"
     print("check_log_partition: all cases pass")

@@ -2,8 +2,8 @@
 
 Exercise 1: implement the REINFORCE loss −mean(logp·A) with A treated as a constant.
 Exercise 2: implement RLOO advantages A_i = r_i − mean_{j≠i} r_j.
-Each ``check_*`` compares values and autograd gradients with :mod:`prefkit.rl` and raises ``AssertionError`` with a
-hint on the first mismatch.
+Each ``check_*`` compares values and autograd gradients with :mod:`prefkit.rl` and raises ``AssertionError``
+with a hint on the first mismatch.
 """
 
 import torch
@@ -25,7 +25,8 @@ def rloo_advantages(rewards):
 
 
 def check_reinforce_loss(fn) -> bool:
-    """Check a student's ``fn(logp, advantages) -> scalar loss`` (value and gradients). Returns True or raises."""
+    """Check a student's ``fn(logp, advantages) -> scalar loss`` (value and gradients). Returns True or
+    raises."""
     g = torch.Generator().manual_seed(0)
     for shape in [(5,), (3, 4)]:
         logp = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
@@ -33,10 +34,10 @@ def check_reinforce_loss(fn) -> bool:
         got = fn(logp, adv)
         want = prefkit.reinforce_loss(logp, adv)
         assert got.ndim == 0, f"shape {tuple(shape)}: the loss must be a scalar (take the mean)"
-        assert torch.allclose(got, want), f"shape {tuple(shape)}: loss {got.item():.6g}, expected {want.item():.6g}"
+        assert torch.allclose(got, want), f"loss {got.item():.6g}, expected {want.item():.6g}"
         got.backward()
         assert torch.allclose(logp.grad, -adv.detach() / logp.numel()), "gradient w.r.t. logp is not −A/N"
-        assert adv.grad is None or torch.all(adv.grad == 0), "no gradient may flow into the advantages: detach them"
+        assert adv.grad is None or torch.all(adv.grad == 0), "no gradient may flow into A: detach it"
     print("check_reinforce_loss: all cases pass")
     return True
 

@@ -383,3 +383,16 @@ def test_fuzz_degenerate_graphs(n, kind, method):
     if len(comps):
         fit = fit_bradley_terry(comps, n, l2=0.5)
         assert np.all(np.isfinite(fit.strengths)) and np.all(np.isfinite(fit.stderr))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=6), st.integers(0, 10), st.integers(0, 2**31))
+def test_fuzz_likelihood_is_finite_for_finite_strengths(strengths, m, seed):
+    """sigmoid, log σ, ℓ and its gradient stay finite for any finite strengths (no overflow to NaN)."""
+    theta = np.array(strengths)
+    comps = sample_comparisons(np.zeros(len(theta)), m, np.random.default_rng(seed))
+    assert np.all(np.isfinite(sigmoid(theta))) and np.all(np.isfinite(log_sigmoid(theta)))
+    assert math.isfinite(bt_log_likelihood(theta, comps))
+    assert np.all(np.isfinite(bt_log_likelihood_gradient(theta, comps)))
+    with pytest.raises(ValueError, match="strengths"):
+        bt_log_likelihood(np.append(theta, np.nan), comps)

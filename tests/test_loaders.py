@@ -3,6 +3,8 @@ line."""
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from prefkit import DATA_DIR, load_baseball, load_llmfao, load_pairwise_csv
 
@@ -90,3 +92,39 @@ def test_names_map_to_ids_in_order_of_appearance(tmp_path):
 def test_missing_file():
     with pytest.raises(ValueError, match="no such data file"):
         load_llmfao(DATA_DIR / "nope.csv")
+
+
+_cell = st.one_of(
+    st.sampled_from(["a", "b", "c", "left", "right", "tie", "", " ", "1", "-2", "nan", "x,y", '"q"']),
+    st.text(max_size=5),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.lists(_cell, min_size=1, max_size=4), max_size=6), st.sampled_from(["pairwise", "baseball"])
+)
+def test_fuzz_loaders_parse_or_raise_value_error(tmp_path, rows, kind):
+    """Any file content gives either a consistent PairwiseData or a ValueError that names the file."""
+    import csv
+
+    header = (
+        ["left", "right", "winner"]
+        if kind == "pairwise"
+        else ["home.team", "away.team", "home.wins", "away.wins"]
+    )
+    path = tmp_path / "fuzz.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    try:
+        data = load_pairwise_csv(path) if kind == "pairwise" else load_baseball(path)
+    except ValueError as exc:
+        assert "fuzz.csv" in str(exc)
+        return
+    assert data.comparisons.shape == (len(data.weights), 2)
+    assert np.all(data.comparisons < data.n_items) and np.all(
+        data.comparisons[:, 0] != data.comparisons[:, 1]
+    )
+    assert np.all(np.isfinite(data.weights)) and np.all(data.weights > 0)

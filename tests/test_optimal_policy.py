@@ -36,7 +36,7 @@ def test_no_optimiser_beats_closed_form(seed):
     star = kl_regularized_objective(optimal_policy(pi_ref, reward, beta), pi_ref, reward, beta)
     rng = np.random.default_rng(100 + seed)
     for x in range(pi_ref.shape[0]):
-        def neg_J(z):
+        def neg_J(z, x=x):
             return -kl_regularized_objective(softmax(z), pi_ref[x], reward[x], beta)
         best = max(-minimize(neg_J, rng.normal(size=5) * 3, method="BFGS").fun for _ in range(4))
         assert best <= star[x] + 1e-10
@@ -60,7 +60,8 @@ def test_gibbs_identity(seed):
 def test_beta_limits():
     pi_ref, reward = _instance(0)
     assert np.max(np.abs(optimal_policy(pi_ref, reward, 1e8) - pi_ref)) < 1e-7
-    np.testing.assert_allclose(optimal_policy(pi_ref, reward, 1e-4), argmax_policy(pi_ref, reward), atol=1e-12)
+    np.testing.assert_allclose(optimal_policy(pi_ref, reward, 1e-4), argmax_policy(pi_ref, reward),
+                               atol=1e-12)
     # argmax on the support only
     p = np.array([[0.5, 0.5, 0.0]])
     r = np.array([[0.0, 1.0, 9.0]])
@@ -71,8 +72,8 @@ def test_implied_reward_is_reward_minus_beta_log_Z():
     pi_ref, reward = _instance(1)
     beta = 0.3
     ir = implied_reward(optimal_policy(pi_ref, reward, beta), pi_ref, beta)
-    np.testing.assert_allclose(reward - ir, np.broadcast_to(beta * log_partition(pi_ref, reward, beta)[:, None],
-                                                            reward.shape), atol=1e-10)
+    shift = beta * log_partition(pi_ref, reward, beta)[:, None]
+    np.testing.assert_allclose(reward - ir, np.broadcast_to(shift, reward.shape), atol=1e-10)
 
 
 def test_shift_invariance_f_of_x():
@@ -137,8 +138,8 @@ def test_log_Z_gradient_is_pi_star_over_beta():
     r = torch.tensor(reward, requires_grad=True)
     (beta * torch.logsumexp(torch.log(torch.tensor(pi_ref)) + r / beta, dim=-1)).sum().backward()
     np.testing.assert_allclose(r.grad.numpy(), optimal_policy(pi_ref, reward, beta), atol=1e-12)
-    np.testing.assert_allclose(beta * torch.logsumexp(torch.log(torch.tensor(pi_ref)) + r / beta, -1).detach(),
-                               beta * log_partition(pi_ref, reward, beta), atol=1e-12)
+    torch_log_Z = torch.logsumexp(torch.log(torch.tensor(pi_ref)) + r / beta, -1).detach()
+    np.testing.assert_allclose(beta * torch_log_Z, beta * log_partition(pi_ref, reward, beta), atol=1e-12)
 
 
 def test_random_problem_with_zero_support():

@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prefkit.bradley_terry import sigmoid
 from prefkit.problems import (
@@ -75,8 +77,9 @@ def test_preference_probabilities_exact():
     emp = P.sample_preferences(20_000, 1)
     key = lambda a: a[:, 0] * 100 + a[:, 1] * 10 + a[:, 2]  # noqa: E731
     k_emp, c = np.unique(key(emp), return_counts=True)
-    lookup = dict(zip(key(prefs_r).tolist(), w_r.tolist()))
-    assert max(abs(ci / 20_000 - lookup[kk]) for kk, ci in zip(k_emp.tolist(), c.tolist())) < 0.01
+    lookup = dict(zip(key(prefs_r).tolist(), w_r.tolist(), strict=True))
+    pairs = zip(k_emp.tolist(), c.tolist(), strict=True)
+    assert max(abs(ci / 20_000 - lookup[kk]) for kk, ci in pairs) < 0.01
 
 
 def test_jsonl_roundtrip(tmp_path):
@@ -114,3 +117,32 @@ def test_problem_validation():
         Problem([[0.5, 0.5]], [[0.0, np.nan]])
     with pytest.raises(ValueError, match="shape"):
         Problem([[0.5, 0.5]], [[0.0, 1.0, 2.0]])
+
+
+def test_policy_module_as_sampler():
+    from prefkit.policies import TabularPolicy
+
+    P = random_problem(2, 4, seed=4)
+    prefs = P.sample_preferences(100, 0, policy=TabularPolicy(P.pi_ref))
+    assert prefs.shape == (100, 3)
+    w_mod = P.preference_probabilities(TabularPolicy(P.pi_ref))[1]
+    np.testing.assert_allclose(w_mod, P.preference_probabilities("pi_ref")[1])
+
+
+_json_values = st.one_of(st.integers(-3, 12), st.text(max_size=4), st.none(), st.floats(allow_nan=True),
+                         st.sampled_from(["x0", "y1", "y2", "y10", "x1"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.one_of(st.fixed_dictionaries({"prompt": _json_values, "chosen": _json_values,
+                                                        "rejected": _json_values}),
+                               st.text(max_size=10)), max_size=4))
+def test_fuzz_jsonl_reader(tmp_path_factory, rows):
+    path = tmp_path_factory.mktemp("fuzz") / "f.jsonl"
+    path.write_text("\n".join(json.dumps(r) if isinstance(r, dict) else r for r in rows) + "\n")
+    try:
+        out = read_preferences_jsonl(path, n_prompts=2, n_responses=11)
+    except ValueError as e:
+        assert str(path) in str(e)
+        return
+    assert out.shape[1] == 3 and np.all(out >= 0) and np.all(out[:, 1] != out[:, 2])

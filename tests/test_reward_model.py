@@ -19,7 +19,8 @@ from prefkit.reward_model import (
 
 def test_reward_loss_matches_trl_formula():
     g = torch.Generator().manual_seed(0)
-    rw, rl = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    rw = torch.randn(6, generator=g, dtype=torch.float64)
+    rl = torch.randn(6, generator=g, dtype=torch.float64)
     m = torch.rand(6, generator=g, dtype=torch.float64)
     c = 0.01
     # TRL RewardTrainer.compute_loss: -logsigmoid(r_w - r_l - margin).mean() + c * mean((r_w + r_l)**2)
@@ -75,7 +76,8 @@ def test_unseen_responses_stay_at_zero_and_mlp_without_features():
 
 
 def test_centering_fixes_the_shift():
-    """BT is shift-invariant, so the centering term alone picks the shift: at the optimum mean(r_w + r_l) = 0."""
+    """BT is shift-invariant, so the centering term alone picks the shift: at the optimum mean(r_w + r_l) =
+    0."""
     P = random_problem(1, 4, seed=2)
     prefs = P.sample_preferences(2000, 0)
     r = fit_reward_model(prefs, 1, 4, l2=0.0, center_coef=0.01).reward
@@ -107,3 +109,14 @@ def test_fuzz_reward_loss(rw, shift, c):
     except ValueError:
         return
     assert torch.all(torch.isfinite(out))
+
+
+@settings(max_examples=25, deadline=None)
+@given(prefs=st.lists(st.tuples(st.integers(0, 1), st.integers(0, 3), st.integers(0, 3)), min_size=1,
+                      max_size=12),
+       model=st.sampled_from(["tabular", "linear"]), l2=st.sampled_from([0.0, 1e-4, 1.0]))
+def test_fuzz_fit_reward_model_is_finite(prefs, model, l2):
+    """Any data (even separable, or with y_w == y_l) gives finite rewards; accuracy is in [0, 1]."""
+    phi = np.random.default_rng(0).normal(size=(2, 4, 3))
+    res = fit_reward_model(np.array(prefs), 2, 4, model=model, features=phi, l2=l2, steps=30)
+    assert np.all(np.isfinite(res.reward)) and 0.0 <= res.accuracy <= 1.0

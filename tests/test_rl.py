@@ -1,4 +1,5 @@
-"""Chapter 3: policy-gradient pieces against autograd / finite differences, and the four trainers against π*."""
+"""Chapter 3: policy-gradient pieces against autograd / finite differences, and the four trainers against
+π*."""
 
 import numpy as np
 import pytest
@@ -46,7 +47,8 @@ def test_ppo_equals_reinforce_at_ratio_one_and_clips():
     assert torch.allclose(l1, -adv.mean()) and torch.allclose(g1, g2)  # same gradient, value −mean A
     # ratio beyond 1+ε with A > 0: clipped, zero gradient; the value is −(1+ε)·A
     lp = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
-    loss = ppo_clip_loss(lp, torch.tensor([0.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64), 0.2)
+    zero, two = torch.tensor([0.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64)
+    loss = ppo_clip_loss(lp, zero, two, 0.2)
     loss.backward()
     assert loss.item() == pytest.approx(-1.2 * 2.0) and lp.grad.item() == 0.0
     with pytest.raises(ValueError, match="clip_eps"):
@@ -137,7 +139,8 @@ def test_train_rlhf_errors():
 def test_frontier_is_monotone_and_dominates():
     P = random_problem(2, 5, seed=4)
     fr = reward_kl_frontier(P.pi_ref, P.reward, np.geomspace(0.05, 20, 12))
-    assert np.all(np.diff(fr["kl"]) < 0) and np.all(np.diff(fr["reward"]) < 0)  # larger β: less KL, less reward
+    # larger β: less KL, less reward
+    assert np.all(np.diff(fr["kl"]) < 0) and np.all(np.diff(fr["reward"]) < 0)
     res = train_rlhf(P.pi_ref, P.reward, 0.3, method="rloo", steps=60, seed=0)
     # any policy's (KL, reward) lies on or below the frontier: E[r] ≤ β log Z + β KL(π‖π_ref) at every β
     from prefkit.optimal_policy import log_partition

@@ -21,3 +21,17 @@ def test_expect_raises_on_failure():
 def test_table_has_columns():
     t = format_table([Claim("x", 1.0, "<=", 2.0, "1 BT")])
     assert "claim" in t and "measured" in t and "tolerance" in t and "yes" in t
+
+
+def test_cli_tour_with_no_matching_checks_fails(tmp_path, capsys):
+    from prefkit.__main__ import main
+
+    # a tour that ran no claim must not pass
+    assert main(["tour", "--only", "no-such-check", "--figures", str(tmp_path)]) == 1
+
+
+def test_every_chapter_registers_checks():
+    from prefkit.tour import registry
+
+    chapters = {e.chapter.split()[0] for e in registry()}
+    assert {"1", "2", "3", "4", "5", "6", "7"} <= chapters, chapters

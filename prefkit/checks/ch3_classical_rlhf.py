@@ -1,6 +1,7 @@
 """Tour checks for chapter 3: reward models, four RL methods converging to π*, the frontier and the pipeline.
 
-Each claim is measured by a function of :mod:`prefkit.reward_model` / :mod:`prefkit.rl` that notebook 03 calls too.
+Each claim is measured by a function of :mod:`prefkit.reward_model` / :mod:`prefkit.rl` that notebook 03 calls
+too.
 """
 
 from ..problems import random_problem
@@ -32,8 +33,8 @@ def check_convergence(ctx):
     from ..plotting.rlhf import plot_kl_curves
 
     ctx.savefig(plot_kl_curves({m: summ[m]["results"][0] for m in METHODS}), "ch3_kl_to_optimal.png")
-    return [claim(f"{m}: final KL(pi||pi*) / initial, worst of {len(seeds)} seeds, 250 steps", summ[m]["ratio"],
-                  at_most=0.01) for m in METHODS]
+    return [claim(f"{m}: final KL(pi||pi*) / initial, worst of {len(seeds)} seeds, 250 steps",
+                  summ[m]["ratio"], at_most=0.01) for m in METHODS]
 
 
 @register(CHAPTER, "reward-KL frontier")
@@ -50,7 +51,8 @@ def check_frontier(ctx):
     return [
         claim("every RLOO iterate lies on/below the exact frontier: max excess reward", frontier_excess(
             P.pi_ref, P.reward, kls, rews), at_most=1e-9),
-        claim("RLOO's final E[r] matches the frontier point at its beta: max abs gap", max(gaps), at_most=0.02),
+        claim("RLOO's final E[r] matches the frontier point at its beta: max abs gap", max(gaps),
+              at_most=0.02),
     ]
 
 
@@ -62,12 +64,14 @@ def check_pipeline(ctx):
     small, large = sweep
     return [
         claim("regret = reward-model part + RL part (max abs error)",
-              max(abs(g["regret/total"] - g["regret/reward_model"] - g["regret/rl"]) for g in sweep), at_most=1e-12),
+              max(abs(g["regret/total"] - g["regret/reward_model"] - g["regret/rl"]) for g in sweep),
+              at_most=1e-12),
         claim("reward-model regret at 20000 pairs / at 200 pairs", large["regret/reward_model"] /
               small["regret/reward_model"], at_most=0.2),
         claim("at 20000 pairs the RL part is a small share of the regret: |RL| / total",
               abs(large["regret/rl"]) / large["regret/total"], at_most=0.2),
-        claim("RL converged on r_hat: KL(pi_final || pi*(r_hat)) at 20000 pairs", large["kl/rl"], at_most=5e-3),
+        claim("RL converged on r_hat: KL(pi_final || pi*(r_hat)) at 20000 pairs", large["kl/rl"],
+              at_most=5e-3),
     ]
 
 

@@ -1,7 +1,9 @@
 """Checkpoints of the tiny LM: written atomically, read with ``torch.load(..., weights_only=True)``.
 
-A checkpoint is a plain dict ``{"kind", "model_config", "task", "state_dict", "meta"}`` of tensors and primitives,
-so it loads without unpickling arbitrary objects. It is written to a temporary file in the same folder and moved
+A checkpoint is a plain dict ``{"kind", "model_config", "task", "state_dict", "meta"}`` of tensors and
+primitives,
+so it loads without unpickling arbitrary objects. It is written to a temporary file in the same folder and
+moved
 into place with ``os.replace``: a crash never leaves a half-written checkpoint under the final name.
 """
 
@@ -21,7 +23,9 @@ __all__ = ["save_checkpoint", "load_checkpoint", "load_model"]
 _KEYS = ("kind", "model_config", "task", "state_dict", "meta")
 
 
-def save_checkpoint(path, model, task: SyntheticLanguage, kind: str = "policy", meta: dict | None = None) -> Path:
+def save_checkpoint(
+    path, model, task: SyntheticLanguage, kind: str = "policy", meta: dict | None = None
+) -> Path:
     """Write ``model`` (a GPT, or a RewardModel with ``.trunk``) to ``path`` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +33,13 @@ def save_checkpoint(path, model, task: SyntheticLanguage, kind: str = "policy", 
     meta = dict(meta or {})
     if hasattr(model, "pool"):
         meta["pool"] = model.pool
-    payload = {"kind": kind, "model_config": cfg.to_dict(), "task": task.to_dict(),
-               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "meta": meta}
+    payload = {
+        "kind": kind,
+        "model_config": cfg.to_dict(),
+        "task": task.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": meta,
+    }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -44,11 +53,14 @@ def save_checkpoint(path, model, task: SyntheticLanguage, kind: str = "policy", 
 
 
 def load_checkpoint(path, kind: str | None = None) -> dict:
-    """Read a checkpoint dict; a missing file raises ``FileNotFoundError`` and a corrupt one ``ValueError``, both
+    """Read a checkpoint dict; a missing file raises ``FileNotFoundError`` and a corrupt one ``ValueError``,
+    both
     naming the file. With ``kind``, a checkpoint of another kind is a ``ValueError`` too."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (run the stage that writes it first)")
+        raise FileNotFoundError(
+            f"checkpoint {str(path)!r} does not exist (run the stage that writes it first)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -1,13 +1,16 @@
-"""``python -m prefkit lm {sft,rm,rlhf,dpo,online-dpo,pipeline}``: the chapter-7 pipelines from the command line.
+"""``python -m prefkit lm {sft,rm,rlhf,dpo,online-dpo,pipeline}``: the chapter-7 pipelines from the command
+line.
 
-Each stage reads the checkpoints it needs from ``--workdir`` and writes its own (atomically), plus a JSON history:
+Each stage reads the checkpoints it needs from ``--workdir`` and writes its own (atomically), plus a JSON
+history:
 
     sft         → sft.pt                       (π_ref)
     rm          → prefs.pt, rm.pt              (needs sft.pt)
     rlhf        → rlhf.pt                      (needs sft.pt, rm.pt)
     dpo         → prefs.pt (if missing), dpo.pt (needs sft.pt)
     online-dpo  → online_dpo.pt               (needs sft.pt, rm.pt)
-    pipeline    → all of the above in memory, then the summary table (RLHF vs DPO vs π*, exact KLs, displacement)
+    pipeline    → all of the above in memory, then the summary table (RLHF vs DPO vs π*, exact KLs,
+    displacement)
 
 Every stage prints TRL-named metrics and the exact KLs at its evaluation steps.
 """
@@ -50,13 +53,21 @@ def _positive_float(s: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     from ..losses import LOSSES
 
-    p = argparse.ArgumentParser(prog="python -m prefkit lm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m prefkit lm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("stage", choices=STAGES, help="which pipeline stage to run")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
-    p.add_argument("--preset", choices=("tiny", "scale"), default="tiny",
-                   help="tiny: ~100k params, exact evaluation (CPU); scale: ~25M params, Monte-Carlo (GPU)")
-    p.add_argument("--workdir", default="runs/lm", help="folder for checkpoints and histories (default runs/lm)")
+    p.add_argument(
+        "--preset",
+        choices=("tiny", "small", "scale"),
+        default="tiny",
+        help="tiny: ~100k params, V=8, L=4, exact evaluation (CPU); small: the same model on V=4, L=3 (tests); "
+        "scale: ~25M params, V=32, L=4, Monte-Carlo evaluation (GPU)",
+    )
+    p.add_argument(
+        "--workdir", default="runs/lm", help="folder for checkpoints and histories (default runs/lm)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beta", type=_positive_float, default=1.0, help="KL coefficient β (default 1.0)")
     p.add_argument("--steps", type=_positive_int, default=None, help="training steps of this stage")
@@ -77,8 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args):
     from .pipeline import LMConfig
 
-    kw = dict(preset=args.preset, beta=args.beta, seed=args.seed, device=args.device, bf16=not args.no_bf16,
-              rlhf_method=args.method, dpo_loss_type=args.loss_type, progress=not args.no_progress)
+    kw = dict(
+        preset=args.preset,
+        beta=args.beta,
+        seed=args.seed,
+        device=args.device,
+        bf16=not args.no_bf16,
+        rlhf_method=args.method,
+        dpo_loss_type=args.loss_type,
+        progress=not args.no_progress,
+    )
     stage_keys = {"sft": "sft", "rm": "rm", "rlhf": "rlhf", "dpo": "dpo", "online-dpo": "online_dpo"}
     if args.stage in stage_keys:
         s = stage_keys[args.stage]
@@ -89,7 +108,9 @@ def _config(args):
         if args.batch_size is not None and s in ("sft", "rm", "dpo"):
             kw[f"{s}_batch_size"] = args.batch_size
     elif args.steps is not None or args.lr is not None or args.batch_size is not None:
-        raise ValueError("--steps, --lr and --batch-size apply to one stage; the pipeline uses each stage's default")
+        raise ValueError(
+            "--steps, --lr and --batch-size apply to one stage; the pipeline uses each stage's default"
+        )
     if args.pairs_per_prompt is not None:
         kw["pairs_per_prompt"] = args.pairs_per_prompt
     if args.k is not None:
@@ -106,12 +127,31 @@ def _write_json(path: Path, obj) -> None:
 
 
 def _print_eval(history, stage):
-    keys = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "objective/kl",
-            "objective/scores", "exact/reward", "exact/kl_ref", "exact/kl_star", "mc/reward", "mc/kl_ref",
-            "mc/kl_star", "mass/neither_gain", "sft/kl_data", "accuracy", "eval/accuracy", "eval/true_accuracy")
+    keys = (
+        "loss",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+        "objective/kl",
+        "objective/scores",
+        "exact/reward",
+        "exact/kl_ref",
+        "exact/kl_star",
+        "mc/reward",
+        "mc/kl_ref",
+        "mc/kl_star",
+        "mass/neither_gain",
+        "sft/kl_data",
+        "accuracy",
+        "eval/accuracy",
+        "eval/true_accuracy",
+    )
     for h in history:
-        print(f"[{stage}] step {h.get('step', '?'):>5}  " +
-              "  ".join(f"{k}={h[k]:.4f}" for k in keys if k in h and isinstance(h[k], float)))
+        print(
+            f"[{stage}] step {h.get('step', '?'):>5}  "
+            + "  ".join(f"{k}={h[k]:.4f}" for k in keys if k in h and isinstance(h[k], float))
+        )
 
 
 def _run_stage(args) -> int:
@@ -150,17 +190,27 @@ def _run_stage(args) -> int:
         if "rm" in res.models:
             save_checkpoint(work / "rm.pt", res.models["rm"], res.task, kind="reward_model")
         _write_json(work / "summary.json", res.rows)
-        print(f"model: {res.info['n_params']:,} parameters on {res.info['device']}; "
-              f"SFT throughput {res.info['sft_tokens_per_s']:,.0f} tokens/s")
-        print(format_summary(res.rows, cfg.beta, exact=res.task.n_responses <= 2 ** 16))
+        print(
+            f"model: {res.info['n_params']:,} parameters on {res.info['device']}; "
+            f"SFT throughput {res.info['sft_tokens_per_s']:,.0f} tokens/s"
+        )
+        print(format_summary(res.rows, cfg.beta, exact=res.task.n_responses <= 2**16))
         print(f"total {time.perf_counter() - t0:.1f}s; checkpoints and histories in {work}/")
         return 0
 
     task = build_task(cfg)
     if args.stage == "sft":
         model = build_model(cfg, task, dev)
-        r = train_sft(model, task, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr, seed=cfg.seed,
-                      eval_every=cfg.eval_every if task.n_responses <= 2 ** 16 else 0, **kw)
+        r = train_sft(
+            model,
+            task,
+            steps=cfg.sft_steps,
+            batch_size=cfg.sft_batch_size,
+            lr=cfg.sft_lr,
+            seed=cfg.seed,
+            eval_every=cfg.eval_every if task.n_responses <= 2**16 else 0,
+            **kw,
+        )
         save_checkpoint(work / "sft.pt", model, task, meta={"beta": cfg.beta})
         _write_json(work / "history_sft.json", r.history)
         _print_eval(r.history, "sft")
@@ -190,27 +240,71 @@ def _run_stage(args) -> int:
     if args.stage == "rm":
         rm = RewardModel(policy()).to(dev)
         held = make_preferences(ref, task, 64, seed=cfg.seed + 2)
-        r = train_reward_model(rm, task, prefs, steps=cfg.rm_steps, batch_size=cfg.rm_batch_size, lr=cfg.rm_lr,
-                               seed=cfg.seed, eval_pairs=held, **kw)
+        r = train_reward_model(
+            rm,
+            task,
+            prefs,
+            steps=cfg.rm_steps,
+            batch_size=cfg.rm_batch_size,
+            lr=cfg.rm_lr,
+            seed=cfg.seed,
+            eval_pairs=held,
+            **kw,
+        )
         save_checkpoint(work / "rm.pt", rm, task, kind="reward_model")
         out, name = r, "rm"
     elif args.stage == "dpo":
-        out = train_dpo_lm(policy(), ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, steps=cfg.dpo_steps,
-                           batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr, seed=cfg.seed, evaluator=evaluator,
-                           eval_every=cfg.eval_every, **kw)
+        out = train_dpo_lm(
+            policy(),
+            ref,
+            task,
+            prefs,
+            cfg.beta,
+            loss_type=cfg.dpo_loss_type,
+            steps=cfg.dpo_steps,
+            batch_size=cfg.dpo_batch_size,
+            lr=cfg.dpo_lr,
+            seed=cfg.seed,
+            evaluator=evaluator,
+            eval_every=cfg.eval_every,
+            **kw,
+        )
         name = "dpo"
     else:
         rm, _, _ = load_model(work / "rm.pt", dev, kind="reward_model")
         rm.eval()
         if args.stage == "rlhf":
-            out = train_rlhf_lm(policy(), ref, rm, task, cfg.beta, method=cfg.rlhf_method, steps=cfg.rlhf_steps,
-                                k=cfg.rlhf_k, lr=cfg.rlhf_lr, seed=cfg.seed, evaluator=evaluator,
-                                eval_every=cfg.eval_every, **kw)
+            out = train_rlhf_lm(
+                policy(),
+                ref,
+                rm,
+                task,
+                cfg.beta,
+                method=cfg.rlhf_method,
+                steps=cfg.rlhf_steps,
+                k=cfg.rlhf_k,
+                lr=cfg.rlhf_lr,
+                seed=cfg.seed,
+                evaluator=evaluator,
+                eval_every=cfg.eval_every,
+                **kw,
+            )
             name = "rlhf"
         else:
-            out = train_online_dpo_lm(policy(), ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type,
-                                      steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr, seed=cfg.seed,
-                                      evaluator=evaluator, eval_every=cfg.eval_every, **kw)
+            out = train_online_dpo_lm(
+                policy(),
+                ref,
+                rm,
+                task,
+                cfg.beta,
+                loss_type=cfg.dpo_loss_type,
+                steps=cfg.online_dpo_steps,
+                lr=cfg.online_dpo_lr,
+                seed=cfg.seed,
+                evaluator=evaluator,
+                eval_every=cfg.eval_every,
+                **kw,
+            )
             name = "online_dpo"
     if name != "rm":
         save_checkpoint(work / f"{name}.pt", out.model, task, meta={"beta": cfg.beta})
@@ -218,12 +312,15 @@ def _run_stage(args) -> int:
         out.history.append({"step": "final", **final})
     _write_json(work / f"history_{name}.json", out.history)
     _print_eval(out.history, name)
-    print(f"{args.stage}: {time.perf_counter() - t0:.1f}s, {out.tokens_per_s:,.0f} tokens/s; wrote {work}/{name}.pt")
+    print(
+        f"{args.stage}: {time.perf_counter() - t0:.1f}s, {out.tokens_per_s:,.0f} tokens/s; "
+        f"wrote {work}/{name}.pt"
+    )
     return 0
 
 
 def main(argv=None) -> int:
-    """Entry point of ``python -m prefkit lm``; returns the exit status (2 for bad arguments, with a message)."""
+    """Entry point of ``python -m prefkit lm``; returns the exit status (2: bad arguments, with a message)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:

@@ -1,12 +1,14 @@
 """Exact evaluation of a sequence policy by enumerating every response (chapter 7).
 
-A prompt has V^L responses. Because the model is causal, the next-token distributions at every prefix of length
+A prompt has V^L responses. Because the model is causal, the next-token distributions at every prefix of
+length
 < L are all read off the V^(L−1) sequences ``[BOS, x, SEP, y_1..y_{L−1}]``: one forward pass of those gives
 log π_θ(y|x) = Σ_t log π_θ(y_t | x, y_<t) for all V^L responses (V times cheaper than scoring each response).
 With log π_θ and log π_ref as (n_prompts, V^L) float64 tables, every chapter-2 quantity is exact:
 π* = optimal_policy(π_ref, r*, β), KL(π_θ‖π*), KL(π_θ‖π_ref), E_{π_θ}[r*] (:func:`exact_metrics`).
 
-When V^L is too large to enumerate (the GPU "scale" preset), :func:`monte_carlo_metrics` estimates the same numbers
+When V^L is too large to enumerate (the GPU "scale" preset), :func:`monte_carlo_metrics` estimates the same
+numbers
 from samples; its keys start with ``mc/`` instead of ``exact/`` so the two are never confused.
 """
 
@@ -20,9 +22,9 @@ from scipy.special import logsumexp
 from ..optimal_policy import kl_divergence, optimal_log_policy
 from .task import SyntheticLanguage, all_responses, build_sequences, response_log_probs, sample_responses
 
-__all__ = ["enumerate_log_probs", "exact_metrics", "monte_carlo_metrics", "ExactEvaluator", "MAX_ENUMERATE"]
+__all__ = ["enumerate_log_probs", "token_by_token_log_probs", "enumeration_errors", "check_kl_to_optimal", "exact_metrics", "monte_carlo_metrics", "ExactEvaluator", "MAX_ENUMERATE"]
 
-MAX_ENUMERATE = 2 ** 16
+MAX_ENUMERATE = 2**16
 """Largest V^L enumerated exactly; beyond it the evaluator falls back to Monte Carlo."""
 
 
@@ -42,28 +44,32 @@ def enumerate_log_probs(model, task: SyntheticLanguage, prompts=None, batch_size
     logp : (n, V^L) float64 array; ``np.exp(logp).sum(-1) == 1`` up to float rounding.
     """
     V, L = task.vocab, task.response_len
-    if V ** L > MAX_ENUMERATE:
-        raise ValueError(f"V^L = {V ** L} responses exceeds MAX_ENUMERATE={MAX_ENUMERATE}; use monte_carlo_metrics")
+    if V**L > MAX_ENUMERATE:
+        raise ValueError(
+            f"V^L = {V**L} responses exceeds MAX_ENUMERATE={MAX_ENUMERATE}; use monte_carlo_metrics"
+        )
     prompts = np.arange(task.n_prompts) if prompts is None else np.asarray(prompts)
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
-    prefixes = torch.as_tensor(all_responses(V, L - 1) if L > 1 else np.zeros((1, 0), int), device=dev)  # (M, L-1)
+    prefixes = torch.as_tensor(
+        all_responses(V, L - 1) if L > 1 else np.zeros((1, 0), int), device=dev
+    )  # (M, L-1)
     M = prefixes.shape[0]
     Y = torch.as_tensor(all_responses(V, L), device=dev)  # (N, L)
-    owner = torch.arange(V ** L, device=dev) // V  # the length-(L−1) prefix of each response
+    owner = torch.arange(V**L, device=dev) // V  # the length-(L−1) prefix of each response
     P1 = task.prompt_len + 1
-    out = np.empty((len(prompts), V ** L))
+    out = np.empty((len(prompts), V**L))
     per = max(1, batch_size // M)
     for start in range(0, len(prompts), per):
-        chunk = prompts[start:start + per]
+        chunk = prompts[start : start + per]
         pr = np.repeat(chunk, M)
         seq = build_sequences(task, pr, prefixes.repeat(len(chunk), 1), device=dev)  # (len·M, P+2+L−1)
         logits = model(seq)[:, P1:, :V]  # (len·M, L, V)
         logsm = F.log_softmax(logits.double(), dim=-1).view(len(chunk), M, L, V)
         g = logsm[:, owner]  # (len, N, L, V)
         lp = g.gather(-1, Y.view(1, -1, L, 1).expand(len(chunk), -1, -1, -1)).squeeze(-1).sum(-1)  # (len, N)
-        out[start:start + len(chunk)] = lp.cpu().numpy()
+        out[start : start + len(chunk)] = lp.cpu().numpy()
     model.train(was_training)
     return out
 
@@ -81,7 +87,8 @@ def exact_metrics(logp, ref_logp, reward, beta) -> dict:
     -------
     dict with ``exact/reward`` = E_x E_{π_θ}[r*], ``exact/kl_ref`` = E_x KL(π_θ‖π_ref),
     ``exact/kl_star`` = E_x KL(π_θ‖π*) with π* = π_ref·exp(r*/β)/Z (Rafailov et al. 2023, App. A.1),
-    ``exact/objective`` = E r* − β·KL(π_θ‖π_ref) = β·log Z − β·KL(π_θ‖π*) (Gibbs), ``exact/objective_max`` = β·E log Z.
+    ``exact/objective`` = E r* − β·KL(π_θ‖π_ref) = β·log Z − β·KL(π_θ‖π*) (Gibbs), ``exact/objective_max`` =
+    β·E log Z.
     """
     logp = np.asarray(logp, dtype=np.float64)
     ref_logp = np.asarray(ref_logp, dtype=np.float64)
@@ -93,17 +100,24 @@ def exact_metrics(logp, ref_logp, reward, beta) -> dict:
     kl_ref = float(np.mean(kl_divergence(pi, pi_ref)))
     kl_star = float(np.mean(kl_divergence(pi, np.exp(log_star))))
     log_Z = logsumexp(ref_logp + np.asarray(reward) / beta, axis=-1)
-    return {"exact/reward": er, "exact/kl_ref": kl_ref, "exact/kl_star": kl_star,
-            "exact/objective": er - beta * kl_ref, "exact/objective_max": float(beta * np.mean(log_Z))}
+    return {
+        "exact/reward": er,
+        "exact/kl_ref": kl_ref,
+        "exact/kl_star": kl_star,
+        "exact/objective": er - beta * kl_ref,
+        "exact/objective_max": float(beta * np.mean(log_Z)),
+    }
 
 
 @torch.no_grad()
-def monte_carlo_metrics(model, ref_model, task: SyntheticLanguage, beta: float, n_samples: int = 256,
-                        seed: int = 0) -> dict:
+def monte_carlo_metrics(
+    model, ref_model, task: SyntheticLanguage, beta: float, n_samples: int = 256, seed: int = 0
+) -> dict:
     """Monte-Carlo estimates (keys ``mc/...``) of the same quantities when V^L is too large to enumerate.
 
     With y ~ π_θ: E r* ≈ mean r*, KL(π_θ‖π_ref) ≈ mean(log π_θ − log π_ref). With y' ~ π_ref,
-    log Z ≈ log mean exp(r*(y')/β) (biased low for finite samples), and KL(π_θ‖π*) ≈ mean(log π_θ − log π_ref − r*/β)
+    log Z ≈ log mean exp(r*(y')/β) (biased low for finite samples), and KL(π_θ‖π*) ≈ mean(log π_θ − log π_ref
+    − r*/β)
     + log Z. ``n_samples`` responses per prompt.
     """
     g = torch.Generator().manual_seed(seed)
@@ -112,7 +126,9 @@ def monte_carlo_metrics(model, ref_model, task: SyntheticLanguage, beta: float, 
         prompt = np.full(n_samples, x)
         y = sample_responses(model, task, prompt, generator=g)
         y_ref = sample_responses(ref_model, task, prompt, generator=g)
-        lr = (response_log_probs(model, task, prompt, y) - response_log_probs(ref_model, task, prompt, y)).double()
+        lr = (
+            response_log_probs(model, task, prompt, y) - response_log_probs(ref_model, task, prompt, y)
+        ).double()
         r = torch.as_tensor(task.true_reward(prompt, y.cpu().numpy()))
         r_ref = torch.as_tensor(task.true_reward(prompt, y_ref.cpu().numpy()))
         log_Z = torch.logsumexp(r_ref / beta, 0) - np.log(n_samples)
@@ -120,7 +136,12 @@ def monte_carlo_metrics(model, ref_model, task: SyntheticLanguage, beta: float, 
         kls.append(lr.mean().item())
         kls_star.append((lr.cpu() - r / beta).mean().item() + log_Z.item())
     er, kl = float(np.mean(rs)), float(np.mean(kls))
-    return {"mc/reward": er, "mc/kl_ref": kl, "mc/kl_star": float(np.mean(kls_star)), "mc/objective": er - beta * kl}
+    return {
+        "mc/reward": er,
+        "mc/kl_ref": kl,
+        "mc/kl_star": float(np.mean(kls_star)),
+        "mc/objective": er - beta * kl,
+    }
 
 
 class ExactEvaluator:
@@ -131,7 +152,9 @@ class ExactEvaluator:
     log-policy at construction time. Falls back to :func:`monte_carlo_metrics` when V^L > MAX_ENUMERATE.
     """
 
-    def __init__(self, ref_model, task: SyntheticLanguage, beta: float, init_model=None, batch_size: int = 8192):
+    def __init__(
+        self, ref_model, task: SyntheticLanguage, beta: float, init_model=None, batch_size: int = 8192
+    ):
         self.task, self.beta, self.batch_size = task, float(beta), batch_size
         self.ref_model = ref_model
         self.exact = task.n_responses <= MAX_ENUMERATE
@@ -139,8 +162,11 @@ class ExactEvaluator:
             self.ref_logp = enumerate_log_probs(ref_model, task, batch_size=batch_size)
             self.reward = task.true_reward_table()
             self.star_logp = optimal_log_policy(np.exp(self.ref_logp), self.reward, beta)
-            self.init_logp = (self.ref_logp if init_model is None
-                              else enumerate_log_probs(init_model, task, batch_size=batch_size))
+            self.init_logp = (
+                self.ref_logp
+                if init_model is None
+                else enumerate_log_probs(init_model, task, batch_size=batch_size)
+            )
 
     def log_policy(self, model) -> np.ndarray:
         return enumerate_log_probs(model, self.task, batch_size=self.batch_size)
@@ -155,3 +181,67 @@ class ExactEvaluator:
 
             out.update(displacement_step(logp, self.init_logp, preferences))
         return out
+
+
+@torch.no_grad()
+def token_by_token_log_probs(model, task: SyntheticLanguage, prompt, responses) -> np.ndarray:
+    """The slow reference: Σ_t log π_θ(y_t | x, y_<t) with one forward pass per prefix, (B,) float64."""
+    prompt = np.asarray(prompt)
+    y = np.asarray(responses)
+    pt = task.prompt_tokens()
+    dev = next(model.parameters()).device
+    out = np.zeros(len(prompt))
+    for i in range(len(prompt)):
+        for t in range(task.response_len):
+            seq = torch.as_tensor(np.concatenate([pt[prompt[i]], y[i, :t]]), device=dev)[None]
+            logits = model(seq)[0, -1, : task.vocab].double()
+            out[i] += torch.log_softmax(logits, -1)[int(y[i, t])].item()
+    return out
+
+
+def enumeration_errors(seed: int = 0, n_check: int = 8) -> dict:
+    """How exact the enumeration is, on a float64 random GPT over V=4, L=3 (weights scaled up so π_θ is peaked).
+
+    Returns ``sum_error`` = max over prompts |Σ_y π_θ(y|x) − 1| and ``logp_error`` = max |enumerated log π_θ(y|x) −
+    :func:`token_by_token_log_probs`| over ``n_check`` random (x, y).
+    """
+    from .model import GPT, tiny_config
+
+    task = SyntheticLanguage(vocab=4, response_len=3, prompt_len=3, n_prompts=4, seed=seed)
+    torch.manual_seed(seed)
+    model = GPT(tiny_config(task.vocab_size, task.seq_len)).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(8.0)
+    logp = enumerate_log_probs(model, task)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(task.n_prompts, size=n_check)
+    idx = rng.integers(task.n_responses, size=n_check)
+    Y = all_responses(task.vocab, task.response_len)[idx]
+    direct = token_by_token_log_probs(model, task, x, Y)
+    return {"sum_error": float(np.max(np.abs(np.exp(logp).sum(-1) - 1.0))),
+            "logp_error": float(np.max(np.abs(logp[x, idx] - direct)))}
+
+
+def check_kl_to_optimal(fn, seed: int = 0) -> float:
+    """Exercise checker: ``fn(logp, ref_logp, reward, beta) -> (n_prompts,)`` must return KL(π_θ‖π*) per prompt.
+
+    Compares ``fn`` with the exact value (via :func:`prefkit.optimal_policy.optimal_log_policy`) on random
+    enumerated log-policies with 4,096 responses per prompt; raises ``AssertionError`` with the error if it is
+    above 1e-8, and returns the error otherwise.
+    """
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 3, 4096)) * 2.0
+    logp, ref_logp = logits - logsumexp(logits, axis=-1, keepdims=True)
+    reward = rng.integers(0, 5, size=(3, 4096)).astype(float)
+    beta = 0.7
+    star = optimal_log_policy(np.exp(ref_logp), reward, beta)
+    want = kl_divergence(np.exp(logp), np.exp(star))
+    got = np.asarray(fn(logp, ref_logp, reward, beta), dtype=np.float64)
+    if got.shape != want.shape:
+        raise AssertionError(f"expected shape {want.shape}, got {got.shape}")
+    err = float(np.max(np.abs(got - want)))
+    if not err <= 1e-8:
+        raise AssertionError(f"KL(pi||pi*) is off by {err:.3g} (expected {want.round(4)}, got {got.round(4)})")
+    print(f"correct: max abs error {err:.2e}")
+    return err

@@ -1,10 +1,13 @@
 """A decoder-only transformer in the spirit of nanoGPT (Karpathy), small enough to train on a laptop CPU.
 
-One config dataclass (:class:`GPTConfig`) with documented fields; :class:`GPT` maps token ids (B, T) to next-token
-logits (B, T, vocab_size). Pre-LayerNorm blocks (Radford et al. 2019, GPT-2), learned absolute positions, causal
+One config dataclass (:class:`GPTConfig`) with documented fields; :class:`GPT` maps token ids (B, T) to
+next-token
+logits (B, T, vocab_size). Pre-LayerNorm blocks (Radford et al. 2019, GPT-2), learned absolute positions,
+causal
 self-attention through ``torch.nn.functional.scaled_dot_product_attention``, tied input/output embeddings.
 
-Presets: :func:`tiny_config` (about 100k parameters, the CPU default) and :func:`scale_config` (about 25M parameters,
+Presets: :func:`tiny_config` (about 100k parameters, the CPU default) and :func:`scale_config` (about 25M
+parameters,
 for a GPU).
 """
 
@@ -25,7 +28,7 @@ class GPTConfig:
     """Hyper-parameters of :class:`GPT`."""
 
     vocab_size: int = 10
-    """Number of token ids, special tokens included (the synthetic language has V content tokens + BOS + SEP)."""
+    """Number of token ids, special tokens included (the synthetic language: V content tokens + BOS + SEP)."""
     block_size: int = 16
     """Longest sequence the model accepts (size of the learned position table)."""
     n_layer: int = 2
@@ -81,9 +84,12 @@ class CausalSelfAttention(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         B, T, C = h.shape
         q, k, v = self.qkv(h).split(C, dim=2)  # 3 × (B, T, C)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, nh, T, hd)
+        q, k, v = (
+            t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)
+        )  # (B, nh, T, hd)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
 
@@ -95,8 +101,12 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg)
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias), nn.GELU(),
-                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias), nn.Dropout(cfg.dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias),
+            nn.GELU(),
+            nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias),
+            nn.Dropout(cfg.dropout),
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = h + self.attn(self.ln_1(h))
@@ -106,7 +116,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Decoder-only transformer: token ids (B, T) → logits (B, T, vocab_size).
 
-    ``hidden(idx)`` gives the final (post-LayerNorm) hidden states (B, T, n_embd), used by the reward model's scalar
+    ``hidden(idx)`` gives the final (post-LayerNorm) hidden states (B, T, n_embd), used by the reward model's
+    scalar
     head; ``forward(idx)`` applies the tied unembedding to them.
     """
 

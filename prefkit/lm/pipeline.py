@@ -1,7 +1,10 @@
-"""The chapter-7 pipeline SFT → preference data → reward model → RLHF and DPO (and online DPO), evaluated exactly.
+"""The chapter-7 pipeline SFT → preference data → reward model → RLHF and DPO (and online DPO), evaluated
+exactly.
 
-:class:`LMConfig` holds every knob (one field each, documented); :func:`run_pipeline` runs the stages in memory and
-returns the models, histories and the summary rows; the CLI (``python -m prefkit lm ...``), the notebook and the
+:class:`LMConfig` holds every knob (one field each, documented); :func:`run_pipeline` runs the stages in
+memory and
+returns the models, histories and the summary rows; the CLI (``python -m prefkit lm ...``), the notebook and
+the
 tour all call it, so they measure the same thing. Checkpointing lives in the CLI.
 """
 
@@ -31,8 +34,16 @@ from .train import (
     train_sft,
 )
 
-__all__ = ["LMConfig", "PipelineResult", "build_task", "build_model", "run_pipeline", "summary_rows",
-           "format_summary", "dpo_kl_reduction"]
+__all__ = [
+    "LMConfig",
+    "PipelineResult",
+    "build_task",
+    "build_model",
+    "run_pipeline",
+    "summary_rows",
+    "format_summary",
+    "dpo_kl_reduction",
+]
 
 
 @dataclass
@@ -40,8 +51,10 @@ class LMConfig:
     """Every knob of the chapter-7 pipeline."""
 
     preset: str = "tiny"
-    """"tiny" (≈100k-parameter model, V=8, L=4, 16 prompts: exact enumeration, CPU), "small" (the same model on
-    V=4, L=3, 8 prompts: 64 responses, for tests and the tour) or "scale" (≈25M parameters, V=32, L=4, 256 prompts:
+    """"tiny" (≈100k-parameter model, V=8, L=4, 16 prompts: exact enumeration, CPU), "small" (the same model
+    on
+    V=4, L=3, 8 prompts: 64 responses, for tests and the tour) or "scale" (≈25M parameters, V=32, L=4, 256
+    prompts:
     Monte-Carlo evaluation, meant for a GPU)."""
     beta: float = 1.0
     """KL coefficient β of RLHF, DPO and π* ∝ π_ref·exp(r*/β)."""
@@ -56,15 +69,15 @@ class LMConfig:
     sft_lr: float = 3e-3
     pairs_per_prompt: int = 512
     """Preference pairs sampled from π_ref per prompt (BT-labelled on r*)."""
-    rm_steps: int = 400
+    rm_steps: int = 1000
     rm_batch_size: int = 128
     rm_lr: float = 1e-3
     rlhf_method: str = "rloo"
     """"rloo" or "ppo"."""
-    rlhf_steps: int = 400
+    rlhf_steps: int = 500
     rlhf_k: int = 8
     """Samples per prompt for RLOO's leave-one-out baseline."""
-    rlhf_lr: float = 5e-4
+    rlhf_lr: float = 2e-3
     dpo_loss_type: str = "sigmoid"
     """Any chapter-4 loss type of :func:`prefkit.losses.preference_loss`."""
     dpo_steps: int = 800
@@ -83,8 +96,18 @@ class LMConfig:
         check_beta(self.beta)
         if self.rlhf_method not in ("rloo", "ppo"):
             raise ValueError(f"rlhf_method must be 'rloo' or 'ppo', got {self.rlhf_method!r}")
-        for name in ("sft_steps", "sft_batch_size", "pairs_per_prompt", "rm_steps", "rm_batch_size", "rlhf_steps",
-                     "dpo_steps", "dpo_batch_size", "online_dpo_steps", "eval_every"):
+        for name in (
+            "sft_steps",
+            "sft_batch_size",
+            "pairs_per_prompt",
+            "rm_steps",
+            "rm_batch_size",
+            "rlhf_steps",
+            "dpo_steps",
+            "dpo_batch_size",
+            "online_dpo_steps",
+            "eval_every",
+        ):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -98,8 +121,23 @@ class LMConfig:
     @classmethod
     def fast(cls, **kw) -> LMConfig:
         """The CI/notebook fast setting: every stage a fraction of the default."""
-        base = dict(sft_steps=500, pairs_per_prompt=256, rm_steps=200, rlhf_steps=150, dpo_steps=400,
-                    online_dpo_steps=100, eval_every=100)
+        base = dict(
+            sft_steps=500,
+            pairs_per_prompt=256,
+            rm_steps=200,
+            rlhf_steps=150,
+            dpo_steps=400,
+            online_dpo_steps=100,
+            eval_every=100,
+        )
+        base.update(kw)
+        return cls(**base)
+
+    @classmethod
+    def tour(cls, seed: int = 0, fast: bool = False, **kw) -> LMConfig:
+        """The tour's setting: the "small" preset (V=4, L=3, 8 prompts), a few hundred steps per stage."""
+        base = dict(preset="small", seed=seed, sft_steps=300, pairs_per_prompt=256, rm_steps=150, rlhf_steps=150,
+                    dpo_steps=300, dpo_batch_size=64, eval_every=150, progress=False)
         base.update(kw)
         return cls(**base)
 
@@ -136,10 +174,13 @@ class PipelineResult:
     info: dict = field(default_factory=dict)
 
 
-def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print) -> PipelineResult:
+def run_pipeline(
+    cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print
+) -> PipelineResult:
     """SFT → preferences → reward model → RLHF and DPO (optionally online DPO), with exact evaluation.
 
-    ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` in that order; "rlhf" and "online-dpo"
+    ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` in that order; "rlhf" and
+    "online-dpo"
     need "rm". Returns a :class:`PipelineResult` whose ``rows`` are :func:`summary_rows`.
     """
     cfg = cfg or LMConfig()
@@ -156,14 +197,24 @@ def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"
     res.info["device"] = str(dev)
     kw = dict(bf16=cfg.bf16, progress=cfg.progress)
 
-    r = train_sft(model, task, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size, lr=cfg.sft_lr, seed=cfg.seed,
-                  eval_every=cfg.eval_every if task.n_responses <= 2 ** 16 else 0, **kw)
+    r = train_sft(
+        model,
+        task,
+        steps=cfg.sft_steps,
+        batch_size=cfg.sft_batch_size,
+        lr=cfg.sft_lr,
+        seed=cfg.seed,
+        eval_every=cfg.eval_every if task.n_responses <= 2**16 else 0,
+        **kw,
+    )
     res.histories["sft"], res.timings["sft"] = r.history, r.wall_s
     res.info["sft_tokens_per_s"] = r.tokens_per_s
     ref = clone(model)
     res.models["sft"] = ref
-    echo(f"sft: {cfg.sft_steps} steps in {r.wall_s:.1f}s ({r.tokens_per_s:,.0f} tokens/s)"
-         + (f", KL(pi_data||pi_ref) = {r.history[-1]['sft/kl_data']:.4f}" if r.history else ""))
+    echo(
+        f"sft: {cfg.sft_steps} steps in {r.wall_s:.1f}s ({r.tokens_per_s:,.0f} tokens/s)"
+        + (f", KL(pi_data||pi_ref) = {r.history[-1]['sft/kl_data']:.4f}" if r.history else "")
+    )
     evaluator = ExactEvaluator(ref, task, cfg.beta)
     prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
     res.models["prefs"] = prefs
@@ -182,29 +233,76 @@ def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"
         for p in rm.parameters():
             p.requires_grad_(True)
         held = make_preferences(ref, task, 64, seed=cfg.seed + 2)
-        r = train_reward_model(rm, task, prefs, steps=cfg.rm_steps, batch_size=cfg.rm_batch_size, lr=cfg.rm_lr,
-                               seed=cfg.seed, eval_pairs=held, **kw)
+        r = train_reward_model(
+            rm,
+            task,
+            prefs,
+            steps=cfg.rm_steps,
+            batch_size=cfg.rm_batch_size,
+            lr=cfg.rm_lr,
+            seed=cfg.seed,
+            eval_pairs=held,
+            **kw,
+        )
         rm.eval()
         res.models["rm"], res.histories["rm"], res.timings["rm"] = rm, r.history, r.wall_s
         h = r.history[-1]
-        echo(f"reward model: {cfg.rm_steps} steps in {r.wall_s:.1f}s, held-out accuracy {h['eval/accuracy']:.3f}, "
-             f"agreement with r* {h['eval/true_accuracy']:.3f}")
+        echo(
+            f"reward model: {cfg.rm_steps} steps in {r.wall_s:.1f}s, "
+            f"held-out accuracy {h['eval/accuracy']:.3f}, "
+            f"agreement with r* {h['eval/true_accuracy']:.3f}"
+        )
     if "rlhf" in stages:
-        r = train_rlhf_lm(policy_copy(), ref, rm, task, cfg.beta, method=cfg.rlhf_method, steps=cfg.rlhf_steps,
-                          k=cfg.rlhf_k, lr=cfg.rlhf_lr, seed=cfg.seed, evaluator=evaluator,
-                          eval_every=cfg.eval_every, **kw)
+        r = train_rlhf_lm(
+            policy_copy(),
+            ref,
+            rm,
+            task,
+            cfg.beta,
+            method=cfg.rlhf_method,
+            steps=cfg.rlhf_steps,
+            k=cfg.rlhf_k,
+            lr=cfg.rlhf_lr,
+            seed=cfg.seed,
+            evaluator=evaluator,
+            eval_every=cfg.eval_every,
+            **kw,
+        )
         res.models["rlhf"], res.histories["rlhf"], res.timings["rlhf"] = r.model, r.history, r.wall_s
         echo(f"rlhf ({cfg.rlhf_method}): {cfg.rlhf_steps} steps in {r.wall_s:.1f}s")
     if "dpo" in stages:
-        r = train_dpo_lm(policy_copy(), ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type,
-                         steps=cfg.dpo_steps, batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr, seed=cfg.seed,
-                         evaluator=evaluator, eval_every=cfg.eval_every, **kw)
+        r = train_dpo_lm(
+            policy_copy(),
+            ref,
+            task,
+            prefs,
+            cfg.beta,
+            loss_type=cfg.dpo_loss_type,
+            steps=cfg.dpo_steps,
+            batch_size=cfg.dpo_batch_size,
+            lr=cfg.dpo_lr,
+            seed=cfg.seed,
+            evaluator=evaluator,
+            eval_every=cfg.eval_every,
+            **kw,
+        )
         res.models["dpo"], res.histories["dpo"], res.timings["dpo"] = r.model, r.history, r.wall_s
         echo(f"dpo ({cfg.dpo_loss_type}): {cfg.dpo_steps} steps in {r.wall_s:.1f}s")
     if "online-dpo" in stages:
-        r = train_online_dpo_lm(policy_copy(), ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type,
-                                steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr, seed=cfg.seed,
-                                evaluator=evaluator, eval_every=cfg.eval_every, **kw)
+        r = train_online_dpo_lm(
+            policy_copy(),
+            ref,
+            rm,
+            task,
+            cfg.beta,
+            loss_type=cfg.dpo_loss_type,
+            steps=cfg.online_dpo_steps,
+            lr=cfg.online_dpo_lr,
+            seed=cfg.seed,
+            evaluator=evaluator,
+            eval_every=cfg.eval_every,
+            **kw,
+        )
         res.models["online-dpo"], res.histories["online-dpo"] = r.model, r.history
         res.timings["online-dpo"] = r.wall_s
         echo(f"online dpo: {cfg.online_dpo_steps} steps in {r.wall_s:.1f}s")
@@ -214,8 +312,10 @@ def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"
 
 
 def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_table=None) -> list[dict]:
-    """One row per policy (π_ref, each trained policy, π*, and π*_RM ∝ π_ref·exp(r_φ/β) given the reward model's
-    table): E r*, KL(π‖π_ref), KL(π‖π*), J, KL(π‖π*_RM), and the displacement measured on the offline preference
+    """One row per policy (π_ref, each trained policy, π*, and π*_RM ∝ π_ref·exp(r_φ/β) given the reward
+    model's
+    table): E r*, KL(π‖π_ref), KL(π‖π*), J, KL(π‖π*_RM), and the displacement measured on the offline
+    preference
     pairs (Δ mean log π(y_w), Δ mean log π(y_l), Δ mass on neither, all since π_ref)."""
     from .exact import exact_metrics
 
@@ -225,17 +325,29 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
         star_rm = optimal_log_policy(np.exp(evaluator.ref_logp), rm_table, evaluator.beta)
 
     def row(name, logp, m):
-        r = {"policy": name, "reward": m[pre + "reward"], "kl_ref": m[pre + "kl_ref"], "kl_star": m[pre + "kl_star"],
-             "objective": m[pre + "objective"]}
+        r = {
+            "policy": name,
+            "reward": m[pre + "reward"],
+            "kl_ref": m[pre + "kl_ref"],
+            "kl_star": m[pre + "kl_star"],
+            "objective": m[pre + "objective"],
+        }
         if star_rm is not None and logp is not None:
             r["kl_star_rm"] = float(np.mean(kl_divergence(np.exp(logp), np.exp(star_rm))))
         if prefs_idx is not None and logp is not None:
             x, w, l = prefs_idx.T
             ref = evaluator.ref_logp
-            r.update({"d_logp_chosen": float(np.mean(logp[x, w] - ref[x, w])),
-                      "d_logp_rejected": float(np.mean(logp[x, l] - ref[x, l])),
-                      "d_mass_neither": float(np.mean(np.exp(ref[x, w]) + np.exp(ref[x, l])
-                                                      - np.exp(logp[x, w]) - np.exp(logp[x, l])))})
+            r.update(
+                {
+                    "d_logp_chosen": float(np.mean(logp[x, w] - ref[x, w])),
+                    "d_logp_rejected": float(np.mean(logp[x, l] - ref[x, l])),
+                    "d_mass_neither": float(
+                        np.mean(
+                            np.exp(ref[x, w]) + np.exp(ref[x, l]) - np.exp(logp[x, w]) - np.exp(logp[x, l])
+                        )
+                    ),
+                }
+            )
         return r
 
     rows = []
@@ -247,24 +359,38 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
             rows.append(row(label, None, evaluator.evaluate(models[name])))
             continue
         logp = evaluator.log_policy(models[name])
-        rows.append(row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta)))
+        rows.append(
+            row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta))
+        )
     if evaluator.exact:
         for label, logp in (("pi* (exact)", evaluator.star_logp), ("pi*_RM (exact)", star_rm)):
             if logp is not None:
-                rows.append(row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward,
-                                                           evaluator.beta)))
+                rows.append(
+                    row(
+                        label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta)
+                    )
+                )
     return rows
 
 
 def format_summary(rows: list[dict], beta: float, exact: bool = True) -> str:
     """The summary table as text (d columns: change since π_ref on the offline preference pairs)."""
     tag = "exact" if exact else "Monte-Carlo"
-    cols = [("E[r*]", "reward"), ("KL(pi||pi_ref)", "kl_ref"), ("KL(pi||pi*)", "kl_star"),
-            (f"J=E r*-{beta:g}KL", "objective"), ("KL(pi||pi*_RM)", "kl_star_rm"), ("d logp(y_w)", "d_logp_chosen"),
-            ("d logp(y_l)", "d_logp_rejected"), ("d mass(other)", "d_mass_neither")]
-    lines = [f"summary ({tag} evaluation over all responses; d = change since pi_ref, averaged over the offline "
-             f"preference pairs; other = responses in neither role)",
-             f"{'policy':>15}  " + "  ".join(f"{h:>14}" for h, _ in cols)]
+    cols = [
+        ("E[r*]", "reward"),
+        ("KL(pi||pi_ref)", "kl_ref"),
+        ("KL(pi||pi*)", "kl_star"),
+        (f"J=E r*-{beta:g}KL", "objective"),
+        ("KL(pi||pi*_RM)", "kl_star_rm"),
+        ("d logp(y_w)", "d_logp_chosen"),
+        ("d logp(y_l)", "d_logp_rejected"),
+        ("d mass(other)", "d_mass_neither"),
+    ]
+    lines = [
+        f"summary ({tag} evaluation over all responses; d = change since pi_ref, averaged over the offline "
+        f"preference pairs; other = responses in neither role)",
+        f"{'policy':>15}  " + "  ".join(f"{h:>14}" for h, _ in cols),
+    ]
     for r in rows:
         lines.append(f"{r['policy']:>15}  " + "  ".join(f"{r.get(k, float('nan')):>14.4f}" for _, k in cols))
     return "\n".join(lines)

@@ -1,20 +1,26 @@
 """A seeded synthetic language with a known data distribution and a known true reward (chapter 7).
 
-Tokens ``0..V-1`` are content tokens; ``V`` is BOS and ``V+1`` is SEP, so the model's vocabulary has V + 2 ids.
-A sequence is ``[BOS, x_1..x_P, SEP, y_1..y_L]``: a prompt x of P content tokens and a response y of exactly L.
-Responses are numbered in base V, first token most significant: ``index(y) = Σ_t y_t·V^(L−1−t)``, so a prompt has
+Tokens ``0..V-1`` are content tokens; ``V`` is BOS and ``V+1`` is SEP, so the model's vocabulary has V + 2
+ids.
+A sequence is ``[BOS, x_1..x_P, SEP, y_1..y_L]``: a prompt x of P content tokens and a response y of exactly
+L.
+Responses are numbered in base V, first token most significant: ``index(y) = Σ_t y_t·V^(L−1−t)``, so a prompt
+has
 V^L responses and tabular arrays are ``logp[x, index(y)]`` like every other chapter.
 
 **Data distribution** (what SFT imitates; known exactly). Autoregressive, per position t:
 
-    logit_t(v | x, y_<t) = copy·1[v = x_t] + repeat·1[v = y_{t−1}] + noise·g_x[t, v],   g ~ N(0, 1) from the seed,
+    logit_t(v | x, y_<t) = copy·1[v = x_t] + repeat·1[v = y_{t−1}] + noise·g_x[t, v],   g ~ N(0, 1) from the
+    seed,
 
-so the data mostly *copies the prompt*. **True reward**: r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] (s = 2 by default), counting the
+so the data mostly *copies the prompt*. **True reward**: r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] (s = 2 by
+default), counting the
 positions that *shift* the prompt by one; it disagrees with the data, so alignment has work to do and π* ∝
 π_ref·exp(r*/β) is far from π_ref.
 
 Defaults: V = 8, L = 4 (4,096 responses per prompt), P = 4, 16 prompts. V = 16, L = 4 (65,536 responses) also
-enumerates exactly, but costs 8× more CPU per evaluation; the default keeps the whole pipeline within minutes on
+enumerates exactly, but costs 8× more CPU per evaluation; the default keeps the whole pipeline within minutes
+on
 2 cores.
 """
 
@@ -26,8 +32,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SyntheticLanguage", "response_index", "index_to_response", "all_responses", "build_sequences",
-           "response_log_probs", "sample_responses"]
+__all__ = [
+    "SyntheticLanguage",
+    "response_index",
+    "index_to_response",
+    "all_responses",
+    "build_sequences",
+    "response_log_probs",
+    "sample_responses",
+]
 
 
 @dataclass
@@ -62,17 +75,19 @@ class SyntheticLanguage:
             raise ValueError(f"vocab must be ≥ 2, got {self.vocab}")
         if self.prompt_len < self.response_len:
             raise ValueError(f"prompt_len ({self.prompt_len}) must be ≥ response_len ({self.response_len})")
-        if self.n_prompts > self.vocab ** self.prompt_len:
-            raise ValueError(f"n_prompts={self.n_prompts} exceeds the {self.vocab ** self.prompt_len} possible prompts")
+        if self.n_prompts > self.vocab**self.prompt_len:
+            raise ValueError(
+                f"n_prompts={self.n_prompts} exceeds the {self.vocab**self.prompt_len} possible prompts"
+            )
         for name in ("copy", "repeat", "noise", "reward_scale"):
             if not np.isfinite(float(getattr(self, name))):
                 raise ValueError(f"{name} must be finite")
         rng = np.random.default_rng(self.seed)
-        codes = rng.choice(self.vocab ** self.prompt_len, size=self.n_prompts, replace=False)
+        codes = rng.choice(self.vocab**self.prompt_len, size=self.n_prompts, replace=False)
         self.prompts = index_to_response(codes, self.vocab, self.prompt_len)  # (n_prompts, P)
         self._g = rng.standard_normal((self.n_prompts, self.response_len, self.vocab))  # (n_prompts, L, V)
 
-    # ---- token layout -------------------------------------------------------------------------------------------
+    # ---- token layout ----------------------------------------------------------------------------
     @property
     def bos(self) -> int:
         return self.vocab
@@ -93,7 +108,7 @@ class SyntheticLanguage:
 
     @property
     def n_responses(self) -> int:
-        return self.vocab ** self.response_len
+        return self.vocab**self.response_len
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items()}
@@ -103,7 +118,7 @@ class SyntheticLanguage:
         n = self.n_prompts
         return np.concatenate([np.full((n, 1), self.bos), self.prompts, np.full((n, 1), self.sep)], axis=1)
 
-    # ---- the known distributions ---------------------------------------------------------------------------------
+    # ---- the known distributions -----------------------------------------------------------------
     def data_logits(self, prompt, prev) -> np.ndarray:
         """logit_t(v | x, y_<t) for every t: (..., L, V) given prompt ids (...,) and previous tokens (..., L).
 
@@ -147,7 +162,9 @@ class SyntheticLanguage:
     def true_reward(self, prompt, responses) -> np.ndarray:
         """r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] for prompt ids (...,) and responses (..., L)."""
         x = self.prompts[np.asarray(prompt)][..., : self.response_len]
-        return self.reward_scale * ((np.asarray(responses) == (x + 1) % self.vocab).sum(-1)).astype(np.float64)
+        return self.reward_scale * ((np.asarray(responses) == (x + 1) % self.vocab).sum(-1)).astype(
+            np.float64
+        )
 
     def true_reward_table(self) -> np.ndarray:
         """r*(x, y) for every prompt and response: (n_prompts, V^L)."""
@@ -170,7 +187,7 @@ def index_to_response(index, V: int, L: int) -> np.ndarray:
 
 def all_responses(V: int, L: int) -> np.ndarray:
     """All V^L responses in index order, (V^L, L)."""
-    return index_to_response(np.arange(V ** L), V, L)
+    return index_to_response(np.arange(V**L), V, L)
 
 
 def build_sequences(task: SyntheticLanguage, prompt, responses, device=None) -> torch.Tensor:
@@ -182,7 +199,8 @@ def build_sequences(task: SyntheticLanguage, prompt, responses, device=None) -> 
 def response_log_probs(model, task: SyntheticLanguage, prompt, responses) -> torch.Tensor:
     """log π_θ(y|x) = Σ_t log softmax(logits[P + 1 + t, :V])[y_t], one forward pass: (B,) differentiable.
 
-    The policy's next-token distribution at a response position is the softmax over the V *content* tokens (the
+    The policy's next-token distribution at a response position is the softmax over the V *content* tokens
+    (the
     special tokens are never emitted), so the V^L response probabilities of a prompt sum to exactly 1.
     """
     y = torch.as_tensor(responses)
@@ -191,14 +209,15 @@ def response_log_probs(model, task: SyntheticLanguage, prompt, responses) -> tor
     seq = build_sequences(task, prompt, y, device=dev)  # (B, T)
     P1 = task.prompt_len + 1
     logits = model(seq[:, :-1])[:, P1:, : task.vocab]  # (B, L, V): position P+1+t predicts y_t
-    logp = F.log_softmax(logits.float(), dim=-1)
+    logp = F.log_softmax(logits.double() if logits.dtype == torch.float64 else logits.float(), dim=-1)
     return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1).sum(-1)  # (B,)
 
 
 @torch.no_grad()
-def sample_responses(model, task: SyntheticLanguage, prompt, generator: torch.Generator | None = None,
-                     temperature: float = 1.0) -> torch.Tensor:
-    """y ~ π_θ(·|x) token by token (softmax over the content tokens): (B, L) long tensor on the model's device."""
+def sample_responses(
+    model, task: SyntheticLanguage, prompt, generator: torch.Generator | None = None, temperature: float = 1.0
+) -> torch.Tensor:
+    """y ~ π_θ(·|x) token by token (softmax over the content tokens): (B, L) long tensor."""
     dev = next(model.parameters()).device
     prompt = torch.as_tensor(prompt, device=dev)
     y = torch.zeros((len(prompt), 0), dtype=torch.long, device=dev)
@@ -206,7 +225,10 @@ def sample_responses(model, task: SyntheticLanguage, prompt, generator: torch.Ge
         seq = build_sequences(task, prompt, y, device=dev)
         logits = model(seq)[:, -1, : task.vocab].float() / temperature  # (B, V)
         probs = torch.softmax(logits, dim=-1)
-        nxt = torch.multinomial(probs.cpu() if generator is not None and generator.device.type == "cpu" else probs,
-                                1, generator=generator).to(dev)
+        nxt = torch.multinomial(
+            probs.cpu() if generator is not None and generator.device.type == "cpu" else probs,
+            1,
+            generator=generator,
+        ).to(dev)
         y = torch.cat([y, nxt], dim=1)
     return y

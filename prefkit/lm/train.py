@@ -1,13 +1,16 @@
-"""The chapter-7 training loops on the tiny transformer: SFT, reward model, RLHF (RLOO / PPO), DPO, online DPO.
+"""The chapter-7 training loops on the tiny transformer: SFT, reward model, RLHF (RLOO / PPO), DPO, online
+DPO.
 
 Each loop reuses the chapter modules instead of re-deriving them: the DPO family calls
 :func:`prefkit.losses.preference_loss` and :func:`prefkit.losses.preference_metrics`, the reward model
-:func:`prefkit.reward_model.reward_loss`, RLHF :func:`prefkit.rl.rloo_advantages`, :func:`prefkit.rl.reinforce_loss`
+:func:`prefkit.reward_model.reward_loss`, RLHF :func:`prefkit.rl.rloo_advantages`,
+:func:`prefkit.rl.reinforce_loss`
 and :func:`prefkit.rl.ppo_clip_loss`. At evaluation steps every loop records the exact metrics of
 :class:`prefkit.lm.exact.ExactEvaluator` (keys ``exact/...``) and, for the DPO family,
 :func:`prefkit.displacement_step` on the enumerated log-policy.
 
-Every loop returns a :class:`TrainResult` whose ``history`` is a list of dicts, one per logged step, with TRL's
+Every loop returns a :class:`TrainResult` whose ``history`` is a list of dicts, one per logged step, with
+TRL's
 metric names (``loss``, ``rewards/chosen``, ``logps/chosen``, ``objective/kl``, ``objective/scores``, ...).
 """
 
@@ -30,9 +33,23 @@ from ..rl import ppo_clip_loss, reinforce_loss, rloo_advantages
 from .exact import ExactEvaluator
 from .task import SyntheticLanguage, build_sequences, response_index, response_log_probs, sample_responses
 
-__all__ = ["TrainResult", "RewardModel", "Preferences", "resolve_device", "autocast", "train_sft",
-           "make_preferences", "train_reward_model", "train_rlhf_lm", "train_dpo_lm", "train_online_dpo_lm",
-           "dpo_logps", "clone", "reward_model_accuracy", "completion_log_probs"]
+__all__ = [
+    "TrainResult",
+    "RewardModel",
+    "Preferences",
+    "resolve_device",
+    "autocast",
+    "train_sft",
+    "make_preferences",
+    "train_reward_model",
+    "train_rlhf_lm",
+    "train_dpo_lm",
+    "train_online_dpo_lm",
+    "dpo_logps",
+    "clone",
+    "reward_model_accuracy",
+    "completion_log_probs",
+]
 
 
 @dataclass
@@ -58,7 +75,9 @@ class Preferences:
 
     def as_indices(self, V: int) -> np.ndarray:
         """(m, 3) int array (prompt, index(y_w), index(y_l)), the tabular chapters' format."""
-        return np.stack([self.prompt, response_index(self.chosen, V), response_index(self.rejected, V)], axis=1)
+        return np.stack(
+            [self.prompt, response_index(self.chosen, V), response_index(self.rejected, V)], axis=1
+        )
 
     def to_dict(self) -> dict:
         return {k: torch.as_tensor(getattr(self, k)) for k in ("prompt", "chosen", "rejected")}
@@ -69,7 +88,7 @@ class Preferences:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" → cuda when available, else cpu; "cuda" without a GPU is a ValueError."""
+    """ "auto" → cuda when available, else cpu; "cuda" without a GPU is a ValueError."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     if device == "auto":
@@ -106,10 +125,21 @@ def _log_eval(history, step, evaluator, model, prefs_idx, bar, extra=None):
         bar.set_postfix_str(f"KL(pi||pi*)={kl:.3f}")
 
 
-# ---- SFT --------------------------------------------------------------------------------------------------------
-def train_sft(model, task: SyntheticLanguage, *, steps: int = 1500, batch_size: int = 128, lr: float = 3e-3,
-              seed: int = 0, eval_every: int = 0, bf16: bool = True, progress: bool = True) -> TrainResult:
-    """Supervised fine-tuning: minimise −E_{(x,y)∼data} log π_θ(y|x) on fresh samples of the known data distribution.
+# ---- SFT ----------------------------------------------------------------------------------------
+def train_sft(
+    model,
+    task: SyntheticLanguage,
+    *,
+    steps: int = 1500,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    seed: int = 0,
+    eval_every: int = 0,
+    bf16: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Supervised fine-tuning: minimise −E_{(x,y)∼data} log π_θ(y|x) on fresh samples of the known data
+    distribution.
 
     Logs ``loss`` (mean response NLL), ``mean_token_accuracy`` (TRL's SFT names) and, at eval steps, the exact
     ``sft/kl_data`` = E_x KL(π_data‖π_θ) (its minimum, 0, is reached only at π_θ = π_data).
@@ -127,7 +157,7 @@ def train_sft(model, task: SyntheticLanguage, *, steps: int = 1500, batch_size: 
         seq = build_sequences(task, prompt, torch.as_tensor(y), device=dev)
         with autocast(dev, bf16):
             logits = model(seq[:, :-1])[:, P1:, : task.vocab]
-        target = seq[:, P1 + 1:]
+        target = seq[:, P1 + 1 :]
         loss = F.cross_entropy(logits.float().reshape(-1, task.vocab), target.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,16 +169,19 @@ def train_sft(model, task: SyntheticLanguage, *, steps: int = 1500, batch_size: 
             acc = (logits.argmax(-1) == target).float().mean().item()
             lp = enumerate_log_probs(model, task)
             kl = float(np.mean(np.sum(np.exp(data_logp) * (data_logp - lp), -1)))
-            history.append({"step": step + 1, "loss": loss.item(), "mean_token_accuracy": acc, "sft/kl_data": kl})
+            history.append(
+                {"step": step + 1, "loss": loss.item(), "mean_token_accuracy": acc, "sft/kl_data": kl}
+            )
             bar.set_postfix_str(f"loss={loss.item():.3f} KL(data||pi)={kl:.3f}")
     wall = time.perf_counter() - t0
     return TrainResult(model, history, wall, steps * batch_size * task.seq_len / wall)
 
 
-# ---- preference data -----------------------------------------------------------------------------------------------
+# ---- preference data ----------------------------------------------------------------------------
 @torch.no_grad()
 def make_preferences(ref_model, task: SyntheticLanguage, n_per_prompt: int, *, seed: int = 0) -> Preferences:
-    """Pairs (y1, y2) ~ π_ref(·|x) independently, labelled by Bradley-Terry on r*: P(y1 ≻ y2) = σ(r*(y1) − r*(y2)).
+    """Pairs (y1, y2) ~ π_ref(·|x) independently, labelled by Bradley-Terry on r*: P(y1 ≻ y2) = σ(r*(y1) −
+    r*(y2)).
 
     ``n_per_prompt`` pairs for every prompt; pairs with y1 = y2 are dropped (they carry no preference).
     """
@@ -167,13 +200,16 @@ def make_preferences(ref_model, task: SyntheticLanguage, n_per_prompt: int, *, s
     return Preferences(prompt, chosen, rejected)
 
 
-# ---- reward model ----------------------------------------------------------------------------------------------------
+# ---- reward model -------------------------------------------------------------------------------
 class RewardModel(nn.Module):
     """r_φ(x, y): the transformer trunk plus a scalar head (Ouyang et al. 2022).
 
-    ``pool="sum"`` (default): r_φ = Σ_t (w·h_t + b) over the L response positions, a token-level head summed over
-    the response; ``pool="last"``: r_φ = w·h_last + b, the usual head on the final token's hidden state. On the
-    chapter-7 language, whose r* is a sum over positions, the summed head fits the same preference data far better
+    ``pool="sum"`` (default): r_φ = Σ_t (w·h_t + b) over the L response positions, a token-level head summed
+    over
+    the response; ``pool="last"``: r_φ = w·h_last + b, the usual head on the final token's hidden state. On
+    the
+    chapter-7 language, whose r* is a sum over positions, the summed head fits the same preference data far
+    better
     (held-out agreement with r* ≈ 0.87 vs ≈ 0.80 at the default sizes), so it is the default.
     """
 
@@ -195,7 +231,7 @@ class RewardModel(nn.Module):
         h = self.trunk.hidden(seq)  # (B, T, C)
         if self.pool == "last":
             return self.head(h[:, -1]).squeeze(-1).float()  # (B,)
-        return self.head(h[:, task.prompt_len + 2:]).squeeze(-1).float().sum(-1)  # (B,)
+        return self.head(h[:, task.prompt_len + 2 :]).squeeze(-1).float().sum(-1)  # (B,)
 
     @torch.no_grad()
     def table(self, task: SyntheticLanguage, batch_size: int = 8192) -> np.ndarray:
@@ -208,19 +244,36 @@ class RewardModel(nn.Module):
         self.eval()
         for x in range(task.n_prompts):
             for s in range(0, len(Y), batch_size):
-                out[x, s:s + batch_size] = self(task, np.full(len(Y[s:s + batch_size]), x),
-                                                Y[s:s + batch_size]).double().cpu().numpy()
+                out[x, s : s + batch_size] = (
+                    self(task, np.full(len(Y[s : s + batch_size]), x), Y[s : s + batch_size])
+                    .double()
+                    .cpu()
+                    .numpy()
+                )
         self.train(was)
         return out
 
 
-def train_reward_model(rm: RewardModel, task: SyntheticLanguage, prefs: Preferences, *, steps: int = 600,
-                       batch_size: int = 128, lr: float = 1e-3, seed: int = 0, bf16: bool = True,
-                       progress: bool = True, eval_pairs: Preferences | None = None) -> TrainResult:
-    """Fit r_φ with the chapter-3 Bradley-Terry loss :func:`prefkit.reward_model.reward_loss` (mean over the batch).
+def train_reward_model(
+    rm: RewardModel,
+    task: SyntheticLanguage,
+    prefs: Preferences,
+    *,
+    steps: int = 600,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    bf16: bool = True,
+    progress: bool = True,
+    eval_pairs: Preferences | None = None,
+) -> TrainResult:
+    """Fit r_φ with the chapter-3 Bradley-Terry loss :func:`prefkit.reward_model.reward_loss` (mean over the
+    batch).
 
-    Logs TRL's RewardTrainer names ``loss``, ``accuracy``, ``margin``; with ``eval_pairs`` (held-out pairs) also
-    ``eval/accuracy`` and ``eval/true_accuracy`` (agreement with the sign of r*(y_w) − r*(y_l), ties excluded).
+    Logs TRL's RewardTrainer names ``loss``, ``accuracy``, ``margin``; with ``eval_pairs`` (held-out pairs)
+    also
+    ``eval/accuracy`` and ``eval/true_accuracy`` (agreement with the sign of r*(y_w) − r*(y_l), ties
+    excluded).
     """
     _check_steps(steps=steps, batch_size=batch_size)
     dev = rm.head.weight.device
@@ -238,8 +291,12 @@ def train_reward_model(rm: RewardModel, task: SyntheticLanguage, prefs: Preferen
         loss.backward()
         opt.step()
         if (step + 1) % 50 == 0 or step + 1 == steps:
-            rec = {"step": step + 1, "loss": loss.item(), "accuracy": (r_w > r_l).float().mean().item(),
-                   "margin": (r_w - r_l).mean().item()}
+            rec = {
+                "step": step + 1,
+                "loss": loss.item(),
+                "accuracy": (r_w > r_l).float().mean().item(),
+                "margin": (r_w - r_l).mean().item(),
+            }
             if eval_pairs is not None:
                 rec.update(reward_model_accuracy(rm, task, eval_pairs))
             history.append(rec)
@@ -256,20 +313,41 @@ def reward_model_accuracy(rm: RewardModel, task: SyntheticLanguage, pairs: Prefe
     rm.train()
     d_true = task.true_reward(pairs.prompt, pairs.chosen) - task.true_reward(pairs.prompt, pairs.rejected)
     nz = d_true != 0
-    return {"eval/accuracy": float(np.mean(r_w > r_l)),
-            "eval/true_accuracy": float(np.mean(np.sign(r_w - r_l)[nz] == np.sign(d_true[nz])))}
+    return {
+        "eval/accuracy": float(np.mean(r_w > r_l)),
+        "eval/true_accuracy": float(np.mean(np.sign(r_w - r_l)[nz] == np.sign(d_true[nz]))),
+    }
 
 
-# ---- RLHF --------------------------------------------------------------------------------------------------------------
-def train_rlhf_lm(policy, ref_model, rm: RewardModel, task: SyntheticLanguage, beta: float, *, method: str = "rloo",
-                  steps: int = 300, k: int = 4, prompts_per_step: int = 16, lr: float = 1e-3, ppo_epochs: int = 2,
-                  clip_eps: float = 0.2, seed: int = 0, evaluator: ExactEvaluator | None = None,
-                  eval_every: int = 50, bf16: bool = True, progress: bool = True) -> TrainResult:
+# ---- RLHF ---------------------------------------------------------------------------------------
+def train_rlhf_lm(
+    policy,
+    ref_model,
+    rm: RewardModel,
+    task: SyntheticLanguage,
+    beta: float,
+    *,
+    method: str = "rloo",
+    steps: int = 300,
+    k: int = 4,
+    prompts_per_step: int = 16,
+    lr: float = 1e-3,
+    ppo_epochs: int = 2,
+    clip_eps: float = 0.2,
+    seed: int = 0,
+    evaluator: ExactEvaluator | None = None,
+    eval_every: int = 50,
+    bf16: bool = True,
+    progress: bool = True,
+) -> TrainResult:
     """On-policy RLHF: sample k responses per prompt from π_θ, score them with r_φ, penalise the sequence KL.
 
-    Per sample the KL-penalised reward is R = r_φ(x, y) − β·(log π_θ(y|x) − log π_ref(y|x)) (Ouyang et al. 2022,
-    Eq. 2), the advantage is RLOO's A_i = R_i − mean_{j≠i} R_j (:func:`prefkit.rl.rloo_advantages`, Ahmadian et al.
-    2024). ``method="rloo"``: one REINFORCE step (:func:`prefkit.rl.reinforce_loss`); ``method="ppo"``: ``ppo_epochs``
+    Per sample the KL-penalised reward is R = r_φ(x, y) − β·(log π_θ(y|x) − log π_ref(y|x)) (Ouyang et al.
+    2022,
+    Eq. 2), the advantage is RLOO's A_i = R_i − mean_{j≠i} R_j (:func:`prefkit.rl.rloo_advantages`, Ahmadian
+    et al.
+    2024). ``method="rloo"``: one REINFORCE step (:func:`prefkit.rl.reinforce_loss`); ``method="ppo"``:
+    ``ppo_epochs``
     steps of PPO-clip (:func:`prefkit.rl.ppo_clip_loss`, Schulman et al. 2017) on the same samples with those
     advantages (no value head: the RLOO baseline replaces GAE). Logs TRL's RLOO/PPO names ``objective/kl``,
     ``objective/scores``, ``objective/rlhf_reward``, ``loss/policy_avg`` (and ``val/clipfrac_avg`` for PPO).
@@ -288,7 +366,9 @@ def train_rlhf_lm(policy, ref_model, rm: RewardModel, task: SyntheticLanguage, b
     bar = tqdm(range(steps), desc=f"rlhf ({method})", disable=not progress, leave=False)
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
-        prompt = np.repeat(rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False), k)
+        prompt = np.repeat(
+            rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False), k
+        )
         y = sample_responses(policy, task, prompt, generator=g)
         with torch.no_grad(), autocast(dev, bf16):
             scores = rm(task, prompt, y)
@@ -310,8 +390,12 @@ def train_rlhf_lm(policy, ref_model, rm: RewardModel, task: SyntheticLanguage, b
             loss.backward()
             opt.step()
         n_tok += len(prompt) * task.seq_len
-        rec = {"objective/kl": kl.mean().item(), "objective/scores": scores.mean().item(),
-               "objective/rlhf_reward": R.mean().item(), "loss/policy_avg": loss.item()}
+        rec = {
+            "objective/kl": kl.mean().item(),
+            "objective/scores": scores.mean().item(),
+            "objective/rlhf_reward": R.mean().item(),
+            "loss/policy_avg": loss.item(),
+        }
         if method == "ppo":
             rec["val/clipfrac_avg"] = clipfrac
         if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
@@ -320,23 +404,43 @@ def train_rlhf_lm(policy, ref_model, rm: RewardModel, task: SyntheticLanguage, b
     return TrainResult(policy, history, wall, n_tok / wall)
 
 
-# ---- DPO ----------------------------------------------------------------------------------------------------------
+# ---- DPO ----------------------------------------------------------------------------------------
 def dpo_logps(model, task: SyntheticLanguage, prompt, chosen, rejected) -> tuple[torch.Tensor, torch.Tensor]:
-    """log π(y_w|x), log π(y_l|x) in ONE forward pass over the concatenated batch [chosen; rejected] (B,) each."""
-    both = response_log_probs(model, task, np.concatenate([prompt, prompt]),
-                              torch.cat([torch.as_tensor(chosen), torch.as_tensor(rejected)]))
-    return both[: len(prompt)], both[len(prompt):]
+    """log π(y_w|x), log π(y_l|x), (B,) each, from ONE forward pass over the batch [chosen; rejected]."""
+    both = response_log_probs(
+        model,
+        task,
+        np.concatenate([prompt, prompt]),
+        torch.cat([torch.as_tensor(chosen), torch.as_tensor(rejected)]),
+    )
+    return both[: len(prompt)], both[len(prompt) :]
 
 
-def train_dpo_lm(policy, ref_model, task: SyntheticLanguage, prefs: Preferences, beta: float, *,
-                 loss_type: str = "sigmoid", steps: int = 600, batch_size: int = 64, lr: float = 3e-4,
-                 label_smoothing: float = 0.0, seed: int = 0, evaluator: ExactEvaluator | None = None,
-                 eval_every: int = 50, bf16: bool = True, progress: bool = True) -> TrainResult:
+def train_dpo_lm(
+    policy,
+    ref_model,
+    task: SyntheticLanguage,
+    prefs: Preferences,
+    beta: float,
+    *,
+    loss_type: str = "sigmoid",
+    steps: int = 600,
+    batch_size: int = 64,
+    lr: float = 3e-4,
+    label_smoothing: float = 0.0,
+    seed: int = 0,
+    evaluator: ExactEvaluator | None = None,
+    eval_every: int = 50,
+    bf16: bool = True,
+    progress: bool = True,
+) -> TrainResult:
     """Offline DPO (Rafailov et al. 2023, Eq. 7) or any chapter-4 ``loss_type`` on fixed preference pairs.
 
-    The reference log-probs of every pair are computed once before training (π_ref is frozen). Each step samples a
+    The reference log-probs of every pair are computed once before training (π_ref is frozen). Each step
+    samples a
     minibatch, runs ONE forward pass over [chosen; rejected], and minimises the mean of
-    :func:`prefkit.losses.preference_loss`. Logs :func:`prefkit.losses.preference_metrics` (TRL's names) every step
+    :func:`prefkit.losses.preference_loss`. Logs :func:`prefkit.losses.preference_metrics` (TRL's names)
+    every step
     and, at eval steps, the exact metrics and :func:`prefkit.displacement_step` over all pairs.
     """
     from ..losses import preference_loss, preference_metrics
@@ -358,14 +462,18 @@ def train_dpo_lm(policy, ref_model, task: SyntheticLanguage, prefs: Preferences,
         with autocast(dev, bf16):
             logp_w, logp_l = dpo_logps(policy, task, prefs.prompt[b], prefs.chosen[b], prefs.rejected[b])
         bt = torch.as_tensor(b, device=dev)
-        loss = preference_loss(logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type,
-                               label_smoothing=label_smoothing).mean()
+        loss = preference_loss(
+            logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type, label_smoothing=label_smoothing
+        ).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             with torch.no_grad():
-                rec = {"loss": loss.item(), **_metrics(preference_metrics, logp_w, logp_l, ref_w[bt], ref_l[bt], beta)}
+                rec = {
+                    "loss": loss.item(),
+                    **_metrics(preference_metrics, logp_w, logp_l, ref_w[bt], ref_l[bt], beta),
+                }
             _log_eval(history, step + 1, evaluator, policy, prefs_idx, bar, rec)
     wall = time.perf_counter() - t0
     return TrainResult(policy, history, wall, steps * 2 * batch_size * task.seq_len / wall)
@@ -388,16 +496,32 @@ def _ref_logps(ref_model, task, prefs, dev, bf16, batch: int = 4096):
     return torch.cat(ws), torch.cat(ls)
 
 
-def train_online_dpo_lm(policy, ref_model, rm: RewardModel, task: SyntheticLanguage, beta: float, *,
-                        loss_type: str = "sigmoid", steps: int = 300, prompts_per_step: int = 16,
-                        samples_per_prompt: int = 2, lr: float = 3e-4, seed: int = 0,
-                        evaluator: ExactEvaluator | None = None, eval_every: int = 50, bf16: bool = True,
-                        progress: bool = True) -> TrainResult:
-    """Online DPO (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback"; TRL's OnlineDPOTrainer).
+def train_online_dpo_lm(
+    policy,
+    ref_model,
+    rm: RewardModel,
+    task: SyntheticLanguage,
+    beta: float,
+    *,
+    loss_type: str = "sigmoid",
+    steps: int = 300,
+    prompts_per_step: int = 16,
+    samples_per_prompt: int = 2,
+    lr: float = 3e-4,
+    seed: int = 0,
+    evaluator: ExactEvaluator | None = None,
+    eval_every: int = 50,
+    bf16: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """Online DPO (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback"; TRL's
+    OnlineDPOTrainer).
 
-    Each step samples two responses per prompt from the *current* π_θ, lets the reward model r_φ judge them (higher
+    Each step samples two responses per prompt from the *current* π_θ, lets the reward model r_φ judge them
+    (higher
     score = chosen), and takes one :func:`prefkit.losses.preference_loss` step on those fresh pairs. Logs
-    ``objective/scores``, ``objective/kl`` and :func:`prefkit.losses.preference_metrics`; the displacement keys at
+    ``objective/scores``, ``objective/kl`` and :func:`prefkit.losses.preference_metrics`; the displacement
+    keys at
     eval steps are measured on the step's own pairs.
     """
     from ..losses import preference_loss, preference_metrics
@@ -431,9 +555,12 @@ def train_online_dpo_lm(policy, ref_model, rm: RewardModel, task: SyntheticLangu
         if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             pairs = Preferences(prompt, chosen.cpu().numpy(), rejected.cpu().numpy())
             with torch.no_grad():
-                rec = {"loss": loss.item(), "objective/scores": torch.cat([s1, s2]).mean().item(),
-                       "objective/kl": (torch.cat([logp_w, logp_l]) - torch.cat([ref_w, ref_l])).mean().item(),
-                       **_metrics(preference_metrics, logp_w, logp_l, ref_w.float(), ref_l.float(), beta)}
+                rec = {
+                    "loss": loss.item(),
+                    "objective/scores": torch.cat([s1, s2]).mean().item(),
+                    "objective/kl": (torch.cat([logp_w, logp_l]) - torch.cat([ref_w, ref_l])).mean().item(),
+                    **_metrics(preference_metrics, logp_w, logp_l, ref_w.float(), ref_l.float(), beta),
+                }
             _log_eval(history, step + 1, evaluator, policy, pairs.as_indices(task.vocab), bar, rec)
     wall = time.perf_counter() - t0
     return TrainResult(policy, history, wall, steps * 2 * len(prompt) * task.seq_len / wall)
@@ -448,10 +575,11 @@ def clone(model):
 
 
 def completion_log_probs(logits: torch.Tensor, ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
-    """Σ_{t ≥ prompt_len} log softmax(logits[t − 1])[ids[t]] over the full vocabulary, for fixed-length sequences.
+    """Σ_{t ≥ prompt_len} log softmax(logits[t − 1])[ids[t]] over the full vocabulary, for fixed-length
+    sequences.
 
     ``logits`` (B, T − 1, V) are the model's outputs on ``ids[:, :-1]``; ``ids`` (B, T). Returns (B,) (TRL's
     sequence log-prob with every completion token counted, EOS included when the ids carry it).
     """
-    logp = F.log_softmax(logits[:, prompt_len - 1:].float(), dim=-1)  # (B, T − prompt_len, V)
+    logp = F.log_softmax(logits[:, prompt_len - 1 :].float(), dim=-1)  # (B, T − prompt_len, V)
     return logp.gather(-1, ids[:, prompt_len:].unsqueeze(-1)).squeeze(-1).sum(-1)  # (B,)

@@ -1,5 +1,4 @@
-"""Chapter 1 figures: recovery rate, interval coverage, the MAP path of a non-existent MLE, rankings with
-errors.
+"""Chapter 1 figures: recovery rate, coverage, the MAP path of a non-existent MLE, rankings with errors.
 
 Each function takes data and an optional ``ax`` and returns the figure.
 """

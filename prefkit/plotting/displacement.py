@@ -1,4 +1,4 @@
-"""Plots for chapter 6, likelihood displacement. Each takes data (and an optional ax) and returns the figure."""
+"""Plots for chapter 6, likelihood displacement. Each takes data (and an optional ax), returns the figure."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def plot_displacement_trajectory(logp, preferences, *, pair: int = 0, names=None
 
 
 def plot_ches_scatter(ches, drops, *, removed=None, ax=None):
-    """CHES against the measured drop of log π(y_w) per pair; ``removed`` marks the pairs a CHES filter drops."""
+    """CHES against the measured drop of log π(y_w) per pair; ``removed`` marks pairs a CHES filter drops."""
     ches = np.asarray(ches, dtype=np.float64)
     drops = np.asarray(drops, dtype=np.float64)
     if ax is None:

@@ -27,7 +27,7 @@ def plot_optimal_policy(pi_ref, reward, betas, *, prompt: int = 0, ax=None, show
     y = np.arange(pi_ref.shape[-1])
     betas = np.atleast_1d(np.asarray(betas, dtype=np.float64))
     colors = plt.cm.viridis(np.linspace(0.1, 0.9, len(betas)))
-    for beta, c in zip(betas, colors):
+    for beta, c in zip(betas, colors, strict=True):
         ax.plot(y, optimal_policy(pi_ref, reward, beta)[prompt], "-o" if len(y) <= 12 else "-", color=c, ms=4,
                 label=rf"$\pi^*$, $\beta$={beta:g}")
     ax.plot(y, pi_ref[prompt], "k--", lw=1.5, label=r"$\pi_{ref}$")

@@ -1,4 +1,5 @@
-"""Figures for chapter 3: RL convergence to π*, the reward–KL frontier, reward-model recovery, the gap split."""
+"""Figures for chapter 3: RL convergence to π*, the reward–KL frontier, reward-model recovery, the gap
+split."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ __all__ = ["plot_kl_curves", "plot_frontier", "plot_reward_recovery", "plot_gap_
 
 
 def plot_kl_curves(results: dict, *, x: str = "step", ax=None):
-    """KL(π_θ‖π*) against ``x`` ("step", "cost/samples", ...) for each :class:`prefkit.rl.RLResult` in ``results``
-    (a dict name → result), log scale. Returns the figure."""
+    """KL(π_θ‖π*) against ``x`` ("step", "cost/samples", ...) for each :class:`prefkit.rl.RLResult` in
+    ``results`` (a dict name → result), log scale. Returns the figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
     fig = ax.figure
@@ -39,8 +40,8 @@ def plot_frontier(frontier: dict, points: dict | None = None, *, ax=None):
 
 
 def plot_reward_recovery(reward_hat, reward_true, *, ax=None, label: str = ""):
-    """r̂ against r*, each centred per prompt (the shift f(x) preferences cannot identify removed). Returns the
-    figure."""
+    """r̂ against r*, each centred per prompt (the shift f(x) preferences cannot identify removed). Returns
+    the figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(3.6, 3.4))
     fig = ax.figure
@@ -59,8 +60,9 @@ def plot_reward_recovery(reward_hat, reward_true, *, ax=None, label: str = ""):
 
 
 def plot_gap_decomposition(n_pairs, gaps, *, ax=None):
-    """Regret of the final policy, β·KL(π_final‖π*(r*)), split into reward-model and RL parts, against the number
-    of preference pairs. ``gaps`` is a list of dicts from :func:`prefkit.rl.gap_decomposition`. Returns the figure."""
+    """Regret of the final policy, β·KL(π_final‖π*(r*)), split into reward-model and RL parts, against the
+    number of preference pairs. ``gaps`` is a list of dicts from :func:`prefkit.rl.gap_decomposition`. Returns
+    the figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
     fig = ax.figure

@@ -1,0 +1,237 @@
+"""Chapter 6, likelihood displacement: each case against an exact answer (closed form, autograd)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from prefkit.displacement import (
+    ches_displacement_correlation,
+    ches_score,
+    ches_scores,
+    displacement_drops,
+    embedding_population,
+    logp_chosen_velocity,
+    logratio_gradient,
+    squeeze_first_order,
+    squeeze_trajectory,
+    tabular_chain_problem,
+    tabular_one_pair_problem,
+    top_ches_share,
+    train_displacement,
+    unconstrained_features_problem,
+    yes_no_never_problem,
+)
+from prefkit.policies import LogLinearPolicy
+
+# ------------------------------------------------------------------------------------------------- CHES
+
+
+def _ches_direct(hw, hl, normalized=False):
+    """CHES written out with explicit loops, the way the definition reads."""
+    Tw, d = hw.shape
+    Tl = hl.shape[0]
+    sw = [sum(hw[k, j] for k in range(Tw)) for j in range(d)]
+    sl = [sum(hl[k, j] for k in range(Tl)) for j in range(d)]
+    cross = sum(sw[j] * sl[j] for j in range(d))
+    own = sum(sw[j] * sw[j] for j in range(d))
+    if normalized:
+        return cross / (Tw * Tl) - own / (Tw * Tw)
+    return cross - own
+
+
+def test_ches_hand_example():
+    hw = np.array([[1.0, 0.0], [0.0, 1.0]])  # sum (1, 1)
+    hl = np.array([[2.0, 0.0]])  # sum (2, 0)
+    assert ches_score(hw, hl) == pytest.approx(2.0 - 2.0)
+    assert ches_score(hw, hl, length_normalized=True) == pytest.approx(2.0 / 2 - 2.0 / 4)
+    assert ches_score(hw, hw) == pytest.approx(0.0)  # identical responses: CHES = 0
+
+
+finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(1, 6), st.booleans(), st.data())
+def test_ches_matches_direct_computation(Tw, Tl, d, normalized, data):
+    hw = data.draw(arrays(np.float64, (Tw, d), elements=finite))
+    hl = data.draw(arrays(np.float64, (Tl, d), elements=finite))
+    got = ches_score(hw, hl, length_normalized=normalized)
+    want = _ches_direct(hw, hl, normalized)
+    assert isinstance(got, float)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.data())
+def test_ches_batched_equals_per_pair(B, Tw, Tl, d, data):
+    hw = data.draw(arrays(np.float64, (B, Tw, d), elements=finite))
+    hl = data.draw(arrays(np.float64, (B, Tl, d), elements=finite))
+    got = ches_score(hw, hl)
+    assert got.shape == (B,)
+    np.testing.assert_allclose(got, ches_scores(list(hw), list(hl)), rtol=1e-12, atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5))
+def test_ches_d_mismatch_is_value_error(Tw, Tl, dw, dl):
+    hw, hl = np.ones((Tw, dw)), np.ones((Tl, dl))
+    if dw == dl:
+        ches_score(hw, hl)
+    else:
+        with pytest.raises(ValueError, match="hidden size mismatch"):
+            ches_score(hw, hl)
+
+
+@pytest.mark.parametrize("hw, hl, match", [
+    (np.ones((0, 3)), np.ones((2, 3)), "hidden_chosen has no positions"),
+    (np.ones((2, 3)), np.ones((3,)), "hidden_rejected must have"),
+    (np.ones((2, 3)), np.full((2, 3), np.nan), "hidden_rejected contains NaN"),
+    (np.ones((2, 2, 3)), np.ones((2, 3)), "both as"),
+    (np.ones((2, 2, 3)), np.ones((3, 2, 3)), "batch size mismatch"),
+])
+def test_ches_bad_input(hw, hl, match):
+    with pytest.raises(ValueError, match=match):
+        ches_score(hw, hl)
+
+
+# ------------------------------------------------------------------------------------------------- gradients
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, st.integers(2, 8), elements=finite), st.data())
+def test_logratio_gradient_is_ew_minus_el(z, data):
+    n = z.shape[0]
+    w = data.draw(st.integers(0, n - 1))
+    l = data.draw(st.integers(0, n - 1).filter(lambda v: v != w))
+    e = np.zeros(n)
+    e[w], e[l] = 1.0, -1.0
+    np.testing.assert_allclose(logratio_gradient(z, w, l), e, atol=1e-12)
+
+
+def test_logratio_gradient_bad_input():
+    with pytest.raises(ValueError, match="differ"):
+        logratio_gradient([0.0, 1.0], 1, 1)
+    with pytest.raises(ValueError, match="chosen"):
+        logratio_gradient([0.0, 1.0], 2, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_velocity_matches_autograd_and_ches(seed):
+    rng = np.random.default_rng(seed)
+    n, d = 7, 3
+    phi, z0 = rng.normal(size=(n, d)), rng.normal(size=n)
+    w, l = 2, 5
+    pi = np.exp(z0 - np.logaddexp.reduce(z0))
+    pol = LogLinearPolicy(pi[None], phi[None])
+    lp = pol.log_probs()[0]
+    g_w = torch.autograd.grad(lp[w], pol.theta, retain_graph=True)[0]
+    g_m = torch.autograd.grad(lp[w] - lp[l], pol.theta)[0]
+    want = float(g_w @ g_m)
+    got = logp_chosen_velocity(phi, z0, w, l)
+    assert got == pytest.approx(want, rel=1e-10)
+    # = −CHES − ⟨φ̄, φ_w − φ_l⟩ with φ the (single-position) hidden states
+    ches = ches_score(phi[w][None], phi[l][None])
+    assert got == pytest.approx(-ches - (pi @ phi) @ (phi[w] - phi[l]), rel=1e-10)
+
+
+def test_squeeze_first_order_matches_a_small_step():
+    pi = np.array([0.85, 0.08, 0.05, 0.015, 0.005])
+    l, eta = 4, 1e-6
+    z = torch.tensor(np.log(pi), requires_grad=True)
+    torch.log_softmax(z, -1)[l].backward()
+    z_new = (z - eta * z.grad).detach()
+    dlogp = (torch.log_softmax(z_new, -1).numpy() - np.log(pi)) / eta
+    np.testing.assert_allclose(squeeze_first_order(pi, l), dlogp, atol=1e-5)
+    rate = squeeze_first_order(pi, l)
+    assert rate[0] > 0 and np.all(rate[1:] < 0)  # peaky: only the argmax gains
+
+
+def test_squeeze_bad_input():
+    with pytest.raises(ValueError, match="pi"):
+        squeeze_first_order([0.5, 0.6], 0)
+    with pytest.raises(ValueError, match="rejected"):
+        squeeze_first_order([0.5, 0.5], 3)
+
+
+# ---------------------------------------------------------------------------------------- the cases, trained
+
+
+def test_case1_tabular_one_pair_chosen_only_rises():
+    run = train_displacement(tabular_one_pair_problem(seed=3), 0.1, steps=60, lr=0.05)
+    assert np.diff(run.logp_chosen, axis=0).min() >= -1e-12
+    assert np.all(run.logp_chosen[-1] > run.logp_chosen[0] + 0.1)
+    # only the two logits of the pair move: every other response keeps its ratio to the others
+    lp = run.logp[-1] - run.logp[0]
+    p = run.problem.preferences
+    for x, w, l in p:
+        others = np.setdiff1d(np.arange(lp.shape[1]), [w, l])
+        assert np.ptp(lp[x, others]) < 1e-9
+
+
+def test_case2_chain_lowers_a_chosen_response():
+    run = train_displacement(tabular_chain_problem(), 0.1, steps=100, lr=0.05)
+    b = run.logp[:, 0, 1]
+    assert b[-1] < b[0] - 0.5  # b is chosen in (b, c), yet π(b) fell
+    assert run.logp[-1, 0, 0] > run.logp[0, 0, 0]
+
+
+def test_case3_unconstrained_features_displaces():
+    prob = unconstrained_features_problem()
+    x, w, l = prob.preferences[0]
+    assert logp_chosen_velocity(prob.features[0], np.log(prob.pi_ref[0]), w, l) < 0
+    run = train_displacement(prob, 0.1, steps=100, lr=0.05)
+    assert run.logp_chosen[-1, 0] < run.logp_chosen[0, 0] - 1.0
+    assert run.history and "mass/neither" in run.history[-1]
+
+
+def test_case4_no_over_never_raises_yes():
+    prob = yes_no_never_problem()
+    run = train_displacement(prob, 0.1, steps=150, lr=0.05)
+    p0, p1 = np.exp(run.logp[0, 0]), np.exp(run.logp[-1, 0])
+    yes, no = prob.names.index("Yes"), prob.names.index("No")
+    assert p1[no] < p0[no]
+    assert int(np.argmax(p1 - p0)) == yes
+    assert p1[yes] > 0.5 > p0[yes]
+
+
+def test_case5_squeeze_feeds_the_argmax():
+    pi = np.array([0.85, 0.08, 0.05, 0.015, 0.005])
+    out = squeeze_trajectory(pi, 4, steps=30, lr=0.5)
+    p = out["pi"]
+    assert out["argmax"] == 0
+    assert p[-1, 4] < p[0, 4]
+    gain = p[-1] - p[0]
+    assert gain[0] > 0 and np.all(gain[1:] < 0)
+    assert out["history"][-1]["top_gainer"] == 0
+
+
+# ------------------------------------------------------------------------------------------------- population
+
+
+def test_population_shapes_and_features():
+    pop = embedding_population(6, n_responses=5, d=3, seed=1)
+    assert pop.pi_ref.shape == (6, 5) and pop.features.shape == (6, 5, 3)
+    for x in range(6):
+        np.testing.assert_allclose(pop.features[x, 0], pop.hidden_chosen[x].sum(0))
+        np.testing.assert_allclose(pop.features[x, 1], pop.hidden_rejected[x].sum(0))
+    block = pop.problem(shared=False)
+    assert block.features.shape == (6, 5, 18)
+    assert pop.problem(keep=[0, 2]).preferences.shape == (2, 3)
+
+
+def test_ches_predicts_population_displacement():
+    pop = embedding_population(40, seed=0)
+    run = train_displacement(pop.problem(shared=False), 0.1, steps=20, lr=0.01)
+    drops, ches = displacement_drops(run), pop.ches()
+    assert ches_displacement_correlation(ches, drops) > 0.6
+    assert top_ches_share(ches, drops, 0.25) > 0.6
+
+
+def test_correlation_and_share_bad_input():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        ches_displacement_correlation([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="fraction"):
+        top_ches_share([1, 2, 3], [1, 2, 3], 0.0)

@@ -1,0 +1,137 @@
+"""prefkit.dpo: population DPO recovers π*, what partial coverage leaves free, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prefkit.dpo import (
+    dpo_landing_point,
+    dpo_loss_value,
+    dpo_solution_set,
+    fit_dpo,
+    fit_dpo_online,
+    total_variation,
+)
+from prefkit.optimal_policy import optimal_policy
+from prefkit.problems import random_problem, three_response_toy
+
+TRL_KEYS = {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+            "logps/rejected"}
+DISPLACEMENT_KEYS = {"mass/neither", "mass/neither_gain", "top_gainer", "top_gainer_gain"}
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "newton"])
+@pytest.mark.parametrize("beta", [0.1, 1.0])
+def test_population_dpo_recovers_pi_star(optimizer, beta):
+    P = random_problem(2, 4, seed=3, reward_scale=2.0, support=0.75)  # one response per prompt off-support
+    prefs, w = P.preference_probabilities("all")
+    res = fit_dpo(P.pi_ref, prefs, beta, weights=w, optimizer=optimizer, steps=200, tol=1e-12)
+    assert total_variation(res.pi, optimal_policy(P.pi_ref, P.reward, beta)) < 1e-6
+    assert np.all(res.pi[P.pi_ref == 0] == 0)
+
+
+def test_population_dpo_log_linear_realizable():
+    P = random_problem(3, 5, seed=1, reward_scale=2.0)  # r* = φ·w*, so π* is log-linear in φ
+    prefs, w = P.preference_probabilities("pi_ref")
+    res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, features=P.features, optimizer="lbfgs", steps=200,
+                  tol=1e-12)
+    assert total_variation(res.pi, P.optimal_policy(0.5)) < 1e-6
+    np.testing.assert_allclose(res.policy.theta.detach().numpy(), P.info["w_star"] * 2.0 / 0.5, atol=1e-5)
+
+
+def test_history_has_trl_metrics_and_displacement():
+    P = three_response_toy()
+    prefs, w = P.preference_probabilities()
+    calls = []
+    res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, steps=5, callback=lambda t, pol: calls.append(t))
+    assert calls == list(range(6)) and len(res.history) == 6
+    for row in res.history:
+        assert TRL_KEYS | DISPLACEMENT_KEYS | {"loss", "step"} <= set(row)
+    assert res.history[0]["rewards/margins"] == 0.0 and res.history[0]["loss"] == pytest.approx(np.log(2))
+    assert res.history[-1]["rewards/margins"] > 0
+
+
+def test_sft_coef_adds_rpo_term():
+    P = three_response_toy()
+    prefs = np.array([[0, 0, 1], [0, 1, 2]])
+    a = fit_dpo(P.pi_ref, prefs, 0.5, steps=0).history[0]["loss"]
+    b = fit_dpo(P.pi_ref, prefs, 0.5, steps=0, sft_coef=0.3).history[0]["loss"]
+    assert b - a == pytest.approx(-0.3 * np.log(1 / 3))
+
+
+def test_weights_equal_duplicated_rows():
+    P = random_problem(1, 4, seed=0)
+    prefs = P.sample_preferences(40, np.random.default_rng(0))
+    a = fit_dpo(P.pi_ref, prefs, 0.5, weights=np.full(40, 2.0), optimizer="sgd", steps=20)
+    b = fit_dpo(P.pi_ref, np.concatenate([prefs, prefs]), 0.5, optimizer="sgd", steps=20)
+    np.testing.assert_allclose(a.pi, b.pi, atol=1e-13)
+
+
+def test_partial_coverage_solution_set_and_landing_point():
+    P = random_problem(1, 5, seed=2, reward_scale=2.0)
+    prefs, w = P.preference_probabilities("all")
+    keep = np.array([{int(i), int(j)} in ({0, 1}, {1, 2}) for _, i, j in prefs])
+    prefs, w = prefs[keep], w[keep]
+    S = dpo_solution_set(P.pi_ref, P.reward, 0.5, prefs)
+    assert S["components"].tolist() == [[0, 0, 0, 1, 2]] and S["n_free"] == 2
+    rng = np.random.default_rng(0)
+    members = [S["policy"]([rng.normal(0, 2, 3)]) for _ in range(4)]
+    losses = [dpo_loss_value(m, P.pi_ref, prefs, 0.5, weights=w) for m in members]
+    assert np.ptp(losses) < 1e-12 and total_variation(members[0], members[1]) > 0.05
+    # the optimum: no policy does better than the members (brute force over random policies)
+    for _ in range(50):
+        q = rng.dirichlet(np.ones(5))[None]
+        assert dpo_loss_value(q, P.pi_ref, prefs, 0.5, weights=w) >= losses[0] - 1e-12
+    land = dpo_landing_point(P.pi_ref, P.reward, 0.5, prefs)
+    for opt, kw in (("lbfgs", {}), ("sgd", dict(steps=1000, lr=20.0))):
+        res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, optimizer=opt, record_every=1000, **kw)
+        assert total_variation(res.pi, land) < 1e-8, opt
+    assert total_variation(land, P.optimal_policy(0.5)) > 0.1  # not π*
+
+
+def test_online_dpo_improves_true_reward():
+    P = random_problem(1, 6, seed=4, reward_scale=2.0)
+    res = fit_dpo_online(P, 0.5, rounds=4, pairs_per_round=200, steps_per_round=30, seed=0)
+    r = [h["reward/expected"] for h in res.history]
+    assert r[-1] > r[0] + 0.3
+    assert res.history[-1]["labels"] == 800 and res.history[-1]["cost/samples"] == 1600
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(beta=0.0), "beta"), (dict(loss_type="nope"), "loss_type"),
+    (dict(label_smoothing=0.6), "label_smoothing"),
+    (dict(preferences=[[0, 0, 5]]), "out of range"), (dict(preferences=[[1, 0, 1]]), "prompt"),
+    (dict(weights=[-1.0]), "weights"), (dict(weights=[1.0, 2.0]), "weights"),
+    (dict(weights=[0.0]), "weights"),
+    (dict(optimizer="rmsprop"), "optimizer"), (dict(sft_coef=-1), "sft_coef"), (dict(steps=-1), "steps"),
+    (dict(preferences=np.zeros((0, 3), int)), "empty"), (dict(pi_ref=[[0.5, 0.5, 0.0]]), "pi_ref = 0"),
+])
+def test_bad_input(kwargs, match):
+    args = dict(pi_ref=[[0.2, 0.3, 0.5]], preferences=[[0, 0, 2]], beta=0.5)
+    args.update(kwargs)
+    pi_ref, prefs, beta = args.pop("pi_ref"), args.pop("preferences"), args.pop("beta")
+    with pytest.raises(ValueError, match=match):
+        fit_dpo(pi_ref, prefs, beta, steps=args.pop("steps", 2), **args)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data(), n=st.integers(2, 5), m=st.integers(1, 6), beta=st.floats(-0.5, 5.0),
+       loss_type=st.sampled_from(["sigmoid", "ipo", "hinge", "robust", "bco_pair", "sppo_hard", "nca_pair",
+                                  "apo_zero", "exo_pair"]))
+def test_fuzz_fit_dpo(data, n, m, beta, loss_type):
+    logits = data.draw(st.lists(st.floats(-3, 3), min_size=n, max_size=n))
+    pi_ref = np.exp(logits) / np.exp(logits).sum()
+    prefs = np.array(data.draw(st.lists(st.tuples(st.integers(0, 1), st.integers(0, n), st.integers(0, n)),
+                                        min_size=m, max_size=m)))
+    opt = data.draw(st.sampled_from(["adam", "sgd", "lbfgs"]))
+    try:
+        res = fit_dpo(pi_ref[None], prefs, beta, loss_type=loss_type, label_smoothing=0.1, steps=5,
+                      optimizer=opt)
+    except ValueError:
+        assert beta <= 0 or prefs[:, 0].max() > 0 or prefs[:, 1:].max() >= n
+        return
+    assert np.all(np.isfinite(res.pi)) and np.allclose(res.pi.sum(-1), 1)
+    assert all(np.isfinite(h["loss"]) for h in res.history)
+    assert isinstance(res.policy, torch.nn.Module)

@@ -1,0 +1,177 @@
+"""prefkit.losses against independent numpy formulas, torch autograd / finite differences, and fuzzing."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prefkit.losses import LOSSES, implied_rewards, preference_loss, preference_metrics
+
+
+def log_sig(x):
+    return -np.logaddexp(0.0, -x)
+
+
+def sig(x):
+    return np.exp(log_sig(x))
+
+
+# Written from the papers / TRL 1.16's DPOTrainer._compute_loss, independently of prefkit.losses.
+# Arguments: c = chosen log-ratio, r = rejected log-ratio, b = beta, e = label smoothing.
+REFERENCE = {
+    "sigmoid": lambda c, r, b, e: -(1 - e) * log_sig(b * (c - r)) - e * log_sig(-b * (c - r)),
+    "ipo": lambda c, r, b, e: (c - r - 1.0 / (2.0 * b)) ** 2,
+    "hinge": lambda c, r, b, e: np.maximum(0.0, 1.0 - b * (c - r)),
+    "robust": lambda c, r, b, e: ((1 - e) * -log_sig(b * (c - r)) - e * -log_sig(-b * (c - r))) / (1 - 2 * e),
+    "bco_pair": lambda c, r, b, e: -log_sig(b * c) - log_sig(-b * r),
+    "sppo_hard": lambda c, r, b, e: (c - 1 / (2 * b)) ** 2 + (r + 1 / (2 * b)) ** 2,
+    "nca_pair": lambda c, r, b, e: -log_sig(b * c) - 0.5 * log_sig(-b * c) - 0.5 * log_sig(-b * r),
+    "apo_zero": lambda c, r, b, e: 1 - sig(b * c) + sig(b * r),
+    "exo_pair": lambda c, r, b, e: (sig(b * (c - r)) * (log_sig(b * (c - r)) - np.log(1 - e))
+                                    + sig(-b * (c - r)) * (log_sig(-b * (c - r)) - np.log(e))),
+}
+
+
+def _batch(seed, B=16, scale=3.0):
+    rng = np.random.default_rng(seed)
+    return [-np.abs(rng.normal(0, scale, B)) for _ in range(4)]  # log-probs are <= 0
+
+
+def test_table_is_complete():
+    required = {"sigmoid", "ipo", "hinge", "robust"}
+    wanted = {"bco_pair", "sppo_hard", "nca_pair", "apo_zero", "exo_pair"}
+    assert required | wanted == set(LOSSES) == set(REFERENCE)
+    for fn in LOSSES.values():
+        assert "Eq." in fn.__doc__ and "20" in fn.__doc__  # equation and paper year cited
+
+
+@pytest.mark.parametrize("loss_type", sorted(LOSSES))
+@pytest.mark.parametrize("beta", [0.05, 0.5, 3.0])
+def test_matches_independent_formula(loss_type, beta):
+    lw, ll, rw, rl = _batch(hash(loss_type) % 1000)
+    eps = 0.1 if loss_type in {"sigmoid", "robust", "exo_pair"} else 0.0
+    got = preference_loss(*map(torch.tensor, (lw, ll, rw, rl)), beta, loss_type, eps).numpy()
+    want = REFERENCE[loss_type](lw - rw, ll - rl, beta, eps)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "robust"])
+def test_label_smoothing_zero_is_dpo(loss_type):
+    lw, ll, rw, rl = map(torch.tensor, _batch(3))
+    np.testing.assert_allclose(preference_loss(lw, ll, rw, rl, 0.3, loss_type, 0.0),
+                               -torch.nn.functional.logsigmoid(0.3 * ((lw - rw) - (ll - rl))), rtol=1e-14)
+
+
+def test_dpo_gradient_is_sigmoid_of_minus_margin():
+    """Rafailov et al. 2023, §4: d loss / d logp_chosen = −β·σ(−margin); pairs already right weigh less."""
+    lw, ll, rw, rl = _batch(4)
+    beta = 0.7
+    t = torch.tensor(lw, requires_grad=True)
+    preference_loss(t, torch.tensor(ll), torch.tensor(rw), torch.tensor(rl), beta).sum().backward()
+    margin = beta * ((lw - rw) - (ll - rl))
+    np.testing.assert_allclose(t.grad.numpy(), -beta * sig(-margin), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss_type", sorted(LOSSES))
+def test_gradcheck(loss_type):
+    lw, ll, rw, rl = _batch(7, B=5)
+    eps = 0.2 if loss_type in {"sigmoid", "robust", "exo_pair"} else 0.0
+    if loss_type == "hinge":  # keep away from the kink at margin = 1
+        ll = lw - rw + rl - 0.5 - np.linspace(0, 0.5, 5)  # margin in [0.2, 0.4]
+    inputs = (torch.tensor(lw, requires_grad=True), torch.tensor(ll, requires_grad=True))
+    assert torch.autograd.gradcheck(
+        lambda a, b: preference_loss(a, b, torch.tensor(rw), torch.tensor(rl), 0.4, loss_type, eps), inputs)
+
+
+def test_ipo_per_token_average_matches_trl_form():
+    lw, ll, rw, rl = _batch(5, B=6)
+    n_w, n_l = np.arange(1, 7), np.array([3, 1, 4, 1, 5, 0])
+    tau = 0.25
+    got = preference_loss(*map(torch.tensor, (lw, ll, rw, rl)), tau, "ipo",
+                          length_chosen=torch.tensor(n_w), length_rejected=torch.tensor(n_l)).numpy()
+    want = ((lw - rw) / n_w - (ll - rl) / np.maximum(n_l, 1) - 1 / (2 * tau)) ** 2
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    ones = np.ones(6)
+    per_token = preference_loss(lw, ll, rw, rl, tau, "ipo", length_chosen=ones, length_rejected=ones)
+    np.testing.assert_allclose(per_token, preference_loss(lw, ll, rw, rl, tau, "ipo"), rtol=1e-14)
+
+
+def test_ipo_optimum_is_gap_one_over_two_tau():
+    tau = 0.2
+    h = torch.tensor([0.0], requires_grad=True)
+    opt = torch.optim.LBFGS([h], lr=1, max_iter=50)
+
+    def closure():
+        opt.zero_grad()
+        loss = preference_loss(h.double(), torch.zeros(1), torch.zeros(1), torch.zeros(1), tau, "ipo").sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert abs(h.item() - 1 / (2 * tau)) < 1e-5
+
+
+def test_metrics_trl_names_and_values():
+    lw, ll, rw, rl = _batch(8)
+    beta = 0.1
+    m = preference_metrics(lw, ll, rw, rl, beta)
+    assert set(m) == {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                      "logps/chosen", "logps/rejected"}
+    assert m["rewards/chosen"] == pytest.approx(np.mean(beta * (lw - rw)), abs=1e-14)
+    assert m["rewards/rejected"] == pytest.approx(np.mean(beta * (ll - rl)), abs=1e-14)
+    assert m["rewards/margins"] == pytest.approx(np.mean(beta * ((lw - rw) - (ll - rl))), abs=1e-14)
+    assert m["rewards/accuracies"] == pytest.approx(np.mean((lw - rw) > (ll - rl)), abs=1e-14)
+    assert m["logps/chosen"] == pytest.approx(lw.mean()) and m["logps/rejected"] == pytest.approx(ll.mean())
+    w = np.zeros(16)
+    w[3] = 2.0
+    mw = preference_metrics(lw, ll, rw, rl, beta, weights=w)
+    assert mw["logps/chosen"] == pytest.approx(lw[3])
+    np.testing.assert_allclose(implied_rewards(lw, rw, beta), beta * (lw - rw), rtol=1e-15)
+    assert isinstance(implied_rewards(torch.tensor(lw), torch.tensor(rw), beta), torch.Tensor)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(beta=0.0), "beta"), (dict(beta=-1.0), "beta"), (dict(beta=float("nan")), "beta"),
+    (dict(loss_type="dpo"), "loss_type"), (dict(loss_type=None), "loss_type"),
+    (dict(label_smoothing=0.5), "label_smoothing"), (dict(label_smoothing=-0.1), "label_smoothing"),
+    (dict(loss_type="exo_pair"), "label_smoothing"),
+    (dict(length_chosen=[1, 2]), "ipo"), (dict(loss_type="ipo", length_chosen=[1, 2]), "both"),
+])
+def test_bad_input_raises(kwargs, match):
+    args = dict(beta=0.1, loss_type="sigmoid", label_smoothing=0.0)
+    args.update(kwargs)
+    x = torch.zeros(2)
+    with pytest.raises(ValueError, match=match):
+        preference_loss(x, x, x, x, **args)
+
+
+def test_shape_and_nan_errors():
+    x = torch.zeros(3)
+    with pytest.raises(ValueError, match="ref_logp_rejected"):
+        preference_loss(x, x, x, torch.zeros(4), 0.1)
+    with pytest.raises(ValueError, match="logp_chosen"):
+        preference_loss(torch.tensor([0.0, float("nan"), 0.0]), x, x, x, 0.1)
+    with pytest.raises(ValueError, match="weights"):
+        preference_metrics(x, x, x, x, 0.1, weights=[-1, 1, 1])
+
+
+finite = st.floats(-50, 0, allow_nan=False)
+
+
+@settings(max_examples=80, deadline=None)
+@given(logps=st.lists(st.tuples(finite, finite, finite, finite), min_size=1, max_size=6),
+       beta=st.floats(-1.0, 20.0), loss_type=st.sampled_from(sorted(LOSSES) + ["bogus"]),
+       eps=st.floats(-0.2, 0.7))
+def test_fuzz_finite_or_value_error(logps, beta, loss_type, eps):
+    columns = zip(*logps, strict=True)
+    cols = [torch.tensor(c, dtype=torch.float64, requires_grad=i < 2) for i, c in enumerate(columns)]
+    try:
+        loss = preference_loss(*cols, beta, loss_type, eps)
+    except ValueError:
+        bad_eps = not (0 <= eps < 0.5) or (loss_type == "exo_pair" and eps == 0)
+        assert beta <= 0 or loss_type == "bogus" or bad_eps
+        return
+    assert torch.isfinite(loss).all()
+    loss.sum().backward()
+    assert all(torch.isfinite(c.grad).all() for c in cols[:2])
