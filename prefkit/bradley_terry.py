@@ -182,7 +182,8 @@ def bt_fisher_information(strengths, comparisons, weights=None):
 class _Edges:
     """Comparisons aggregated into unique pairs e = (i, j): i won ``n_ij`` times, j won ``n_ji`` times.
 
-    With an order effect, i is the first (home, left) item and pairs are ordered; otherwise i < j.
+    With an order effect, i is the first (home, left) item and pairs are ordered; otherwise i < j. Edge k sits
+    at position k of the CSR matrix (``indptr``, ``indices``) with rows i and columns j.
     """
 
     n: int
@@ -191,6 +192,8 @@ class _Edges:
     n_ij: np.ndarray
     n_ji: np.ndarray
     has_delta: bool
+    indptr: np.ndarray
+    indices: np.ndarray
     t: np.ndarray = field(init=False)
 
     def __post_init__(self):
@@ -214,14 +217,16 @@ def _aggregate(pairs, n, w, wf) -> _Edges:
     counts = np.where(a_won, w + 0j, 1j * w)
     mat = sp.coo_matrix((counts, (a, b)), shape=(n, n)).tocsr()
     mat.sum_duplicates()
-    mat = mat.tocoo()
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(mat.indptr))
     return _Edges(
         n,
-        mat.row.astype(np.int64),
-        mat.col.astype(np.int64),
+        rows,
+        mat.indices.astype(np.int64),
         np.ascontiguousarray(mat.data.real),
         np.ascontiguousarray(mat.data.imag),
         wf is not None,
+        mat.indptr,
+        mat.indices,
     )
 
 
@@ -593,23 +598,6 @@ def _initial_strengths(edges: _Edges, l2):
 def _newton(edges: _Edges, l2, tol, max_iter):
     """Damped Newton on ℓ(θ, δ) − l2‖θ‖²; the Hessian is a sparse weighted Laplacian (+ a δ row, column)."""
     n, i, j = edges.n, edges.i, edges.j
-    # sparsity pattern of the symmetric adjacency over unordered pairs, built once; data refilled every step
-    if edges.has_delta:  # ordered pairs (a, b) and (b, a) share one entry of the symmetric matrix
-        lo, hi = np.minimum(i, j), np.maximum(i, j)
-        ukey, uinv = np.unique(lo * np.int64(n) + hi, return_inverse=True)
-        uinv = uinv.ravel()
-        ua, ub = ukey // n, ukey % n
-    else:  # already unique unordered pairs
-        uinv = None
-        ua, ub = i, j
-    n_u = len(ua)
-    # CSR pattern of the symmetric adjacency; its data holds edge ids, so data_map puts edge weights in place
-    pattern = sp.coo_matrix(
-        (np.arange(2 * n_u, dtype=np.float64), (np.concatenate([ua, ub]), np.concatenate([ub, ua]))),
-        shape=(n, n),
-    ).tocsr()
-    indices, indptr = pattern.indices, pattern.indptr
-    data_map = pattern.data.astype(np.int64) % n_u
 
     theta = _initial_strengths(edges, l2)
     delta = 0.0
@@ -617,6 +605,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
     # rounding level of each gradient entry: ~1e-16 × the item's comparisons; stop well above it
     grad_floor = 1e-12 * (1.0 + np.bincount(i, edges.t, n) + np.bincount(j, edges.t, n))
     grad_floor_delta = 1e-12 * (1.0 + float(edges.t.sum()))
+    obj_slack = grad_floor_delta  # changes of the objective below this are rounding
     converged = False
     it = 0
     pending = None  # the last full Newton step (from, direction), accepted once the slope at its end is known
@@ -629,9 +618,10 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         if pending is not None:
             theta0, delta0, d_theta, d_delta = pending
             pending = None
-            # The objective is concave along the step, so a non-negative slope at its end means the full step
-            # went uphill all the way. Otherwise backtrack on objective values (this is rare).
-            if g @ d_theta + g_d * d_delta < 0:
+            # The objective is concave along the step, so the slope s1 at its end bounds the gain from below:
+            # φ(1) − φ(0) ≥ min(s1, 0). A slope above −(rounding) accepts the full step; otherwise
+            # backtrack on objective values (this is rare).
+            if g @ d_theta + g_d * d_delta < -obj_slack:
                 obj0 = _objective(edges, theta0, delta0, l2)
                 step = 1.0
                 while True:
@@ -649,20 +639,22 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         it += 1
         w_e = edges.t * p * (1.0 - p)  # −∂²ℓ/∂z_e²
         deg = np.bincount(i, w_e, n) + np.bincount(j, w_e, n) + 2 * l2
-        w_u = w_e if uinv is None else np.bincount(uinv, w_e, n_u)
-        adj = sp.csr_matrix((w_u[data_map], indices, indptr), shape=(n, n))
+        # L = D − (U + Uᵀ) with U the (n, n) sparse matrix of edge weights at (i, j): its pattern is fixed,
+        # and Uᵀ @ x is a CSC product on the same arrays (no copy, no sort)
+        u = sp.csr_matrix((w_e, edges.indices, edges.indptr), shape=(n, n))
+        ut = u.T
         if use_delta:
             b = np.bincount(i, w_e, n) - np.bincount(j, w_e, n)
             c = float(w_e.sum())
 
-            def matvec(x, adj=adj, deg=deg, b=b, c=c):
-                return deg * x - adj @ x - b * (b @ x) / c
+            def matvec(x, u=u, ut=ut, deg=deg, b=b, c=c):
+                return deg * x - u @ x - ut @ x - b * (b @ x) / c
 
             rhs = g - b * g_d / c
         else:
 
-            def matvec(x, adj=adj, deg=deg):
-                return deg * x - adj @ x
+            def matvec(x, u=u, ut=ut, deg=deg):
+                return deg * x - u @ x - ut @ x
 
             rhs = g
         inv_diag = 1.0 / np.where(deg > 0, deg, 1.0)
@@ -678,7 +670,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         if not (np.all(np.isfinite(theta)) and math.isfinite(delta)):
             raise ValueError("Newton's method diverged: the estimate does not exist for these comparisons")
         if change < tol:
-            converged = True  # a step this small cannot overshoot
+            converged, pending = True, None  # a step this small cannot overshoot
             break
     if pending is not None and _objective(edges, *pending[:2], l2) > _objective(edges, theta, delta, l2):
         theta, delta = pending[0], pending[1]

@@ -35,6 +35,7 @@ __all__ = [
     "logp_chosen_velocity",
     "ches_score",
     "ches_scores",
+    "response_hidden_states",
     "DisplacementProblem",
     "tabular_one_pair_problem",
     "tabular_chain_problem",
@@ -72,8 +73,8 @@ __all__ = [
 def logratio_gradient(logits, chosen: int, rejected: int) -> np.ndarray:
     """∇_z [log softmax(z)_w − log softmax(z)_l], by torch autograd.
 
-    The normaliser log Z(z) appears in both terms and cancels, so the exact answer is e_w − e_l
-    [razin2024, §3]: a single pair per prompt moves only its own two logits, and π(y_w) can only rise.
+    The normaliser log Z(z) appears in both terms and cancels, so the exact answer is e_w − e_l [razin2024]:
+    a single pair per prompt moves only its own two logits, and π(y_w) can only rise.
 
     Parameters
     ----------
@@ -103,7 +104,7 @@ def logp_chosen_velocity(features, logits, chosen: int, rejected: int) -> float:
 
     with φ̄ = Σ_y π_y φ_y and CHES = ⟨φ_w, φ_l⟩ − ‖φ_w‖² the score of :func:`ches_score` with φ the summed
     hidden states. A DPO step multiplies this by β·σ(−margin)·lr > 0, so the sign is the sign of the change
-    [razin2024, Thm. 2 for φ = token unembeddings].
+    [razin2024, single-token analysis, with φ = token unembeddings].
 
     Parameters
     ----------
@@ -149,7 +150,7 @@ def _hidden(h, name):
 
 
 def ches_score(hidden_chosen, hidden_rejected, *, length_normalized: bool = False):
-    """Centered hidden embedding similarity (CHES) of a pair [razin2024, Def. 2; their ``ches/ches.py``].
+    """Centered hidden embedding similarity (CHES) of a pair [razin2024; their ``ches/ches.py``].
 
         CHES(x, y_w, y_l) = ⟨Σ_k h_w,k, Σ_k h_l,k⟩ − ‖Σ_k h_w,k‖²
 
@@ -190,6 +191,27 @@ def ches_score(hidden_chosen, hidden_rejected, *, length_normalized: bool = Fals
     sl = agg(hl, axis=-2)  # (..., d)
     out = np.sum(sw * sl, axis=-1) - np.sum(sw * sw, axis=-1)
     return float(out) if out.ndim == 0 else out
+
+
+def response_hidden_states(hidden, prompt_length: int) -> np.ndarray:
+    """The (T, d) rows of a sequence's hidden states that CHES sums [razin2024, ``ches/ches.py``].
+
+    For a sequence (prompt ‖ response) of length L with hidden states ``hidden`` (L, d), these are the
+    states that predict the response tokens: from the last prompt token (index prompt_length − 1) to the
+    second-to-last position, so T = L − prompt_length = |y| rows.
+
+    Raises
+    ------
+    ValueError
+        if ``prompt_length`` < 1 or the response is empty (prompt_length ≥ L).
+    """
+    h = as_float_array(hidden, "hidden", ndim=2)
+    p = int(prompt_length)
+    if p < 1:
+        raise ValueError(f"prompt_length must be >= 1, got {prompt_length}")
+    if p >= h.shape[0]:
+        raise ValueError(f"prompt_length={p} leaves no response positions in hidden of length {h.shape[0]}")
+    return h[p - 1:-1]
 
 
 def ches_scores(hidden_chosen, hidden_rejected, *, length_normalized: bool = False) -> np.ndarray:
@@ -248,27 +270,29 @@ def _softmax_rows(z):
 
 
 def unconstrained_features_problem(n_tokens: int = 40, d: int = 6, seed: int = 0) -> DisplacementProblem:
-    """The single-token unconstrained-features model of [razin2024, §4]: logits = W h, h trained, W fixed.
+    """The single-token unconstrained-features model of [razin2024]: logits = W h, h trained, W fixed.
 
     W (n_tokens, d) is Gaussian and h0 too; the log-linear policy with φ(x, y) = W_y and θ = h − h0 is exactly
-    this model. The pair (y_w, y_l) is the one whose first-order rate :func:`logp_chosen_velocity` is most
-    negative among pairs with π_ref(y_w) ≥ 1/(2·n_tokens) (so ⟨W_w, W_l⟩ − ‖W_w‖², the single-token CHES
-    with W in place of hidden states, is large), and DPO lowers π(y_w).
+    this model. The pair (y_w, y_l) is chosen, among pairs with π_ref(y_w) ≥ 1/(2·n_tokens) whose first-order
+    rate :func:`logp_chosen_velocity` is negative, as the one with the largest ⟨W_w, W_l⟩ − ‖W_w‖² (the
+    single-token CHES, unembeddings in place of hidden states): DPO lowers π(y_w).
     """
     rng = np.random.default_rng(seed)
     W = rng.normal(size=(n_tokens, d)) / np.sqrt(d)
     h0 = rng.normal(size=d)
     z0 = W @ h0
     pi_ref = _softmax_rows(z0)
-    best, pair = np.inf, None
+    best, pair = -np.inf, None
     for w in range(n_tokens):
         if pi_ref[w] < 0.5 / n_tokens:
             continue
         for l in range(n_tokens):
-            if l != w:
-                v = logp_chosen_velocity(W, z0, w, l) / np.sum((W[w] - W[l]) ** 2)
-                if v < best:
-                    best, pair = v, (w, l)
+            if l != w and logp_chosen_velocity(W, z0, w, l) < 0:
+                score = W[w] @ W[l] - W[w] @ W[w]
+                if score > best:
+                    best, pair = score, (w, l)
+    if pair is None:
+        raise ValueError(f"seed={seed} gives no pair whose π(y_w) falls at first order; try another seed")
     prefs = np.array([[0, pair[0], pair[1]]])
     return DisplacementProblem(pi_ref[None], prefs, features=W[None], note="unconstrained features, W fixed")
 
@@ -277,7 +301,7 @@ YES_NO_NEVER_TOKENS = ["Yes", "No", "Never", "Maybe", "Sure", "Perhaps", "Certai
 
 
 def yes_no_never_problem() -> DisplacementProblem:
-    """The catastrophic case [razin2024, §3, OLMo-1B: "No" ≻ "Never" raised P("Yes")], built by hand in d = 2.
+    """The catastrophic case [razin2024, OLMo-1B: "No" ≻ "Never" raised P("Yes")], built by hand in d = 2.
 
     "No" and "Never" have nearly the same unembedding, so DPO moves h along W_No − W_Never, a direction almost
     orthogonal to both. "Yes" is placed along that direction, so the mass that leaves "Never" goes to
@@ -346,7 +370,8 @@ def train_displacement(problem: DisplacementProblem, beta: float = 0.1, *, steps
     problem : :class:`DisplacementProblem`.
     beta, loss_type, sft_coef, weights : passed to ``fit_dpo`` (``sft_coef`` is the RPO term −sft_coef·log
     π_w). steps, lr : optimiser steps and learning rate.
-    record_every : keep log π_θ every this many steps (1 = all).
+    record_every : keep log π_θ (and fit_dpo's history) every this many steps (1 = all).
+    **fit_kwargs : passed on to ``fit_dpo``, e.g. ``optimizer="sgd"`` (the default is fit_dpo's, Adam).
 
     Returns
     -------
@@ -382,7 +407,7 @@ def squeeze_first_order(pi, rejected: int) -> np.ndarray:
     """First-order change of log π under one unit gradient step that lowers log π(y_l) on tabular logits.
 
     Δz = −∇_z log π_l = π − e_l, so Δ log π_y = Δz_y − ⟨π, Δz⟩ = π_y − [y = l] − (‖π‖² − π_l)
-    [ren2024, §3.3, the squeezing effect]. A response gains iff π_y > ‖π‖² − π_l: when y_l is unlikely and
+    [ren2024, the squeezing effect]. A response gains iff π_y > ‖π‖² − π_l: when y_l is unlikely and
     π is peaky, ‖π‖² ≈ max π², and only the argmax (π_max ≥ ‖π‖²) gains.
 
     Parameters
@@ -625,7 +650,7 @@ def mitigation_table(population: EmbeddingPopulation, *, beta: float = 0.1, larg
     """Train the population with one shared θ (pairs interact) under DPO and its mitigations.
 
     Rows: ``DPO`` at ``beta``; ``DPO + SFT (RPO)``, the term −sft_coef·log π(y_w) [TRL's ["sigmoid", "sft"]];
-    ``CHES filter``, DPO without the ``ches_fraction`` highest-CHES pairs [razin2024, §6]; ``IPO`` at τ = beta
+    ``CHES filter``, DPO without the ``ches_fraction`` highest-CHES pairs [razin2024]; ``IPO`` at τ = beta
     [Azar et al. 2023]; ``DPO, large beta`` at ``large_beta``. Each row is :func:`run_summary` (measured on
     the pairs that row trained on) plus ``method``.
     """
@@ -688,17 +713,15 @@ def measure_tabular_chain(*, steps: int = 100, lr: float = 0.05, beta: float = 0
 def measure_unconstrained_features(*, steps: int = 100, lr: float = 0.05, beta: float = 0.1,
                                    seed: int = 0) -> dict:
     """Case 3. ``rate``: first-order rate of log π(y_w) at π_ref (:func:`logp_chosen_velocity`);
-    ``dlogp_chosen``: its change over training; ``top_gainer``, ``predicted_top``: the response that gained
-    most, and the one the first-order rate π_y·⟨W_y − W̄, W_w − W_l⟩ of π_y ranks first."""
+    ``dlogp_chosen``: its change over training; ``top_gainer``: the response that gained most."""
     prob = unconstrained_features_problem(seed=seed)
     _, w, l = prob.preferences[0]
     W, pi = prob.features[0], prob.pi_ref[0]
     rate = logp_chosen_velocity(W, np.log(pi), w, l)
     run = train_displacement(prob, beta, steps=steps, lr=lr)
     gain = np.exp(run.logp[-1, 0]) - pi
-    predicted = int(np.argmax(pi * ((W - pi @ W) @ (W[w] - W[l]))))
     return {"rate": float(rate), "dlogp_chosen": float(run.logp_chosen[-1, 0] - run.logp_chosen[0, 0]),
-            "top_gainer": int(np.argmax(gain)), "predicted_top": predicted, "run": run}
+            "top_gainer": int(np.argmax(gain)), "run": run}
 
 
 def measure_yes_no_never(*, steps: int = 150, lr: float = 0.05, beta: float = 0.1) -> dict:

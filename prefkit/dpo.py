@@ -45,6 +45,7 @@ __all__ = [
     "beta_sweep",
     "dpo_loss_value",
     "partial_coverage_demo",
+    "change_of_variables_steps",
 ]
 
 OPTIMIZERS = ("lbfgs", "newton", "adam", "sgd")
@@ -582,3 +583,46 @@ def partial_coverage_demo(problem, beta, observed, *, n_members: int = 5, seed: 
         if name == "adam":
             out["loss_gap_adam"] = dpo_loss_value(res.pi, problem.pi_ref, prefs, b, weights=w) - opt_loss
     return out
+
+
+def change_of_variables_steps(problem, beta) -> dict:
+    """The DPO derivation (Rafailov et al. 2023, §4 and Appendix A.2), one numerical step at a time.
+
+    1. π* = π_ref·exp(r*/β)/Z (chapter 2); ``log_Z`` per prompt by logsumexp.
+    2. Invert it: r_implied = β·log(π*/π_ref) equals r* − β·log Z(x) (``implied_shift_error``: max over the
+       support of |r* − r_implied − β·log Z(x)|).
+    3. Substitute into Bradley-Terry: σ(r_implied(y_w) − r_implied(y_l)) = σ(r*(y_w) − r*(y_l)), Z cancels in
+       the difference (``bt_error``: max abs difference over all pairs).
+    4. So the BT negative log-likelihood of r* on the exact data equals the DPO loss of π* (``loss_error``).
+    5. And π* is a stationary point of the DPO loss (``grad_at_pi_star``: max-abs gradient of the population
+       loss in the tabular logits at π*); :func:`population_recovery_error` shows it is *the* minimiser.
+    """
+    from .bradley_terry import bt_probability
+    from .optimal_policy import implied_reward, log_partition
+
+    b = check_beta(beta)
+    p_ref = problem.pi_ref
+    on = p_ref > 0
+    pi_star = optimal_policy(p_ref, problem.reward, b)
+    log_Z = log_partition(p_ref, problem.reward, b)  # (n_prompts,)
+    r_imp = implied_reward(pi_star, p_ref, b)  # −inf off the support
+    shift = np.where(on, problem.reward - r_imp - b * log_Z[:, None], 0.0)
+    prefs, w = problem.preference_probabilities("all")
+    x, i, j = prefs.T
+    bt_imp = bt_probability(r_imp[x, i], r_imp[x, j])
+    bt_true = bt_probability(problem.reward[x, i], problem.reward[x, j])
+    nll = float(np.sum(w * -np.log(bt_true)) / np.sum(w))
+    dpo = dpo_loss_value(pi_star, p_ref, prefs, b, weights=w)
+    pol = make_policy(p_ref)
+    with torch.no_grad():
+        pol.logits.copy_(torch.as_tensor(np.where(on, np.log(np.where(on, pi_star, 1.0)), 0.0)))
+    lp = pol.log_probs()
+    ref = torch.as_tensor(np.log(np.where(on, p_ref, 1.0)))
+    wt = torch.as_tensor(w / w.sum())
+    loss = (wt * preference_loss(lp[x, i], lp[x, j], ref[x, i], ref[x, j], b)).sum()
+    loss.backward()
+    return {"pi_star": pi_star, "log_Z": log_Z, "implied_reward": r_imp,
+            "implied_shift_error": float(np.abs(shift).max()),
+            "bt_error": float(np.abs(bt_imp - bt_true).max()),
+            "bt_nll": nll, "dpo_loss_at_pi_star": dpo, "loss_error": abs(nll - dpo),
+            "grad_at_pi_star": float(pol.logits.grad.abs().max())}

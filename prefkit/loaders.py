@@ -131,8 +131,7 @@ BASEBALL_PUBLISHED = {
     "source": "Agresti (2002), Categorical Data Analysis, Table 10.11, "
     "as reproduced in the BradleyTerry2 vignette",
 }
-"""The published BT fit of :func:`load_baseball` (no home advantage, Baltimore fixed at 0): team → (estimate,
-SE)."""
+"""The published BT fit of :func:`load_baseball` (no home advantage, Baltimore at 0): team → (est, SE)."""
 
 
 def load_baseball(path=None) -> PairwiseData:

@@ -5,10 +5,8 @@ Exercise 1: one sweep of Hunter's (2004) MM algorithm for Bradley-Terry strength
 Exercise 2: the standard error of a contrast from the covariance, SE(θ_i − θ_j) = sqrt(C_ii + C_jj − 2·C_ij).
 
 Each ``check_*`` compares a student's function with an exact answer (the MM update written out entry by
-entry, the
-MLE from :func:`prefkit.fit_bradley_terry`, a closed form) and raises ``AssertionError`` with a hint on the
-first
-mismatch.
+entry, the MLE from :func:`prefkit.fit_bradley_terry`, a closed form) and raises ``AssertionError`` with a
+hint on the first mismatch.
 """
 
 import numpy as np

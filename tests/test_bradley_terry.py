@@ -1,5 +1,4 @@
-"""Bradley-Terry: each function against an exact answer (closed forms, finite differences, choix, published
-fits)."""
+"""Bradley-Terry: each function against an exact answer (closed forms, finite differences, choix, papers)."""
 
 import json
 import math

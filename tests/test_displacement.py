@@ -8,13 +8,20 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from prefkit.displacement import (
+    check_catastrophe_exercise,
+    check_ches_exercise,
+    check_squeeze_exercise,
     ches_displacement_correlation,
     ches_score,
     ches_scores,
     displacement_drops,
     embedding_population,
+    format_mitigation_table,
     logp_chosen_velocity,
     logratio_gradient,
+    mitigation_table,
+    response_hidden_states,
+    run_summary,
     squeeze_first_order,
     squeeze_trajectory,
     tabular_chain_problem,
@@ -97,6 +104,17 @@ def test_ches_bad_input(hw, hl, match):
         ches_score(hw, hl)
 
 
+def test_response_hidden_states_selects_the_predicting_positions():
+    hidden = np.arange(7 * 2, dtype=float).reshape(7, 2)  # prompt of 3 tokens, response of 4
+    rows = response_hidden_states(hidden, 3)
+    assert rows.shape == (4, 2)
+    np.testing.assert_array_equal(rows, hidden[2:6])
+    with pytest.raises(ValueError, match="no response"):
+        response_hidden_states(hidden, 7)
+    with pytest.raises(ValueError, match="prompt_length"):
+        response_hidden_states(hidden, 0)
+
+
 # ------------------------------------------------------------------------------------------------- gradients
 
 
@@ -149,6 +167,22 @@ def test_squeeze_first_order_matches_a_small_step():
     assert rate[0] > 0 and np.all(rate[1:] < 0)  # peaky: only the argmax gains
 
 
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, st.integers(2, 7), elements=st.floats(0.05, 1.0)), st.data())
+def test_squeeze_first_order_is_the_exact_derivative(weights, data):
+    pi = weights / weights.sum()
+    l = data.draw(st.integers(0, len(pi) - 1))
+    z0 = torch.tensor(np.log(pi), dtype=torch.float64)
+    direction = torch.tensor(pi - np.eye(len(pi))[l])  # −∇_z log π_l
+
+    def logp_along(eta):
+        return torch.log_softmax(z0 + eta * direction, -1)
+
+    _, jvp = torch.autograd.functional.jvp(logp_along, torch.tensor(0.0, dtype=torch.float64),
+                                           torch.tensor(1.0, dtype=torch.float64))
+    np.testing.assert_allclose(squeeze_first_order(pi, l), jvp.numpy(), atol=1e-12)
+
+
 def test_squeeze_bad_input():
     with pytest.raises(ValueError, match="pi"):
         squeeze_first_order([0.5, 0.6], 0)
@@ -159,8 +193,9 @@ def test_squeeze_bad_input():
 # ---------------------------------------------------------------------------------------- the cases, trained
 
 
-def test_case1_tabular_one_pair_chosen_only_rises():
-    run = train_displacement(tabular_one_pair_problem(seed=3), 0.1, steps=60, lr=0.05)
+@pytest.mark.parametrize("optimizer, lr", [("adam", 0.05), ("sgd", 2.0)])
+def test_case1_tabular_one_pair_chosen_only_rises(optimizer, lr):
+    run = train_displacement(tabular_one_pair_problem(seed=3), 0.1, steps=60, lr=lr, optimizer=optimizer)
     assert np.diff(run.logp_chosen, axis=0).min() >= -1e-12
     assert np.all(run.logp_chosen[-1] > run.logp_chosen[0] + 0.1)
     # only the two logits of the pair move: every other response keeps its ratio to the others
@@ -235,3 +270,63 @@ def test_correlation_and_share_bad_input():
         ches_displacement_correlation([1, 2, 3], [1, 2])
     with pytest.raises(ValueError, match="fraction"):
         top_ches_share([1, 2, 3], [1, 2, 3], 0.0)
+
+
+# ------------------------------------------------------------------------------------------ runs, tables
+
+
+def test_train_displacement_records_every_step_and_history():
+    prob = tabular_chain_problem()
+    run = train_displacement(prob, 0.1, steps=12, lr=0.05)
+    assert run.logp.shape == (13, 1, 3)
+    np.testing.assert_allclose(np.exp(run.logp[0]), prob.pi_ref, atol=1e-12)
+    tr = run.tracked()
+    assert tr["logps/chosen"].shape == (13,)
+    # the tracked means agree with fit_dpo's own history at the last step
+    assert tr["logps/chosen"][-1] == pytest.approx(run.history[-1]["logps/chosen"], abs=1e-12)
+    assert tr["mass/neither"][-1] == pytest.approx(run.history[-1]["mass/neither"], abs=1e-12)
+    sparse = train_displacement(prob, 0.1, steps=12, lr=0.05, record_every=4)
+    assert sparse.logp.shape == (4, 1, 3)
+    np.testing.assert_allclose(sparse.logp[-1], run.logp[-1], atol=1e-12)
+
+
+def test_run_summary_on_tabular_one_pair():
+    run = train_displacement(tabular_one_pair_problem(seed=1), 0.1, steps=30, lr=0.05)
+    s = run_summary(run)
+    assert s["frac_displaced"] == 0.0 and s["dlogp_chosen"] > 0
+    assert s["accuracy"] == 1.0 and s["logratio_margin"] > 0
+
+
+def test_mitigation_table_rows():
+    pop = embedding_population(12, n_responses=6, d=3, seed=2)
+    rows = mitigation_table(pop, steps=15)
+    assert [r["method"] for r in rows] == ["DPO", "DPO + SFT (RPO)", "CHES filter", "IPO", "DPO, large beta"]
+    text = format_mitigation_table(rows)
+    assert text.count("\n") == len(rows) + 1
+
+
+def test_embedding_population_bad_input():
+    with pytest.raises(ValueError, match="n_responses"):
+        embedding_population(3, n_responses=2)
+
+
+# ------------------------------------------------------------------------------------- exercise checkers
+
+
+def test_checkers_accept_solutions_and_reject_wrong_answers():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from solutions import ch6_displacement as sol
+
+    check_ches_exercise(sol.ches_solution)
+    check_squeeze_exercise(sol.squeeze_rate_solution)
+    check_catastrophe_exercise(sol.catastrophe_solution)
+    with pytest.raises(AssertionError):
+        check_ches_exercise(lambda hw, hl, norm: float(np.sum(hw) * np.sum(hl)))
+    with pytest.raises(AssertionError):
+        check_squeeze_exercise(lambda pi, l: np.asarray(pi) - 1.0)
+    with pytest.raises(AssertionError):  # "Yes" does not point along W_No − W_Never: no catastrophe
+        W_wrong = np.array([[0.0, 3.0], [2.0, 0.2], [2.0, 0.8]])
+        check_catastrophe_exercise(lambda: (W_wrong, np.array([1.5, 0.0])))

@@ -203,7 +203,8 @@ def test_cli_cuda_without_gpu(tmp_path, capsys):
 
 def test_cli_stages_end_to_end(tmp_path, capsys):
     """Every stage runs from the checkpoints of the previous ones (a few steps each) and logs TRL names."""
-    w = ["--workdir", str(tmp_path), "--device", "cpu", "--no-progress", "--eval-every", "1000", "--preset", "small"]
+    w = ["--workdir", str(tmp_path), "--device", "cpu", "--no-progress", "--eval-every", "1000"]
+    w += ["--preset", "small"]
     assert lm_main(["sft", "--steps", "3"] + w) == 0
     assert lm_main(["dpo", "--steps", "2", "--pairs-per-prompt", "4"] + w) == 0
     out = capsys.readouterr().out

@@ -1,5 +1,4 @@
-"""CSV loaders: the shipped data sets parse to the documented counts; malformed rows name the file and
-line."""
+"""CSV loaders: the shipped data parse to the documented counts; malformed rows name the file and line."""
 
 import numpy as np
 import pytest

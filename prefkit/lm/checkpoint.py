@@ -1,10 +1,9 @@
 """Checkpoints of the tiny LM: written atomically, read with ``torch.load(..., weights_only=True)``.
 
 A checkpoint is a plain dict ``{"kind", "model_config", "task", "state_dict", "meta"}`` of tensors and
-primitives,
-so it loads without unpickling arbitrary objects. It is written to a temporary file in the same folder and
-moved
-into place with ``os.replace``: a crash never leaves a half-written checkpoint under the final name.
+primitives, so it loads without unpickling arbitrary objects. It is written to a temporary file in the same
+folder and moved into place with ``os.replace``: a crash never leaves a half-written checkpoint under the
+final name.
 """
 
 from __future__ import annotations
@@ -54,8 +53,7 @@ def save_checkpoint(
 
 def load_checkpoint(path, kind: str | None = None) -> dict:
     """Read a checkpoint dict; a missing file raises ``FileNotFoundError`` and a corrupt one ``ValueError``,
-    both
-    naming the file. With ``kind``, a checkpoint of another kind is a ``ValueError`` too."""
+    both naming the file. With ``kind``, a checkpoint of another kind is a ``ValueError`` too."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(

@@ -4,13 +4,10 @@ line.
 Each stage reads the checkpoints it needs from ``--workdir`` and writes its own (atomically), plus a JSON
 history:
 
-    sft         → sft.pt                       (π_ref)
-    rm          → prefs.pt, rm.pt              (needs sft.pt)
-    rlhf        → rlhf.pt                      (needs sft.pt, rm.pt)
-    dpo         → prefs.pt (if missing), dpo.pt (needs sft.pt)
-    online-dpo  → online_dpo.pt               (needs sft.pt, rm.pt)
-    pipeline    → all of the above in memory, then the summary table (RLHF vs DPO vs π*, exact KLs,
-    displacement)
+    sft         → sft.pt                       (π_ref) rm          → prefs.pt, rm.pt              (needs
+    sft.pt) rlhf        → rlhf.pt                      (needs sft.pt, rm.pt) dpo         → prefs.pt (if
+    missing), dpo.pt (needs sft.pt) online-dpo  → online_dpo.pt               (needs sft.pt, rm.pt) pipeline
+    → all of the above in memory, then the summary table (RLHF vs DPO vs π*, exact KLs, displacement)
 
 Every stage prints TRL-named metrics and the exact KLs at its evaluation steps.
 """
@@ -62,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         choices=("tiny", "small", "scale"),
         default="tiny",
-        help="tiny: ~100k params, V=8, L=4, exact evaluation (CPU); small: the same model on V=4, L=3 (tests); "
+        help="tiny: ~100k params, V=8, L=4, exact evaluation (CPU); small: same model, V=4, L=3 (tests); "
         "scale: ~25M params, V=32, L=4, Monte-Carlo evaluation (GPU)",
     )
     p.add_argument(
@@ -82,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="the fast setting (small step counts)")
     p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for torch (default: 1 for the tiny/small presets, whose matmuls are too small to "
+        "split; torch's default for scale)",
+    )
     return p
 
 
@@ -175,7 +179,12 @@ def _run_stage(args) -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(cfg.device)
-    print(f"prefkit lm {args.stage}: device={dev}, preset={cfg.preset}, beta={cfg.beta}, workdir={work}")
+    if args.threads is not None or cfg.preset != "scale":
+        torch.set_num_threads(args.threads or 1)
+    print(
+        f"prefkit lm {args.stage}: device={dev}, preset={cfg.preset}, beta={cfg.beta}, workdir={work}, "
+        f"torch threads={torch.get_num_threads()}"
+    )
     kw = dict(bf16=cfg.bf16, progress=cfg.progress)
     t0 = time.perf_counter()
 
@@ -327,8 +336,11 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed "error: argument --beta: ..."
         return int(exc.code or 0)
+    threads = torch.get_num_threads()
     try:
         return _run_stage(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"prefkit lm {args.stage}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads)  # leave torch as it was (main may run inside a notebook or a test)

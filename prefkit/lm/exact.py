@@ -1,15 +1,13 @@
 """Exact evaluation of a sequence policy by enumerating every response (chapter 7).
 
 A prompt has V^L responses. Because the model is causal, the next-token distributions at every prefix of
-length
-< L are all read off the V^(L−1) sequences ``[BOS, x, SEP, y_1..y_{L−1}]``: one forward pass of those gives
-log π_θ(y|x) = Σ_t log π_θ(y_t | x, y_<t) for all V^L responses (V times cheaper than scoring each response).
-With log π_θ and log π_ref as (n_prompts, V^L) float64 tables, every chapter-2 quantity is exact:
+length < L are all read off the V^(L−1) sequences ``[BOS, x, SEP, y_1..y_{L−1}]``: one forward pass of those
+gives log π_θ(y|x) = Σ_t log π_θ(y_t | x, y_<t) for all V^L responses (V times cheaper than scoring each
+response). With log π_θ and log π_ref as (n_prompts, V^L) float64 tables, every chapter-2 quantity is exact:
 π* = optimal_policy(π_ref, r*, β), KL(π_θ‖π*), KL(π_θ‖π_ref), E_{π_θ}[r*] (:func:`exact_metrics`).
 
 When V^L is too large to enumerate (the GPU "scale" preset), :func:`monte_carlo_metrics` estimates the same
-numbers
-from samples; its keys start with ``mc/`` instead of ``exact/`` so the two are never confused.
+numbers from samples; its keys start with ``mc/`` instead of ``exact/`` so the two are never confused.
 """
 
 from __future__ import annotations
@@ -22,7 +20,16 @@ from scipy.special import logsumexp
 from ..optimal_policy import kl_divergence, optimal_log_policy
 from .task import SyntheticLanguage, all_responses, build_sequences, response_log_probs, sample_responses
 
-__all__ = ["enumerate_log_probs", "token_by_token_log_probs", "enumeration_errors", "check_kl_to_optimal", "exact_metrics", "monte_carlo_metrics", "ExactEvaluator", "MAX_ENUMERATE"]
+__all__ = [
+    "enumerate_log_probs",
+    "token_by_token_log_probs",
+    "enumeration_errors",
+    "check_kl_to_optimal",
+    "exact_metrics",
+    "monte_carlo_metrics",
+    "ExactEvaluator",
+    "MAX_ENUMERATE",
+]
 
 MAX_ENUMERATE = 2**16
 """Largest V^L enumerated exactly; beyond it the evaluator falls back to Monte Carlo."""
@@ -85,10 +92,9 @@ def exact_metrics(logp, ref_logp, reward, beta) -> dict:
 
     Returns
     -------
-    dict with ``exact/reward`` = E_x E_{π_θ}[r*], ``exact/kl_ref`` = E_x KL(π_θ‖π_ref),
-    ``exact/kl_star`` = E_x KL(π_θ‖π*) with π* = π_ref·exp(r*/β)/Z (Rafailov et al. 2023, App. A.1),
-    ``exact/objective`` = E r* − β·KL(π_θ‖π_ref) = β·log Z − β·KL(π_θ‖π*) (Gibbs), ``exact/objective_max`` =
-    β·E log Z.
+    dict with ``exact/reward`` = E_x E_{π_θ}[r*], ``exact/kl_ref`` = E_x KL(π_θ‖π_ref), ``exact/kl_star`` =
+    E_x KL(π_θ‖π*) with π* = π_ref·exp(r*/β)/Z (Rafailov et al. 2023, App. A.1), ``exact/objective`` = E r* −
+    β·KL(π_θ‖π_ref) = β·log Z − β·KL(π_θ‖π*) (Gibbs), ``exact/objective_max`` = β·E log Z.
     """
     logp = np.asarray(logp, dtype=np.float64)
     ref_logp = np.asarray(ref_logp, dtype=np.float64)
@@ -115,10 +121,9 @@ def monte_carlo_metrics(
 ) -> dict:
     """Monte-Carlo estimates (keys ``mc/...``) of the same quantities when V^L is too large to enumerate.
 
-    With y ~ π_θ: E r* ≈ mean r*, KL(π_θ‖π_ref) ≈ mean(log π_θ − log π_ref). With y' ~ π_ref,
-    log Z ≈ log mean exp(r*(y')/β) (biased low for finite samples), and KL(π_θ‖π*) ≈ mean(log π_θ − log π_ref
-    − r*/β)
-    + log Z. ``n_samples`` responses per prompt.
+    With y ~ π_θ: E r* ≈ mean r*, KL(π_θ‖π_ref) ≈ mean(log π_θ − log π_ref). With y' ~ π_ref, log Z ≈ log mean
+    exp(r*(y')/β) (biased low for finite samples), and KL(π_θ‖π*) ≈ mean(log π_θ − log π_ref − r*/β) + log Z.
+    ``n_samples`` responses per prompt.
     """
     g = torch.Generator().manual_seed(seed)
     rs, kls, kls_star = [], [], []
@@ -200,10 +205,10 @@ def token_by_token_log_probs(model, task: SyntheticLanguage, prompt, responses) 
 
 
 def enumeration_errors(seed: int = 0, n_check: int = 8) -> dict:
-    """How exact the enumeration is, on a float64 random GPT over V=4, L=3 (weights scaled up so π_θ is peaked).
+    """How exact the enumeration is, on a float64 random GPT over V=4, L=3 (weights scaled up: π_θ peaked).
 
-    Returns ``sum_error`` = max over prompts |Σ_y π_θ(y|x) − 1| and ``logp_error`` = max |enumerated log π_θ(y|x) −
-    :func:`token_by_token_log_probs`| over ``n_check`` random (x, y).
+    Returns ``sum_error`` = max over prompts |Σ_y π_θ(y|x) − 1| and ``logp_error`` = max |enumerated
+    log π_θ(y|x) − :func:`token_by_token_log_probs`| over ``n_check`` random (x, y).
     """
     from .model import GPT, tiny_config
 
@@ -219,12 +224,14 @@ def enumeration_errors(seed: int = 0, n_check: int = 8) -> dict:
     idx = rng.integers(task.n_responses, size=n_check)
     Y = all_responses(task.vocab, task.response_len)[idx]
     direct = token_by_token_log_probs(model, task, x, Y)
-    return {"sum_error": float(np.max(np.abs(np.exp(logp).sum(-1) - 1.0))),
-            "logp_error": float(np.max(np.abs(logp[x, idx] - direct)))}
+    return {
+        "sum_error": float(np.max(np.abs(np.exp(logp).sum(-1) - 1.0))),
+        "logp_error": float(np.max(np.abs(logp[x, idx] - direct))),
+    }
 
 
 def check_kl_to_optimal(fn, seed: int = 0) -> float:
-    """Exercise checker: ``fn(logp, ref_logp, reward, beta) -> (n_prompts,)`` must return KL(π_θ‖π*) per prompt.
+    """Exercise checker: ``fn(logp, ref_logp, reward, beta) -> (n_prompts,)`` must give KL(π_θ‖π*) per prompt.
 
     Compares ``fn`` with the exact value (via :func:`prefkit.optimal_policy.optimal_log_policy`) on random
     enumerated log-policies with 4,096 responses per prompt; raises ``AssertionError`` with the error if it is
@@ -242,6 +249,8 @@ def check_kl_to_optimal(fn, seed: int = 0) -> float:
         raise AssertionError(f"expected shape {want.shape}, got {got.shape}")
     err = float(np.max(np.abs(got - want)))
     if not err <= 1e-8:
-        raise AssertionError(f"KL(pi||pi*) is off by {err:.3g} (expected {want.round(4)}, got {got.round(4)})")
+        raise AssertionError(
+            f"KL(pi||pi*) is off by {err:.3g} (expected {want.round(4)}, got {got.round(4)})"
+        )
     print(f"correct: max abs error {err:.2e}")
     return err

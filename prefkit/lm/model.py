@@ -1,14 +1,12 @@
 """A decoder-only transformer in the spirit of nanoGPT (Karpathy), small enough to train on a laptop CPU.
 
 One config dataclass (:class:`GPTConfig`) with documented fields; :class:`GPT` maps token ids (B, T) to
-next-token
-logits (B, T, vocab_size). Pre-LayerNorm blocks (Radford et al. 2019, GPT-2), learned absolute positions,
-causal
-self-attention through ``torch.nn.functional.scaled_dot_product_attention``, tied input/output embeddings.
+next-token logits (B, T, vocab_size). Pre-LayerNorm blocks (Radford et al. 2019, GPT-2), learned absolute
+positions, causal self-attention through ``torch.nn.functional.scaled_dot_product_attention``, tied
+input/output embeddings.
 
 Presets: :func:`tiny_config` (about 100k parameters, the CPU default) and :func:`scale_config` (about 25M
-parameters,
-for a GPU).
+parameters, for a GPU).
 """
 
 from __future__ import annotations
@@ -117,8 +115,7 @@ class GPT(nn.Module):
     """Decoder-only transformer: token ids (B, T) → logits (B, T, vocab_size).
 
     ``hidden(idx)`` gives the final (post-LayerNorm) hidden states (B, T, n_embd), used by the reward model's
-    scalar
-    head; ``forward(idx)`` applies the tied unembedding to them.
+    scalar head; ``forward(idx)`` applies the tied unembedding to them.
     """
 
     def __init__(self, cfg: GPTConfig):

@@ -2,10 +2,8 @@
 exactly.
 
 :class:`LMConfig` holds every knob (one field each, documented); :func:`run_pipeline` runs the stages in
-memory and
-returns the models, histories and the summary rows; the CLI (``python -m prefkit lm ...``), the notebook and
-the
-tour all call it, so they measure the same thing. Checkpointing lives in the CLI.
+memory and returns the models, histories and the summary rows; the CLI (``python -m prefkit lm ...``), the
+notebook and the tour all call it, so they measure the same thing. Checkpointing lives in the CLI.
 """
 
 from __future__ import annotations
@@ -52,8 +50,7 @@ class LMConfig:
 
     preset: str = "tiny"
     """"tiny" (≈100k-parameter model, V=8, L=4, 16 prompts: exact enumeration, CPU), "small" (the same model
-    on
-    V=4, L=3, 8 prompts: 64 responses, for tests and the tour) or "scale" (≈25M parameters, V=32, L=4, 256
+    on V=4, L=3, 8 prompts: 64 responses, for tests and the tour) or "scale" (≈25M parameters, V=32, L=4, 256
     prompts:
     Monte-Carlo evaluation, meant for a GPU)."""
     beta: float = 1.0
@@ -136,8 +133,18 @@ class LMConfig:
     @classmethod
     def tour(cls, seed: int = 0, fast: bool = False, **kw) -> LMConfig:
         """The tour's setting: the "small" preset (V=4, L=3, 8 prompts), a few hundred steps per stage."""
-        base = dict(preset="small", seed=seed, sft_steps=300, pairs_per_prompt=256, rm_steps=150, rlhf_steps=150,
-                    dpo_steps=300, dpo_batch_size=64, eval_every=150, progress=False)
+        base = dict(
+            preset="small",
+            seed=seed,
+            sft_steps=300,
+            pairs_per_prompt=256,
+            rm_steps=150,
+            rlhf_steps=150,
+            dpo_steps=300,
+            dpo_batch_size=64,
+            eval_every=150,
+            progress=False,
+        )
         base.update(kw)
         return cls(**base)
 
@@ -180,8 +187,7 @@ def run_pipeline(
     """SFT → preferences → reward model → RLHF and DPO (optionally online DPO), with exact evaluation.
 
     ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` in that order; "rlhf" and
-    "online-dpo"
-    need "rm". Returns a :class:`PipelineResult` whose ``rows`` are :func:`summary_rows`.
+    "online-dpo" need "rm". Returns a :class:`PipelineResult` whose ``rows`` are :func:`summary_rows`.
     """
     cfg = cfg or LMConfig()
     bad = set(stages) - {"sft", "rm", "rlhf", "dpo", "online-dpo"}
@@ -313,10 +319,8 @@ def run_pipeline(
 
 def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_table=None) -> list[dict]:
     """One row per policy (π_ref, each trained policy, π*, and π*_RM ∝ π_ref·exp(r_φ/β) given the reward
-    model's
-    table): E r*, KL(π‖π_ref), KL(π‖π*), J, KL(π‖π*_RM), and the displacement measured on the offline
-    preference
-    pairs (Δ mean log π(y_w), Δ mean log π(y_l), Δ mass on neither, all since π_ref)."""
+    model's table): E r*, KL(π‖π_ref), KL(π‖π*), J, KL(π‖π*_RM), and the displacement measured on the offline
+    preference pairs (Δ mean log π(y_w), Δ mean log π(y_l), Δ mass on neither, all since π_ref)."""
     from .exact import exact_metrics
 
     pre = "exact/" if evaluator.exact else "mc/"

@@ -8,10 +8,10 @@ __all__ = ["plot_lm_training"]
 def plot_lm_training(histories: dict, rows: list | None = None, axes=None):
     """Two panels from :func:`prefkit.lm.run_pipeline` histories.
 
-    Left: exact KL(π_θ‖π*) against the training step for each of "rlhf", "dpo", "online-dpo" present.
-    Right: DPO's mean log π(y_w|x) and log π(y_l|x) over the offline pairs (``logps/chosen``, ``logps/rejected``
-    of :func:`prefkit.displacement_step`), with π*'s values as dashed lines when ``rows`` (the summary) is given.
-    Returns the figure.
+    Left: exact KL(π_θ‖π*) against the training step for each of "rlhf", "dpo", "online-dpo" present. Right:
+    DPO's mean log π(y_w|x) and log π(y_l|x) over the offline pairs (``logps/chosen`` and ``logps/rejected``
+    of :func:`prefkit.displacement_step`), with π*'s values as dashed lines when ``rows`` (the summary) is
+    given. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -22,7 +22,9 @@ def plot_lm_training(histories: dict, rows: list | None = None, axes=None):
     for name in ("rlhf", "dpo", "online-dpo"):
         h = [r for r in histories.get(name, []) if "exact/kl_star" in r]
         if h:
-            axes[0].plot([r["step"] for r in h], [r["exact/kl_star"] for r in h], marker="o", ms=3, label=name)
+            axes[0].plot(
+                [r["step"] for r in h], [r["exact/kl_star"] for r in h], marker="o", ms=3, label=name
+            )
     axes[0].set_xlabel("training step")
     axes[0].set_ylabel(r"exact KL$(\pi_\theta \,\|\, \pi^*)$")
     axes[0].set_ylim(bottom=0)
@@ -30,18 +32,31 @@ def plot_lm_training(histories: dict, rows: list | None = None, axes=None):
     h = [r for r in histories.get("dpo", []) if "logps/chosen" in r and "exact/kl_star" in r]
     if h:
         steps = [r["step"] for r in h]
-        axes[1].plot(steps, [r["logps/chosen"] for r in h], marker="o", ms=3, color="C2", label=r"$\log\pi(y_w)$")
-        axes[1].plot(steps, [r["logps/rejected"] for r in h], marker="o", ms=3, color="C3", label=r"$\log\pi(y_l)$")
+        axes[1].plot(
+            steps, [r["logps/chosen"] for r in h], marker="o", ms=3, color="C2", label=r"$\log\pi(y_w)$"
+        )
+        axes[1].plot(
+            steps, [r["logps/rejected"] for r in h], marker="o", ms=3, color="C3", label=r"$\log\pi(y_l)$"
+        )
         if rows:
             star = {r["policy"]: r for r in rows}.get("pi* (exact)")
             if star is not None and "d_logp_chosen" in star:
-                axes[1].axhline(h[0]["logps/chosen"] + star["d_logp_chosen"], color="C2", ls="--", lw=1,
-                                label=r"$\pi^*$: $\log\pi^*(y_w)$")
-                axes[1].axhline(h[0]["logps/rejected"] + star["d_logp_rejected"], color="C3", ls="--", lw=1,
-                                label=r"$\pi^*$: $\log\pi^*(y_l)$")
+                axes[1].axhline(
+                    h[0]["logps/chosen"] + star["d_logp_chosen"],
+                    color="C2",
+                    ls="--",
+                    lw=1,
+                    label=r"$\pi^*$: $\log\pi^*(y_w)$",
+                )
+                axes[1].axhline(
+                    h[0]["logps/rejected"] + star["d_logp_rejected"],
+                    color="C3",
+                    ls="--",
+                    lw=1,
+                    label=r"$\pi^*$: $\log\pi^*(y_l)$",
+                )
         axes[1].set_xlabel("DPO step")
         axes[1].set_ylabel("mean log-prob over the pairs")
         axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
-

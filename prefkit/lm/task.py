@@ -1,27 +1,21 @@
 """A seeded synthetic language with a known data distribution and a known true reward (chapter 7).
 
 Tokens ``0..V-1`` are content tokens; ``V`` is BOS and ``V+1`` is SEP, so the model's vocabulary has V + 2
-ids.
-A sequence is ``[BOS, x_1..x_P, SEP, y_1..y_L]``: a prompt x of P content tokens and a response y of exactly
-L.
-Responses are numbered in base V, first token most significant: ``index(y) = Σ_t y_t·V^(L−1−t)``, so a prompt
-has
-V^L responses and tabular arrays are ``logp[x, index(y)]`` like every other chapter.
+ids. A sequence is ``[BOS, x_1..x_P, SEP, y_1..y_L]``: a prompt x of P content tokens and a response y of
+exactly L. Responses are numbered in base V, first token most significant: ``index(y) = Σ_t y_t·V^(L−1−t)``,
+so a prompt has V^L responses and tabular arrays are ``logp[x, index(y)]`` like every other chapter.
 
 **Data distribution** (what SFT imitates; known exactly). Autoregressive, per position t:
 
-    logit_t(v | x, y_<t) = copy·1[v = x_t] + repeat·1[v = y_{t−1}] + noise·g_x[t, v],   g ~ N(0, 1) from the
-    seed,
+    logit_t(v | x, y_<t) = copy·1[v = x_t] + repeat·1[v = y_{t−1}] + noise·g_x[t, v],
 
-so the data mostly *copies the prompt*. **True reward**: r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] (s = 2 by
-default), counting the
-positions that *shift* the prompt by one; it disagrees with the data, so alignment has work to do and π* ∝
-π_ref·exp(r*/β) is far from π_ref.
+with g ~ N(0, 1) drawn from the seed, so the data mostly *copies the prompt*. **True reward**: r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] (s = 2 by
+default), counting the positions that *shift* the prompt by one; it disagrees with the data, so alignment has
+work to do and π* ∝ π_ref·exp(r*/β) is far from π_ref.
 
 Defaults: V = 8, L = 4 (4,096 responses per prompt), P = 4, 16 prompts. V = 16, L = 4 (65,536 responses) also
 enumerates exactly, but costs 8× more CPU per evaluation; the default keeps the whole pipeline within minutes
-on
-2 cores.
+on 2 cores.
 """
 
 from __future__ import annotations
@@ -200,8 +194,7 @@ def response_log_probs(model, task: SyntheticLanguage, prompt, responses) -> tor
     """log π_θ(y|x) = Σ_t log softmax(logits[P + 1 + t, :V])[y_t], one forward pass: (B,) differentiable.
 
     The policy's next-token distribution at a response position is the softmax over the V *content* tokens
-    (the
-    special tokens are never emitted), so the V^L response probabilities of a prompt sum to exactly 1.
+    (the special tokens are never emitted), so the V^L response probabilities of a prompt sum to exactly 1.
     """
     y = torch.as_tensor(responses)
     dev = next(model.parameters()).device

@@ -10,8 +10,8 @@ and :func:`prefkit.rl.ppo_clip_loss`. At evaluation steps every loop records the
 :func:`prefkit.displacement_step` on the enumerated log-policy.
 
 Every loop returns a :class:`TrainResult` whose ``history`` is a list of dicts, one per logged step, with
-TRL's
-metric names (``loss``, ``rewards/chosen``, ``logps/chosen``, ``objective/kl``, ``objective/scores``, ...).
+TRL's metric names (``loss``, ``rewards/chosen``, ``logps/chosen``, ``objective/kl``, ``objective/scores``,
+...).
 """
 
 from __future__ import annotations
@@ -205,12 +205,9 @@ class RewardModel(nn.Module):
     """r_φ(x, y): the transformer trunk plus a scalar head (Ouyang et al. 2022).
 
     ``pool="sum"`` (default): r_φ = Σ_t (w·h_t + b) over the L response positions, a token-level head summed
-    over
-    the response; ``pool="last"``: r_φ = w·h_last + b, the usual head on the final token's hidden state. On
-    the
-    chapter-7 language, whose r* is a sum over positions, the summed head fits the same preference data far
-    better
-    (held-out agreement with r* ≈ 0.87 vs ≈ 0.80 at the default sizes), so it is the default.
+    over the response; ``pool="last"``: r_φ = w·h_last + b, the usual head on the final token's hidden state.
+    On the chapter-7 language, whose r* is a sum over positions, the summed head fits the same preference data
+    far better (held-out agreement with r* ≈ 0.87 vs ≈ 0.80 at the default sizes), so it is the default.
     """
 
     def __init__(self, trunk, pool: str = "sum"):
@@ -271,8 +268,7 @@ def train_reward_model(
     batch).
 
     Logs TRL's RewardTrainer names ``loss``, ``accuracy``, ``margin``; with ``eval_pairs`` (held-out pairs)
-    also
-    ``eval/accuracy`` and ``eval/true_accuracy`` (agreement with the sign of r*(y_w) − r*(y_l), ties
+    also ``eval/accuracy`` and ``eval/true_accuracy`` (agreement with the sign of r*(y_w) − r*(y_l), ties
     excluded).
     """
     _check_steps(steps=steps, batch_size=batch_size)
@@ -343,14 +339,12 @@ def train_rlhf_lm(
     """On-policy RLHF: sample k responses per prompt from π_θ, score them with r_φ, penalise the sequence KL.
 
     Per sample the KL-penalised reward is R = r_φ(x, y) − β·(log π_θ(y|x) − log π_ref(y|x)) (Ouyang et al.
-    2022,
-    Eq. 2), the advantage is RLOO's A_i = R_i − mean_{j≠i} R_j (:func:`prefkit.rl.rloo_advantages`, Ahmadian
-    et al.
-    2024). ``method="rloo"``: one REINFORCE step (:func:`prefkit.rl.reinforce_loss`); ``method="ppo"``:
-    ``ppo_epochs``
-    steps of PPO-clip (:func:`prefkit.rl.ppo_clip_loss`, Schulman et al. 2017) on the same samples with those
-    advantages (no value head: the RLOO baseline replaces GAE). Logs TRL's RLOO/PPO names ``objective/kl``,
-    ``objective/scores``, ``objective/rlhf_reward``, ``loss/policy_avg`` (and ``val/clipfrac_avg`` for PPO).
+    2022, Eq. 2), the advantage is RLOO's A_i = R_i − mean_{j≠i} R_j (:func:`prefkit.rl.rloo_advantages`,
+    Ahmadian et al. 2024). ``method="rloo"``: one REINFORCE step (:func:`prefkit.rl.reinforce_loss`);
+    ``method="ppo"``: ``ppo_epochs`` steps of PPO-clip (:func:`prefkit.rl.ppo_clip_loss`, Schulman et al.
+    2017) on the same samples with those advantages (no value head: the RLOO baseline replaces GAE). Logs
+    TRL's RLOO/PPO names ``objective/kl``, ``objective/scores``, ``objective/rlhf_reward``,
+    ``loss/policy_avg`` (and ``val/clipfrac_avg`` for PPO).
     """
     beta = check_beta(beta)
     if method not in ("rloo", "ppo"):
@@ -437,11 +431,9 @@ def train_dpo_lm(
     """Offline DPO (Rafailov et al. 2023, Eq. 7) or any chapter-4 ``loss_type`` on fixed preference pairs.
 
     The reference log-probs of every pair are computed once before training (π_ref is frozen). Each step
-    samples a
-    minibatch, runs ONE forward pass over [chosen; rejected], and minimises the mean of
-    :func:`prefkit.losses.preference_loss`. Logs :func:`prefkit.losses.preference_metrics` (TRL's names)
-    every step
-    and, at eval steps, the exact metrics and :func:`prefkit.displacement_step` over all pairs.
+    samples a minibatch, runs ONE forward pass over [chosen; rejected], and minimises the mean of
+    :func:`prefkit.losses.preference_loss`. Logs :func:`prefkit.losses.preference_metrics` (TRL's names) every
+    step and, at eval steps, the exact metrics and :func:`prefkit.displacement_step` over all pairs.
     """
     from ..losses import preference_loss, preference_metrics
 
@@ -518,11 +510,9 @@ def train_online_dpo_lm(
     OnlineDPOTrainer).
 
     Each step samples two responses per prompt from the *current* π_θ, lets the reward model r_φ judge them
-    (higher
-    score = chosen), and takes one :func:`prefkit.losses.preference_loss` step on those fresh pairs. Logs
-    ``objective/scores``, ``objective/kl`` and :func:`prefkit.losses.preference_metrics`; the displacement
-    keys at
-    eval steps are measured on the step's own pairs.
+    (higher score = chosen), and takes one :func:`prefkit.losses.preference_loss` step on those fresh pairs.
+    Logs ``objective/scores``, ``objective/kl`` and :func:`prefkit.losses.preference_metrics`; the
+    displacement keys at eval steps are measured on the step's own pairs.
     """
     from ..losses import preference_loss, preference_metrics
 

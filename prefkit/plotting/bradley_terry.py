@@ -31,8 +31,7 @@ def plot_recovery(sizes, rmse, slope, ax=None):
 
 
 def plot_coverage(z, level=0.95, ax=None):
-    """Histogram of standardized errors (θ̂ − θ)/SE against the N(0, 1) density, with the ±z interval
-    marked."""
+    """Histogram of standardized errors (θ̂ − θ)/SE against the N(0, 1) density; the ±z interval marked."""
     from scipy.stats import norm
 
     fig, ax = _axes(ax)
@@ -51,8 +50,7 @@ def plot_coverage(z, level=0.95, ax=None):
 
 
 def plot_map_path(l2_values, strengths, labels=None, ax=None):
-    """MAP strengths (rows: one per l2 value) against l2 on a log axis: they stay finite and shrink as l2
-    grows."""
+    """MAP strengths (one row per l2 value) against l2 on a log axis: finite, and shrinking as l2 grows."""
     fig, ax = _axes(ax)
     strengths = np.asarray(strengths, float)
     for k in range(strengths.shape[1]):

@@ -1,0 +1,138 @@
+"""Figures for chapters 4–5: DPO's recovery of π*, its solution sets, and the free-lunch counter-examples.
+
+Each function takes the data a library function returned and an optional ``ax``, and returns the figure.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["plot_loss_family", "plot_finite_sample", "plot_beta_sweep", "plot_partial_coverage", "plot_azar",
+           "plot_xu", "plot_tajwar", "plot_training"]
+
+
+def _ax(ax, size=(5.0, 3.2)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax.figure, ax
+
+
+def plot_loss_family(beta=1.0, label_smoothing=0.1, *, h=None, ax=None):
+    """Each loss of :data:`prefkit.losses.LOSSES` as a function of the log-ratio gap h, with the rejected
+    log-ratio held at −h/2 and the chosen at +h/2."""
+    import torch
+
+    from ..losses import LOSSES, preference_loss
+
+    fig, ax = _ax(ax, (5.5, 3.4))
+    h = np.linspace(-4, 4, 201) if h is None else np.asarray(h, float)
+    zero = torch.zeros(len(h), dtype=torch.float64)
+    for name in LOSSES:
+        loss = preference_loss(torch.as_tensor(h / 2), torch.as_tensor(-h / 2), zero, zero, beta, name,
+                               label_smoothing if name in ("robust", "exo_pair") else 0.0)
+        ax.plot(h, loss.numpy(), label=name)
+    ax.set_xlabel(r"log-ratio gap $h$ (chosen $+h/2$, rejected $-h/2$)")
+    ax.set_ylabel("per-pair loss")
+    ax.set_ylim(-0.5, 5)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_finite_sample(sizes, errors, slope=None, *, ax=None):
+    """TV(π̂_N, π*) against N on log-log axes, with the fitted slope and an N^{-1/2} guide."""
+    fig, ax = _ax(ax)
+    sizes, errors = np.asarray(sizes, float), np.asarray(errors, float)
+    ax.loglog(sizes, errors, "o-", label="DPO fit" + (f" (slope {slope:.2f})" if slope is not None else ""))
+    ax.loglog(sizes, errors[0] * np.sqrt(sizes[0] / sizes), "k--", lw=1, label=r"$\propto N^{-1/2}$")
+    ax.set_xlabel("preference pairs $N$")
+    ax.set_ylabel(r"TV$(\hat\pi_N, \pi^*)$")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_beta_sweep(sweep, *, ax=None):
+    """Expected true reward and KL(π‖π_ref) of the population-DPO fit against β (from :func:`beta_sweep`)."""
+    fig, ax = _ax(ax)
+    b = sweep["betas"]
+    ax.semilogx(b, sweep["reward"], "o-", color="C0", label=r"$E_\pi[r^*]$")
+    ax.set_xlabel(r"$\beta$")
+    ax.set_ylabel(r"$E_\pi[r^*]$", color="C0")
+    ax2 = ax.twinx()
+    ax2.semilogx(b, sweep["kl_to_ref"], "s--", color="C1", label=r"KL$(\pi\|\pi_{ref})$")
+    ax2.set_ylabel(r"KL$(\pi\|\pi_{ref})$", color="C1")
+    return fig
+
+
+def plot_partial_coverage(demo, *, ax=None):
+    """Members of the DPO solution set (grey), the landing point of gradient methods, Adam's fit and π*."""
+    fig, ax = _ax(ax)
+    y = np.arange(demo["landing"].shape[-1])
+    for k, m in enumerate(demo["members"]):
+        ax.plot(y, m[0], "-", color="0.75", lw=1, label="members of the DPO set" if k == 0 else None)
+    ax.plot(y, demo["landing"][0], "o-", color="C0", label="landing point (GD, L-BFGS, Newton)")
+    ax.plot(y, demo["pi_adam"][0], "x--", color="C3", label="Adam")
+    ax.plot(y, demo["pi_star"][0], "k:", label=r"$\pi^*$ (all pairs)")
+    ax.set_xlabel("response $y$")
+    ax.set_ylabel(r"$\pi(y)$")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def plot_azar(az, *, axes=None):
+    """Left: π(y_a) along DPO training for each β. Right: IPO's closed-form optimum against τ."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.2))
+    fig = axes[0].figure
+    for beta, curve in zip(az["betas"], az["dpo_curves"], strict=True):
+        axes[0].plot(curve[:, 0], label=rf"DPO, $\beta$={beta:g}")
+    axes[0].set_xlabel("Adam step")
+    axes[0].set_ylabel(r"$\pi(y_a)$")
+    axes[0].legend(fontsize=8)
+    closed = np.array(az["ipo_closed"])
+    for k, name in enumerate(("$y_a$", "$y_b$", "$y_c$")):
+        axes[1].semilogx(az["taus"], closed[:, k], "o-", label=f"IPO $\\pi$({name})")
+    axes[1].set_xlabel(r"$\tau$")
+    axes[1].set_ylabel("IPO optimum")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def plot_xu(xu, *, ax=None):
+    """π(y3) along the DPO solution set (the free direction), with DPO's fit and RLHF's optimum marked."""
+    fig, ax = _ax(ax)
+    members = xu["dpo_set_members"]
+    t = np.linspace(-20, 20, len(members))
+    ax.plot(t, members[:, 2], color="0.5", label=r"DPO optima: $\theta + t(1, 1)$")
+    ax.axhline(xu["dpo_pi3"], color="C3", ls="--", label=f"DPO fit: {xu['dpo_pi3']:.3f}")
+    ax.axhline(xu["rlhf_pi3"], color="C0", ls="-.", label=f"RLHF optimum: {xu['rlhf_pi3']:.4f}")
+    ax.set_xlabel("$t$ (direction the data do not see)")
+    ax.set_ylabel(r"$\pi(y_3)$")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_tajwar(table, *, ax=None):
+    """True reward and KL to π_ref per method (rows of :func:`tajwar_comparison`)."""
+    fig, ax = _ax(ax, (6.0, 3.2))
+    names = [r["method"] for r in table]
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [r["reward"] for r in table], 0.4, yerr=[r.get("reward_sd", 0) for r in table],
+           color="C0", label=r"$E_\pi[r^*]$")
+    ax2 = ax.twinx()
+    ax2.bar(x + 0.2, [r["kl_to_ref"] for r in table], 0.4, color="C1", label=r"KL$(\pi\|\pi_{ref})$")
+    ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=7)
+    ax.set_ylabel(r"$E_\pi[r^*]$", color="C0")
+    ax2.set_ylabel(r"KL$(\pi\|\pi_{ref})$", color="C1")
+    return fig
+
+
+def plot_training(history, keys=("rewards/margins", "rewards/accuracies", "loss"), *, ax=None):
+    """Curves of TRL-named metrics from a :class:`prefkit.dpo.DPOResult` history."""
+    fig, ax = _ax(ax)
+    steps = [h["step"] for h in history]
+    for k in keys:
+        ax.plot(steps, [h[k] for h in history], label=k)
+    ax.set_xlabel("step")
+    ax.legend(fontsize=8)
+    return fig
