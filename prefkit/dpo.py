@@ -357,7 +357,8 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
     -------
     :class:`DPOResult`; its history has one row per round with ``round``, ``labels``, ``cost/samples``,
     ``cost/grad_steps``, ``reward/expected`` (under r*), ``kl/to_ref`` and ``time/wall``, plus the last
-    :func:`fit_dpo` row of that round.
+    :func:`fit_dpo` row of that round (TRL metrics on that round's pairs; the displacement keys measured
+    against the policy at the start of the round).
     """
     b = check_beta(beta)
     rng = np.random.default_rng(seed)

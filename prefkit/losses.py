@@ -213,7 +213,7 @@ def _per_token(logratio: torch.Tensor, length, name: str) -> torch.Tensor:
                          f"the log-probs {tuple(logratio.shape)}")
     if bool((n < 0).any()):
         raise ValueError(f"{name} must be non-negative token counts")
-    return logratio / n.to(logratio.dtype).clamp(min=1.0)  # TRL clamps empty completions to length 1
+    return logratio / n.to(logratio).clamp(min=1.0)  # TRL clamps empty completions to length 1
 
 
 def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, beta, loss_type="sigmoid",
@@ -258,8 +258,8 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
     lp_w, lp_l, ref_w, ref_l = _check_logps([("logp_chosen", logp_chosen), ("logp_rejected", logp_rejected),
                                              ("ref_logp_chosen", ref_logp_chosen),
                                              ("ref_logp_rejected", ref_logp_rejected)])
-    logratio_chosen = lp_w - ref_w.to(lp_w.dtype)  # (B,)
-    logratio_rejected = lp_l - ref_l.to(lp_l.dtype)  # (B,)
+    logratio_chosen = lp_w - ref_w.to(lp_w)  # (B,), ref cast to the policy's dtype and device
+    logratio_rejected = lp_l - ref_l.to(lp_l)  # (B,)
     if length_chosen is not None or length_rejected is not None:
         if loss_type != "ipo":
             raise ValueError(f"length_chosen/length_rejected are for loss_type='ipo' only, not {loss_type!r}")
@@ -279,7 +279,7 @@ def implied_rewards(logp, ref_logp, beta):
     b = check_beta(beta)
     if isinstance(logp, torch.Tensor) or isinstance(ref_logp, torch.Tensor):
         lp, ref = _check_logps([("logp", logp), ("ref_logp", ref_logp)])
-        return b * (lp - ref.to(lp.dtype))
+        return b * (lp - ref.to(lp))
     lp, ref = (t.numpy() for t in _check_logps([("logp", logp), ("ref_logp", ref_logp)]))
     return b * (lp - ref)
 

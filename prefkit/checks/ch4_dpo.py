@@ -53,8 +53,8 @@ def check_population(ctx):
 @register(CHAPTER, "finite samples: error ~ N^-1/2")
 def check_finite_samples(ctx):
     P = random_problem(1, 4, seed=1, reward_scale=1.5)
-    sizes = [250, 1000, 4000, 16000]
-    errs = finite_sample_errors(P, 0.5, sizes, n_seeds=3 if ctx.fast else 6, seed=ctx.seed)
+    sizes = [250, 500, 1000, 2000, 4000, 8000, 16000]
+    errs = finite_sample_errors(P, 0.5, sizes, n_seeds=8 if ctx.fast else 16, seed=ctx.seed)
     from ..plotting.dpo import plot_finite_sample
 
     ctx.savefig(plot_finite_sample(sizes, errs, fit_error_slope(sizes, errs)), "ch4_finite_sample.png")
