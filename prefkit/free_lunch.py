@@ -337,7 +337,8 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
     list of one dict per method (means over ``seeds``): ``method``, ``reward`` (E_π r* on [0, 1]),
     ``kl_to_ref``, ``labels``, ``ref_samples`` (responses drawn from π_ref), ``policy_samples`` (drawn from
     the policy being trained), ``reward_queries`` (reward-model evaluations), ``grad_steps`` (policy +
-    reward-model optimiser steps) and ``wall_s``; plus a row for π* (the KL-regularised optimum of r* at β).
+    reward-model optimiser steps), ``wall_s`` and ``objective`` (J = E_π[label_scale·r*] − β·KL, which π*
+    maximises); plus a row for π* (the KL-regularised optimum of r* at β).
     """
     b = check_beta(beta)
     P = tajwar_problem(label_scale)
@@ -350,6 +351,10 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
 
     def score(pi):
         return float((pi * unit).sum()), float(np.mean(kl_divergence(pi, P.pi_ref)))
+
+    def objective(row):  # J = E_π[label_scale·r*] − β·KL(π‖π_ref), the objective π* maximises
+        row["objective"] = P.info["label_scale"] * row["reward"] - b * row["kl_to_ref"]
+        return row
 
     for seed in seeds:
         t0 = time.perf_counter()
@@ -386,12 +391,12 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
         for key in rs[0]:
             row[key] = float(np.mean([r[key] for r in rs]))
         row["reward_sd"] = float(np.std([r["reward"] for r in rs]))
-        table.append(row)
+        table.append(objective(row))
     star = optimal_policy(P.pi_ref, P.reward, b)
     r, kl = score(star)
-    table.append({"method": "pi* (exact, r* known)", "reward": r, "kl_to_ref": kl, "labels": 0,
-                  "ref_samples": 0,
-                  "policy_samples": 0, "reward_queries": 0, "grad_steps": 0, "wall_s": 0.0, "reward_sd": 0.0})
+    table.append(objective({"method": "pi* (exact, r* known)", "reward": r, "kl_to_ref": kl, "labels": 0,
+                            "ref_samples": 0, "policy_samples": 0, "reward_queries": 0, "grad_steps": 0,
+                            "wall_s": 0.0, "reward_sd": 0.0}))
     return table
 
 

@@ -123,8 +123,9 @@ def test_bad_input(kwargs, match):
 def test_fuzz_fit_dpo(data, n, m, beta, loss_type):
     logits = data.draw(st.lists(st.floats(-3, 3), min_size=n, max_size=n))
     pi_ref = np.exp(logits) / np.exp(logits).sum()
-    prefs = np.array(data.draw(st.lists(st.tuples(st.integers(0, 1), st.integers(0, n), st.integers(0, n)),
-                                        min_size=m, max_size=m)))
+    prompt = st.integers(0, 19).map(lambda k: int(k == 19))  # out of range 1 time in 20
+    response = st.integers(0, 19).map(lambda k: k % n if k < 19 else n)
+    prefs = np.array(data.draw(st.lists(st.tuples(prompt, response, response), min_size=m, max_size=m)))
     opt = data.draw(st.sampled_from(["adam", "sgd", "lbfgs"]))
     try:
         res = fit_dpo(pi_ref[None], prefs, beta, loss_type=loss_type, label_smoothing=0.1, steps=5,

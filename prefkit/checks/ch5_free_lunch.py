@@ -66,6 +66,8 @@ def check_tajwar(ctx):
               at_least=0.1),
         claim("online DPO minus RLHF (linear RM + RLOO): true reward", on["reward"] - rl["reward"],
               at_least=0.05),
+        claim("no method beats pi* on J = E[10 r*] - beta KL (best method minus pi*)",
+              max(row["objective"] for row in table[:3]) - table[3]["objective"], at_most=0.0),
         claim("reward-model queries: RLHF spends them, DPO none (RLHF count)", rl["reward_queries"],
               at_least=1000),
     ]
