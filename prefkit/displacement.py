@@ -391,7 +391,7 @@ def train_displacement(problem: DisplacementProblem, beta: float = 0.1, *, steps
                   features=problem.features, sft_coef=sft_coef, steps=steps, lr=lr, callback=_record,
                   record_every=record_every, **fit_kwargs)
     with torch.no_grad():
-        final = res.policy.log_probs().detach().numpy().copy()
+        final = res.model.log_probs().detach().numpy().copy()
     if not snaps:
         snaps = [np.log(problem.pi_ref)]
     if not np.array_equal(snaps[-1], final):

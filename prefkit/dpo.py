@@ -66,7 +66,8 @@ class DPOResult:
 
     Attributes
     ----------
-    policy : the trained :mod:`prefkit.policies` module (``policy.log_probs()`` is (n_prompts, n_responses))
+    model : the trained :mod:`prefkit.policies` module (``model.log_probs()`` is (n_prompts, n_responses))
+    policy, pi : the fitted policy π_θ as a (n_prompts, n_responses) array of probabilities
     history : list of per-step dicts. Entry 0 is the initial policy. Keys: ``step``, ``loss`` (the
         objective, RPO term included), TRL's metrics (:func:`prefkit.losses.preference_metrics`:
         ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``,
@@ -76,23 +77,28 @@ class DPOResult:
     converged : whether the max-abs gradient fell below ``tol`` (deterministic optimisers)
     """
 
-    policy: torch.nn.Module
+    model: torch.nn.Module
     history: list = field(default_factory=list)
     beta: float = 0.0
     loss_type: str = "sigmoid"
     converged: bool = False
 
     @property
+    def policy(self) -> np.ndarray:
+        """π_θ as a (n_prompts, n_responses) array of probabilities (the same as ``.pi``)."""
+        return self.pi
+
+    @property
     def pi(self) -> np.ndarray:
         """The fitted policy as a (n_prompts, n_responses) array of probabilities."""
         with torch.no_grad():
-            return self.policy.log_probs().exp().numpy()
+            return self.model.log_probs().exp().numpy()
 
     @property
     def logp(self) -> np.ndarray:
         """log π_θ, (n_prompts, n_responses), −inf off π_ref's support."""
         with torch.no_grad():
-            return self.policy.log_probs().numpy()
+            return self.model.log_probs().numpy()
 
     def curve(self, key: str) -> np.ndarray:
         """One metric along training, e.g. ``result.curve("rewards/margins")``."""
@@ -152,7 +158,7 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
 
     Returns
     -------
-    :class:`DPOResult` with ``.policy``, ``.pi``, ``.history``.
+    :class:`DPOResult` with ``.policy`` (array), ``.model`` (torch module), ``.history``.
 
     Raises
     ------
@@ -250,7 +256,7 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         if not converged and steps > 0:
             converged = _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, pol,
                                      record_every)
-        return DPOResult(policy=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
+        return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
     for t in range(1, steps + 1):
         if converged:
             break
@@ -266,7 +272,7 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
             converged = optimizer == "newton" and gnorm < tol
             if t % record_every == 0 or t == steps or converged:
                 record(t, loss, gnorm)
-    return DPOResult(policy=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
+    return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
 
 
 def _set_flat(params, v: np.ndarray) -> None:
@@ -389,7 +395,7 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
         grad_steps += res.history[-1]["cost/grad_steps"]
         last = {k: v for k, v in res.history[-1].items() if k not in ("cost/grad_steps", "time/wall", "step")}
         history.append(row(r, last))
-    return DPOResult(policy=pol, history=history, beta=b, loss_type=loss_type, converged=False)
+    return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=False)
 
 
 # ----------------------------------------------------------------------------------------------------------

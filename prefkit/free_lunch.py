@@ -281,7 +281,7 @@ def xu_example(beta: float = 0.1, *, problem: Problem | None = None, rlhf_steps:
     rlhf_pi = optimal_policy(P.pi_ref, rm.reward, b)
     trained = train_rlhf(P.pi_ref, rm.reward, b, method="exact", features=P.features, steps=rlhf_steps,
                          lr=0.1)
-    theta = dpo.policy.theta.detach().numpy()
+    theta = dpo.model.theta.detach().numpy()
     members = []
     for t in np.linspace(-20, 20, 81):  # θ + t·(1, 1) keeps θ1 − θ2, so stays in the DPO set
         z = np.log(P.pi_ref[0]) + P.features[0] @ (theta + t * np.ones(2))

@@ -202,7 +202,8 @@ class RLResult:
 
     Attributes
     ----------
-    policy : the trained :mod:`prefkit.policies` module
+    model : the trained :mod:`prefkit.policies` module
+    policy, pi : the final policy as a (n_prompts, n_responses) array
     history : list of per-step dicts with keys
         ``step``; ``kl/to_optimal`` = mean_x KL(π_θ‖π*) (π* of the reward optimised, at the same β);
         ``kl/to_ref`` = mean_x KL(π_θ‖π_ref); ``reward/expected`` = mean_x E_π[r]; ``objective`` = mean_x
@@ -214,17 +215,22 @@ class RLResult:
     method, beta : what was run
     """
 
-    policy: torch.nn.Module
+    model: torch.nn.Module
     history: list = field(default_factory=list)
     pi_star: np.ndarray | None = None
     method: str = ""
     beta: float = 0.0
 
     @property
+    def policy(self) -> np.ndarray:
+        """π_θ as a (n_prompts, n_responses) array of probabilities (the same as ``.pi``)."""
+        return self.pi
+
+    @property
     def pi(self) -> np.ndarray:
         """The final policy as a (n_prompts, n_responses) array."""
         with torch.no_grad():
-            return self.policy.log_probs().exp().numpy()
+            return self.model.log_probs().exp().numpy()
 
     def curve(self, key: str) -> np.ndarray:
         """The history of one metric as an array, e.g. ``result.curve("kl/to_optimal")``."""
@@ -283,7 +289,7 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
 
     Returns
     -------
-    :class:`RLResult` (``.policy``, ``.history``, ``.pi``, ``.pi_star``)
+    :class:`RLResult` (``.policy`` array, ``.model`` module, ``.history``, ``.pi_star``)
 
     References
     ----------
@@ -385,7 +391,7 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
         sched.step()
         if t % record_every == 0 or t == steps:
             record(t)
-    return RLResult(policy=pol, history=history, pi_star=pi_star, method=method, beta=b)
+    return RLResult(model=pol, history=history, pi_star=pi_star, method=method, beta=b)
 
 
 def reward_kl_frontier(pi_ref, reward, betas) -> dict:

@@ -38,7 +38,7 @@ def test_population_dpo_log_linear_realizable():
     res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, features=P.features, optimizer="lbfgs", steps=200,
                   tol=1e-12)
     assert total_variation(res.pi, P.optimal_policy(0.5)) < 1e-6
-    np.testing.assert_allclose(res.policy.theta.detach().numpy(), P.info["w_star"] * 2.0 / 0.5, atol=1e-5)
+    np.testing.assert_allclose(res.model.theta.detach().numpy(), P.info["w_star"] * 2.0 / 0.5, atol=1e-5)
 
 
 def test_history_has_trl_metrics_and_displacement():
@@ -135,4 +135,5 @@ def test_fuzz_fit_dpo(data, n, m, beta, loss_type):
         return
     assert np.all(np.isfinite(res.pi)) and np.allclose(res.pi.sum(-1), 1)
     assert all(np.isfinite(h["loss"]) for h in res.history)
-    assert isinstance(res.policy, torch.nn.Module)
+    assert isinstance(res.model, torch.nn.Module)
+    assert res.policy.shape == res.model.log_probs().shape
