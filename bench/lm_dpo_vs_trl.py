@@ -13,7 +13,9 @@ Sizes: ~100k parameters (2 layers, width 64) and ~3M (4 layers, width 256); fp32
 side, ``bf16=True`` on TRL's). The dataset holds ``steps × batch`` distinct pairs read in order by both sides
 (TRL: ``train_sampling_strategy="sequential"``), so step t of each side sees the same batch, and the per-step
 losses must agree (checked: fp32 to 1e-4, bf16 to 5e-2). Tokenisation happens before the timed steps on both
-sides. Reported: median seconds per step after the warm-up steps, as steps/s, and TRL's time / ours.
+sides. Reported: median seconds per step after the warm-up steps, as steps/s, and TRL's time / ours; the
+column "ratio, ref/step" repeats our loop with a reference forward inside every step (TRL's default), to show
+how much of the gap the one-off reference log-probs explain.
 
 Run: ``python bench/lm_dpo_vs_trl.py [--steps 40] [--batch 32] [--threads 2]``.
 """

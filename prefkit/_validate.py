@@ -9,7 +9,9 @@ __all__ = []  # private helpers
 
 
 def check_beta(beta, name: str = "beta") -> float:
-    """β must be a finite number > 0."""
+    """β must be a finite number > 0 (a bool is rejected, not read as 1)."""
+    if isinstance(beta, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a positive number, got {beta!r}")
     try:
         b = float(beta)
     except (TypeError, ValueError):

@@ -50,6 +50,8 @@ __all__ = [
     "displacement_drops",
     "ches_displacement_correlation",
     "top_ches_share",
+    "train_pairs",
+    "ches_filter_experiment",
     "run_summary",
     "mitigation_table",
     "format_mitigation_table",
@@ -59,6 +61,8 @@ __all__ = [
     "measure_yes_no_never",
     "measure_squeeze",
     "measure_ches_population",
+    "ches_correlation_over_training",
+    "measure_ches_filter",
     "measure_mitigations",
     "check_ches_exercise",
     "check_squeeze_exercise",
@@ -103,8 +107,10 @@ def logp_chosen_velocity(features, logits, chosen: int, rejected: int) -> float:
         ⟨∇_θ log π_w, ∇_θ(log π_w − log π_l)⟩ = ⟨φ_w − φ̄, φ_w − φ_l⟩ = −CHES − ⟨φ̄, φ_w − φ_l⟩,
 
     with φ̄ = Σ_y π_y φ_y and CHES = ⟨φ_w, φ_l⟩ − ‖φ_w‖² the score of :func:`ches_score` with φ the summed
-    hidden states. A DPO step multiplies this by β·σ(−margin)·lr > 0, so the sign is the sign of the change
-    [razin2024, single-token analysis, with φ = token unembeddings].
+    hidden states. A plain gradient-descent step (``fit_dpo(..., optimizer="sgd")``) multiplies this by
+    β·σ(−margin)·lr > 0, so to first order the sign is the sign of the change [razin2024, single-token
+    analysis, with φ = token unembeddings]. Adam (fit_dpo's default) rescales each coordinate of the step,
+    which breaks this link; the chapter uses plain SGD wherever it claims it.
 
     Parameters
     ----------
@@ -255,9 +261,10 @@ def tabular_one_pair_problem(n_prompts: int = 4, n_responses: int = 6, seed: int
 def tabular_chain_problem() -> DisplacementProblem:
     """Tabular policy on one prompt with three responses and the chain a ≻ b, b ≻ c: case 2.
 
-    b is chosen in one pair and rejected in the other. The logit gradient e_a − e_b + e_b − e_c = e_a − e_c
-    leaves z_b alone, but a's rising share squeezes b: π(b) falls although b is the chosen response of the
-    pair (b, c).
+    b is chosen in one pair and rejected in the other. At the first step (π uniform, both pairs weighted
+    σ(0)) the logit gradients sum to e_a − e_b + e_b − e_c = e_a − e_c, so z_b does not move at first; later
+    the two weights σ(−β·h) differ and z_b moves a little too. a's rising share squeezes b: π(b) falls
+    although b is the chosen response of the pair (b, c).
     """
     pi_ref = np.full((1, 3), 1.0 / 3.0)
     prefs = np.array([[0, 0, 1], [0, 1, 2]])
@@ -276,6 +283,9 @@ def unconstrained_features_problem(n_tokens: int = 40, d: int = 6, seed: int = 0
     this model. The pair (y_w, y_l) is chosen, among pairs with π_ref(y_w) ≥ 1/(2·n_tokens) whose first-order
     rate :func:`logp_chosen_velocity` is negative, as the one with the largest ⟨W_w, W_l⟩ − ‖W_w‖² (the
     single-token CHES, unembeddings in place of hidden states): DPO lowers π(y_w).
+
+    The pair is *selected* for a negative first-order rate, so "rate ≤ 0" holds by construction and checks
+    nothing; the informative claim is the measured drop of log π(y_w) after training.
     """
     rng = np.random.default_rng(seed)
     W = rng.normal(size=(n_tokens, d)) / np.sqrt(d)
@@ -482,7 +492,8 @@ class EmbeddingPopulation:
     h_1 = p_x, h_{k+1} = ρ·h_k + E[y_k] (T = |y| of them, one per predicted token, as in CHES), and the
     policy is π_θ(y|x) ∝ π_ref(y|x)·exp(⟨θ_x, Σ_k h_k(x, y)⟩). For this model :func:`logp_chosen_velocity`
     makes the link
-    exact: the initial rate of log π(y_w) under DPO is −β·σ(0)·lr·(CHES + ⟨φ̄, φ_w − φ_l⟩).
+    exact: under plain gradient descent (one θ_x per prompt) the initial rate of log π(y_w) is
+    −β·σ(0)·lr·(CHES + ⟨φ̄, φ_w − φ_l⟩); with Adam it is not.
 
     Attributes
     ----------
@@ -511,9 +522,9 @@ class EmbeddingPopulation:
         """The pairs as a :class:`DisplacementProblem`.
 
         ``shared=True``: one θ for all prompts (pairs interact through it). ``shared=False``: block features
-        e_x ⊗ φ(x, y), one θ_x per prompt, so one run trains every pair on its own (with a per-coordinate
-        optimiser such as Adam, exactly as separate runs would). ``keep``: boolean mask or indices of the
-        pairs to keep.
+        e_x ⊗ φ(x, y), one θ_x per prompt, so one run trains every pair on its own (exactly as separate
+        runs would, with Adam, or with SGD at step size lr·m since fit_dpo's loss is a mean over the m pairs).
+        ``keep``: boolean mask or indices of the pairs to keep.
         """
         idx = np.arange(self.n_pairs) if keep is None else np.flatnonzero(
             np.asarray(keep)) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
@@ -604,7 +615,9 @@ def ches_displacement_correlation(ches, drops) -> float:
 def top_ches_share(ches, drops, fraction: float = 0.25) -> float:
     """Share of the total displacement Σ max(drop, 0) held by the ``fraction`` of pairs with the highest CHES.
 
-    Removing those pairs from training removes this share of the displacement (pairs trained on their own).
+    This measures concentration only. For pairs trained on their own (one θ_x per prompt) removing those
+    pairs removes exactly this share; with one shared θ the pairs interact, and
+    :func:`ches_filter_experiment` retrains on the filtered data instead.
     """
     c = as_float_array(ches, "ches", ndim=1)
     dr = as_float_array(drops, "drops", ndim=1)
@@ -619,22 +632,95 @@ def top_ches_share(ches, drops, fraction: float = 0.25) -> float:
     return float(pos[top].sum() / total) if total > 0 else 0.0
 
 
+def train_pairs(problem: DisplacementProblem, beta: float = 0.1, *, steps: int = 20, lr: float = 0.05,
+                optimizer: str = "sgd", **kwargs) -> DisplacementRun:
+    """:func:`train_displacement` with ``lr`` the step size *per pair*.
+
+    fit_dpo's loss is the mean over the m pairs, so for ``optimizer="sgd"`` it is called with lr·m: the loss
+    is then in effect the sum over pairs, as in one epoch of per-pair gradient steps, and removing pairs
+    from the data leaves the step of every other pair unchanged. Adam is invariant to that scale, so its
+    ``lr`` is passed as is.
+    """
+    m = int(np.asarray(problem.preferences).reshape(-1, 3).shape[0])
+    fit_lr = lr * m if optimizer == "sgd" else lr
+    return train_displacement(problem, beta, steps=steps, lr=fit_lr, optimizer=optimizer, **kwargs)
+
+
+def _positive_total(drops) -> float:
+    return float(np.maximum(drops, 0.0).sum())
+
+
+def ches_filter_experiment(population: EmbeddingPopulation, *, beta: float = 0.1, fraction: float = 0.25,
+                           steps: int = 20, lr: float = 0.05, optimizer: str = "sgd",
+                           seed: int = 0) -> dict:
+    """Filter the data by CHES and retrain with one shared θ [razin2024, §5: filter, then train].
+
+    Three runs of :func:`train_pairs` on ``population.problem(shared=True)``: all pairs; all but the
+    ``fraction`` highest-CHES pairs; all but a random set of the same size (drawn with ``seed``, the control).
+    The displacement of a run is D = Σ max(drop, 0) over the pairs it trained on (drop = log π_start(y_w) −
+    log π_end(y_w)).
+
+    Returns
+    -------
+    dict with
+        ``removed_share``: 1 − D(filtered)/D(all), the share of the displacement that filtering removes;
+        ``random_removed_share``: the same for the random removal;
+        ``kept_dlogp_full``, ``kept_dlogp_filtered``: mean Δ log π(y_w) over the kept pairs, trained with all
+        pairs and trained on the kept pairs only (same subset, so comparable);
+        ``kept_frac_displaced_full``, ``kept_frac_displaced_filtered``: fraction of kept pairs whose π(y_w)
+        fell; ``keep`` (m,) bool; ``drops_full``, ``drops_filtered`` (m,) (NaN for the removed pairs).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    n = population.n_pairs
+    k = int(round(fraction * n))
+    if not 0 < k < n:
+        raise ValueError(f"fraction={fraction} removes {k} of {n} pairs; it must remove some and keep some")
+    ches = population.ches()
+    keep = np.ones(n, bool)
+    keep[np.argsort(-ches, kind="stable")[:k]] = False
+    keep_random = np.ones(n, bool)
+    keep_random[np.random.default_rng(seed).choice(n, size=k, replace=False)] = False
+    kw = dict(steps=steps, lr=lr, optimizer=optimizer, record_every=steps)
+    full = displacement_drops(train_pairs(population.problem(shared=True), beta, **kw))
+    filt = np.full(n, np.nan)
+    filt[keep] = displacement_drops(train_pairs(population.problem(shared=True, keep=keep), beta, **kw))
+    rand = displacement_drops(train_pairs(population.problem(shared=True, keep=keep_random), beta, **kw))
+    d_full = _positive_total(full)
+    return {
+        "removed_share": 1.0 - _positive_total(filt[keep]) / d_full if d_full > 0 else 0.0,
+        "random_removed_share": 1.0 - _positive_total(rand) / d_full if d_full > 0 else 0.0,
+        "kept_dlogp_full": float(-full[keep].mean()),
+        "kept_dlogp_filtered": float(-filt[keep].mean()),
+        "kept_frac_displaced_full": float(np.mean(full[keep] > 0)),
+        "kept_frac_displaced_filtered": float(np.mean(filt[keep] > 0)),
+        "keep": keep, "drops_full": full, "drops_filtered": filt,
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------
 # mitigations
 
 
-def run_summary(run: DisplacementRun) -> dict:
-    """Displacement and preference margin of a run, over the pairs it trained on.
+SUMMARY_KEYS = ("dlogp_chosen", "frac_displaced", "neither_gain", "logratio_margin", "accuracy")
 
-    Returns a dict with ``dlogp_chosen`` (mean change of log π(y_w|x); negative = displaced),
-    ``frac_displaced``
-    (fraction of pairs whose π(y_w|x) fell), ``neither_gain`` (mean change of the mass on neither response),
-    ``logratio_margin`` (mean h = Δlog π(y_w) − Δlog π(y_l), the β-free DPO margin; the policy starts at
-    π_ref) and ``accuracy`` (fraction of pairs with h > 0).
+
+def run_summary(run: DisplacementRun, preferences=None) -> dict:
+    """Displacement and preference margin of a run, over ``preferences`` (default: the pairs it trained on).
+
+    The policy covers every prompt, so a run can be scored on pairs it did not train on (e.g. the pairs a
+    CHES filter removed). Returns a dict with ``dlogp_chosen`` (mean change of log π(y_w|x); negative =
+    displaced), ``frac_displaced`` (fraction of pairs whose π(y_w|x) fell), ``neither_gain`` (mean change of
+    the mass on neither response), ``logratio_margin`` (mean h = Δlog π(y_w) − Δlog π(y_l), the β-free DPO
+    margin; the policy starts at π_ref) and ``accuracy`` (fraction of pairs with h > 0).
     """
-    d_chosen = run.logp_chosen[-1] - run.logp_chosen[0]
-    h = d_chosen - (run.logp_rejected[-1] - run.logp_rejected[0])
-    step = displacement_step(run.logp[-1], run.logp[0], run.problem.preferences)
+    p = run.problem.preferences if preferences is None else as_index_array(preferences, "preferences",
+                                                                             ncols=3)
+    p = np.asarray(p).reshape(-1, 3)
+    x, w, l = p[:, 0], p[:, 1], p[:, 2]
+    d_chosen = run.logp[-1, x, w] - run.logp[0, x, w]
+    h = d_chosen - (run.logp[-1, x, l] - run.logp[0, x, l])
+    step = displacement_step(run.logp[-1], run.logp[0], p)
     return {
         "dlogp_chosen": float(np.mean(d_chosen)),
         "frac_displaced": float(np.mean(d_chosen < 0)),
@@ -646,19 +732,22 @@ def run_summary(run: DisplacementRun) -> dict:
 
 def mitigation_table(population: EmbeddingPopulation, *, beta: float = 0.1, large_beta: float = 1.0,
                      sft_coef: float = 1.0, ches_fraction: float = 0.25, steps: int = 200, lr: float = 0.05,
-                     **fit_kwargs) -> list[dict]:
+                     optimizer: str = "adam", **fit_kwargs) -> list[dict]:
     """Train the population with one shared θ (pairs interact) under DPO and its mitigations.
 
     Rows: ``DPO`` at ``beta``; ``DPO + SFT (RPO)``, the term −sft_coef·log π(y_w) [TRL's ["sigmoid", "sft"]];
     ``CHES filter``, DPO without the ``ches_fraction`` highest-CHES pairs [razin2024]; ``IPO`` at τ = beta
-    [Azar et al. 2023]; ``DPO, large beta`` at ``large_beta``. Each row is :func:`run_summary` (measured on
-    the pairs that row trained on) plus ``method``.
+    [Azar et al. 2023]; ``DPO, large beta`` at ``large_beta``. Training is :func:`train_pairs` (``lr`` per
+    pair). Every row is scored on the same two sets of pairs, so the rows compare: :func:`run_summary` on all
+    pairs (keys as there; for the CHES filter this includes the removed pairs, which it did not train on)
+    and on the kept (lowest-CHES) pairs (keys prefixed ``kept/``), plus ``method``.
     """
     ches = population.ches()
     k = int(round(ches_fraction * population.n_pairs))
     keep = np.ones(population.n_pairs, bool)
     keep[np.argsort(-ches, kind="stable")[:k]] = False
     shared = population.problem(shared=True)
+    kept_prefs = population.preferences[keep]
     specs = [
         ("DPO", shared, dict(beta=beta)),
         ("DPO + SFT (RPO)", shared, dict(beta=beta, sft_coef=sft_coef)),
@@ -668,18 +757,22 @@ def mitigation_table(population: EmbeddingPopulation, *, beta: float = 0.1, larg
     ]
     rows = []
     for name, prob, kw in specs:
-        run = train_displacement(prob, steps=steps, lr=lr, **kw, **fit_kwargs)
-        rows.append({"method": name, **run_summary(run)})
+        run = train_pairs(prob, steps=steps, lr=lr, optimizer=optimizer, **kw, **fit_kwargs)
+        row = {"method": name, **run_summary(run, population.preferences)}
+        row.update({f"kept/{key}": v for key, v in run_summary(run, kept_prefs).items()})
+        rows.append(row)
     return rows
 
 
 def format_mitigation_table(rows: list[dict]) -> str:
-    """The rows of :func:`mitigation_table` as a markdown table."""
-    cols = ["dlogp_chosen", "frac_displaced", "neither_gain", "logratio_margin", "accuracy"]
-    head = "| method | Δ log π(y_w) | displaced | Δ mass on neither | margin h | accuracy |"
-    lines = [head, "|" + "---|" * (len(cols) + 1)]
+    """The rows of :func:`mitigation_table` as a markdown table (each cell: all pairs / kept pairs)."""
+    head = ("| method | Δ log π(y_w) | displaced | Δ mass on neither | margin h | accuracy |")
+    lines = [head, "|" + "---|" * (len(SUMMARY_KEYS) + 1)]
     for r in rows:
-        cells = [f"{r[c]:+.3f}" if c in ("dlogp_chosen", "neither_gain") else f"{r[c]:.3f}" for c in cols]
+        cells = []
+        for c in SUMMARY_KEYS:
+            fmt = "{:+.3f}" if c in ("dlogp_chosen", "neither_gain", "logratio_margin") else "{:.3f}"
+            cells.append(fmt.format(r[c]) + " / " + fmt.format(r[f"kept/{c}"]))
         lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -761,21 +854,46 @@ def measure_squeeze(*, steps: int = 30, lr: float = 0.5) -> dict:
     return out
 
 
-def measure_ches_population(*, n_pairs: int = 80, steps: int = 20, lr: float = 0.01, beta: float = 0.1,
+def measure_ches_population(*, n_pairs: int = 80, steps: int = 20, lr: float = 1.0, beta: float = 0.1,
                             fraction: float = 0.25, seed: int = 0) -> dict:
-    """CHES on :func:`embedding_population`, every pair trained on its own for a short run.
+    """CHES on :func:`embedding_population`, every pair trained on its own (one θ_x per prompt) for a short
+    run of plain gradient descent (:func:`train_pairs`, ``lr`` per pair), where the first-order link of
+    :func:`logp_chosen_velocity` holds.
 
     ``spearman``, ``spearman_normalized``: rank correlation of CHES (and its length-normalised form) with
     the drop of log π(y_w); ``top_share``: share of the displacement held by the ``fraction`` highest-CHES
-    pairs; ``frac_displaced``: fraction of pairs whose π(y_w) fell."""
+    pairs (:func:`top_ches_share`: concentration, pairs trained alone); ``frac_displaced``: fraction of
+    pairs whose π(y_w) fell."""
     pop = embedding_population(n_pairs, seed=seed)
-    run = train_displacement(pop.problem(shared=False), beta, steps=steps, lr=lr, record_every=steps)
+    run = train_pairs(pop.problem(shared=False), beta, steps=steps, lr=lr, optimizer="sgd", record_every=steps)
     drops = displacement_drops(run)
     ches = pop.ches()
     return {"spearman": ches_displacement_correlation(ches, drops),
             "spearman_normalized": ches_displacement_correlation(pop.ches(length_normalized=True), drops),
             "top_share": top_ches_share(ches, drops, fraction), "frac_displaced": float(np.mean(drops > 0)),
             "ches": ches, "drops": drops, "population": pop}
+
+
+def ches_correlation_over_training(population: EmbeddingPopulation, steps_list, *, beta: float = 0.1,
+                                   lr: float = 1.0) -> list[float]:
+    """Spearman(CHES, drop of log π(y_w)) after each number of steps in ``steps_list`` (pairs trained on
+    their own by plain gradient descent, ``lr`` per pair, as in :func:`measure_ches_population`)."""
+    ches = population.ches()
+    out = []
+    for k in steps_list:
+        run = train_pairs(population.problem(shared=False), beta, steps=int(k), lr=lr, optimizer="sgd",
+                          record_every=max(int(k), 1))
+        out.append(ches_displacement_correlation(ches, displacement_drops(run)))
+    return out
+
+
+def measure_ches_filter(*, n_pairs: int = 80, steps: int = 20, lr: float = 0.05, beta: float = 0.1,
+                        fraction: float = 0.25, seed: int = 0) -> dict:
+    """:func:`ches_filter_experiment` on :func:`embedding_population` (``n_pairs``, ``seed``): one shared θ,
+    plain gradient descent, a short run."""
+    pop = embedding_population(n_pairs, seed=seed)
+    return ches_filter_experiment(pop, beta=beta, fraction=fraction, steps=steps, lr=lr, optimizer="sgd",
+                                  seed=seed)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -837,19 +955,25 @@ def check_catastrophe_exercise(fn, *, steps: int = 150, lr: float = 0.05, beta: 
 def measure_mitigations(*, n_pairs: int = 80, steps: int = 200, lr: float = 0.05, beta: float = 0.1,
                         large_beta: float = 1.0, sft_coef: float = 1.0, ches_fraction: float = 0.25,
                         seed: int = 0) -> dict:
-    """:func:`mitigation_table` on :func:`embedding_population` (``n_pairs``, ``seed``), shared θ.
+    """:func:`mitigation_table` on :func:`embedding_population` (``n_pairs``, ``seed``), shared θ, Adam.
 
-    Returns ``rows`` (the table), ``by_method`` (method → row) and the improvements over plain DPO of the mean
-    Δ log π(y_w): ``rpo_gain``, ``ches_gain``, ``ipo_gain``, ``large_beta_gain``
-    (positive = less displacement).
+    Adam, because the rows' losses have very different scales (IPO's squared loss, the NLL term of RPO):
+    plain SGD at one step size is no fair comparison (IPO at τ = 0.1 diverges where DPO crawls).
+
+    Returns ``rows`` (the table), ``by_method`` (method → row), the improvements over plain DPO of the mean
+    Δ log π(y_w) on all pairs, ``rpo_gain``, ``ches_gain``, ``ipo_gain``, ``large_beta_gain``, and on the
+    kept (lowest-CHES) pairs, the same keys with ``_kept`` (positive = less displacement); and
+    ``rpo_margin_ratio``, RPO's mean margin h over plain DPO's (all pairs).
     """
     pop = embedding_population(n_pairs, seed=seed)
     rows = mitigation_table(pop, beta=beta, large_beta=large_beta, sft_coef=sft_coef,
-                            ches_fraction=ches_fraction, steps=steps, lr=lr)
+                            ches_fraction=ches_fraction, steps=steps, lr=lr, optimizer="adam")
     by = {r["method"]: r for r in rows}
-    base = by["DPO"]["dlogp_chosen"]
-    return {"rows": rows, "by_method": by,
-            "rpo_gain": by["DPO + SFT (RPO)"]["dlogp_chosen"] - base,
-            "ches_gain": by["CHES filter"]["dlogp_chosen"] - base,
-            "ipo_gain": by["IPO"]["dlogp_chosen"] - base,
-            "large_beta_gain": by["DPO, large beta"]["dlogp_chosen"] - base}
+    names = {"rpo_gain": "DPO + SFT (RPO)", "ches_gain": "CHES filter", "ipo_gain": "IPO",
+             "large_beta_gain": "DPO, large beta"}
+    out = {"rows": rows, "by_method": by}
+    for key, method in names.items():
+        out[key] = by[method]["dlogp_chosen"] - by["DPO"]["dlogp_chosen"]
+        out[f"{key}_kept"] = by[method]["kept/dlogp_chosen"] - by["DPO"]["kept/dlogp_chosen"]
+    out["rpo_margin_ratio"] = by["DPO + SFT (RPO)"]["logratio_margin"] / by["DPO"]["logratio_margin"]
+    return out

@@ -28,8 +28,10 @@ def displacement_step(logp, logp_init, preferences) -> dict:
         ``logps/chosen``, ``logps/rejected``: mean log π(y_w|x), log π(y_l|x) over the pairs;
         ``mass/neither``: mean over pairs of 1 − π(y_w|x) − π(y_l|x);
         ``mass/neither_gain``: mean change of that mass since the start;
-        ``top_gainer``: for the first pair's prompt, the response whose probability rose most since the start;
-        ``top_gainer_gain``: that rise, π(y|x) − π_init(y|x).
+        ``top_gainer``: the response y whose probability rose most since the start, averaged over the
+        distinct prompts of the pairs: argmax_y mean_x [π(y|x) − π_init(y|x)] (each prompt counts once,
+        however many pairs it has; with one prompt this is that prompt's top gainer);
+        ``top_gainer_gain``: that prompt-averaged rise.
     """
     logp = np.asarray(logp, dtype=np.float64)
     logp_init = np.asarray(logp_init, dtype=np.float64)
@@ -38,8 +40,8 @@ def displacement_step(logp, logp_init, preferences) -> dict:
     p, p0 = np.exp(logp), np.exp(logp_init)
     neither = 1.0 - p[x, w] - p[x, l]
     neither0 = 1.0 - p0[x, w] - p0[x, l]
-    x0 = int(x[0]) if len(x) else 0
-    gain = p[x0] - p0[x0]
+    prompts = np.unique(x) if len(x) else np.zeros(1, dtype=np.int64)
+    gain = np.mean(p[prompts] - p0[prompts], axis=0)  # (n_responses,) prompt-averaged rise
     top = int(np.argmax(gain))
     return {
         "logps/chosen": float(np.mean(logp[x, w])) if len(x) else float("nan"),

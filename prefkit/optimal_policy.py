@@ -34,12 +34,17 @@ __all__ = [
     "log_partition",
     "implied_reward",
     "kl_divergence",
+    "kl_divergence_logspace",
     "kl_regularized_objective",
     "argmax_policy",
     "reward_gap_up_to_shift",
     "brute_force_objective_gap",
     "gibbs_identity_error",
     "beta_limit_errors",
+    "beta_small_bound",
+    "large_beta_rate",
+    "rewards_from_preference_probabilities",
+    "bt_identifiability_error",
     "implied_reward_shift_error",
     "shift_invariance_error",
 ]
@@ -190,11 +195,38 @@ def kl_divergence(p, q) -> np.ndarray:
     p = check_distribution(p, "p")
     q = check_distribution(q, "q")
     check_same_shape(p, q, "p", "q")
-    on = p > 0
-    terms = np.zeros(p.shape)
-    with np.errstate(divide="ignore"):
-        terms[on] = p[on] * (np.log(p[on]) - _log(q[on]))
+    return kl_divergence_logspace(_log(p), _log(q))
+
+
+def kl_divergence_logspace(logp, logq) -> np.ndarray:
+    """KL(p ‖ q) = Σ_y p(y)·(log p(y) − log q(y)) from log-probabilities, along the last axis, per row.
+
+    The one implementation behind :func:`kl_divergence`; use it directly when p or q has entries that
+    underflow in ``exp`` (e.g. π* at small β, from :func:`optimal_log_policy`). ``logp`` = −inf marks p(y) = 0
+    (the term is 0); the result is +inf when p(y) > 0 where ``logq`` = −inf; otherwise finite and clipped at 0
+    against round-off. Inputs are not checked to be normalised (library-internal callers pass
+    log-softmax outputs).
+
+    Parameters
+    ----------
+    logp, logq : (..., n_responses) float arrays of the same shape (−inf allowed, NaN not)
+
+    Returns
+    -------
+    kl : (...) float64 array
+    """
+    logp = as_float_array(logp, "logp", finite=False)
+    logq = as_float_array(logq, "logq", finite=False)
+    check_same_shape(logp, logq, "logp", "logq")
+    if np.any(np.isnan(logp)) or np.any(np.isnan(logq)) or np.any(logp == np.inf) or np.any(logq == np.inf):
+        raise ValueError("logp and logq must not contain NaN or +inf")
+    on = np.isfinite(logp)
+    p = np.exp(np.where(on, logp, -np.inf))
+    with np.errstate(invalid="ignore"):
+        terms = np.where(on, p * (np.where(on, logp, 0.0) - np.where(on, logq, 0.0)), 0.0)
+    bad = on & ~np.isfinite(logq) & (p > 0)
     kl = terms.sum(axis=-1)
+    kl = np.where(bad.any(axis=-1), np.inf, kl)
     return np.maximum(kl, 0.0)
 
 
@@ -233,15 +265,17 @@ def kl_regularized_objective(pi, pi_ref, reward, beta) -> np.ndarray:
 
 
 def argmax_policy(pi_ref, reward) -> np.ndarray:
-    """The β → 0 limit of π*: uniform over the maximisers of r on π_ref's support, 0 elsewhere.
+    """The β → 0 limit of π*: π_ref restricted to the maximisers of r on π_ref's support, renormalised.
 
-    Ties are detected exactly (``r == max``); shapes as :func:`optimal_policy`.
+    π*(y) = π_ref(y)·exp((r(y) − max r)/β)/Σ(...) → π_ref(y)·1[y ∈ M]/π_ref(M), with M the set of maximisers
+    (ties detected exactly, ``r == max``); with a unique maximiser this is the one-hot argmax. Shapes as
+    :func:`optimal_policy`.
     """
     p = check_distribution(pi_ref, "pi_ref")
     r = as_float_array(reward, "reward")
     check_same_shape(p, r, "pi_ref", "reward")
     masked = np.where(p > 0, r, -np.inf)
-    best = masked == masked.max(axis=-1, keepdims=True)
+    best = np.where(masked == masked.max(axis=-1, keepdims=True), p, 0.0)
     return best / best.sum(axis=-1, keepdims=True)
 
 
@@ -252,6 +286,11 @@ def reward_gap_up_to_shift(reward, reward_true, pi_ref=None) -> float:
     over π_ref's support when ``pi_ref`` is given. This is min_f max_{x,y} |reward − reward_true − f(x)|: it
     is 0 exactly when the rewards differ by some f(x), i.e. when they give the same π* and the same
     Bradley-Terry probabilities (Rafailov et al. 2023, Lemma 1) — the only thing preferences can identify.
+
+    This is the worst-case (max-norm) distance modulo f(x); :func:`prefkit.reward_model.reward_recovery_error`
+    is the RMS distance modulo f(x) (the minimising f differs: mid-range here, mean there). Both are 0 on the
+    same pairs of rewards; the RMS one is the natural summary of a fitted reward model, this one the bound to
+    state for exact identities.
     """
     a = as_float_array(reward, "reward")
     b = as_float_array(reward_true, "reward_true")
@@ -268,7 +307,7 @@ def reward_gap_up_to_shift(reward, reward_true, pi_ref=None) -> float:
 
 
 
-# ------------------------------------------------------------------ chapter 2's claims, measured (tour + note
+# ------------------------------------------ chapter 2's claims, measured (shared by the tour and notebook 02)
 
 
 def brute_force_objective_gap(pi_ref, reward, beta, *, n_starts: int = 5, seed: int = 0) -> dict:
@@ -285,6 +324,8 @@ def brute_force_objective_gap(pi_ref, reward, beta, *, n_starts: int = 5, seed: 
     """
     from scipy.optimize import minimize
 
+    if isinstance(n_starts, bool) or not isinstance(n_starts, (int, np.integer)) or n_starts < 1:
+        raise ValueError(f"n_starts must be an integer >= 1, got {n_starts!r}")
     p, r, b, _ = _check_inputs(pi_ref, reward, beta)
     p2, r2 = p.reshape(-1, p.shape[-1]), r.reshape(-1, r.shape[-1])
     star = kl_regularized_objective(optimal_policy(p2, r2, b), p2, r2, b)
@@ -315,12 +356,96 @@ def gibbs_identity_error(pi_ref, reward, beta) -> float:
     return float(np.max(np.abs(J - float(beta) * log_partition(pi_ref, reward, beta))))
 
 
+def beta_small_bound(pi_ref, reward, beta) -> float:
+    """An exact upper bound on max|π*(β) − argmax policy| from the reward gaps: max over prompts of
+    S(x)/π_ref(M),
+
+        S(x) = Σ_{y ∉ M} π_ref(y|x)·exp(−(max r − r(x, y))/β),
+
+    with M the maximisers of r(x, ·) on π_ref's support and g_y = max r − r(x, y). Proof: for y ∉ M,
+    π*(y) = π_ref(y)e^{−g_y/β}/(π_ref(M) + S) ≤ π_ref(y)e^{−g_y/β}/π_ref(M) ≤ S/π_ref(M); for y ∈ M,
+    π_ref(y)/π_ref(M) − π*(y) = π_ref(y)·S/(π_ref(M)(π_ref(M) + S)) ≤ S/π_ref(M).
+    So the β → 0 error is ≈ exp(−gap/β) times mass ratios: far above round-off at β = 1e-3 when the gap
+    is ~1e-2. Computed in log space.
+    """
+    p, r, b, _ = _check_inputs(pi_ref, reward, beta)
+    masked = np.where(p > 0, r, -np.inf)
+    top = masked.max(axis=-1, keepdims=True)
+    best = masked == top
+    with np.errstate(divide="ignore"):
+        logp = _log(p)
+    log_mass_M = logsumexp(np.where(best, logp, -np.inf), axis=-1)
+    rest = np.where((p > 0) & ~best, logp - (top - np.where(p > 0, r, 0.0)) / b, -np.inf)
+    with np.errstate(divide="ignore"):
+        log_S = logsumexp(rest, axis=-1)
+    return float(np.max(np.exp(log_S - log_mass_M)))
+
+
 def beta_limit_errors(pi_ref, reward, *, beta_small: float = 1e-3, beta_large: float = 1e6) -> dict:
-    """How close π* is to its limits: ``large`` = max|π*(β_large) − π_ref| (β → ∞) and ``small`` =
-    max|π*(β_small) − argmax policy| (β → 0: uniform over the maximisers of r on π_ref's support)."""
+    """How close π* is to its limits.
+
+    Returns
+    -------
+    dict with ``large`` = max|π*(β_large) − π_ref| (β → ∞), ``small`` = max|π*(β_small) − argmax policy|
+    (β → 0: π_ref restricted to the maximisers of r, :func:`argmax_policy`), and ``small_bound`` =
+    :func:`beta_small_bound` at β_small, the exact bound that ``small`` must respect (up to round-off,
+    ~1e-16).
+    """
     large = optimal_policy(pi_ref, reward, beta_large) - np.asarray(pi_ref)
     small = optimal_policy(pi_ref, reward, beta_small) - argmax_policy(pi_ref, reward)
-    return {"large": float(np.max(np.abs(large))), "small": float(np.max(np.abs(small)))}
+    return {"large": float(np.max(np.abs(large))), "small": float(np.max(np.abs(small))),
+            "small_bound": beta_small_bound(pi_ref, reward, beta_small)}
+
+
+def large_beta_rate(pi_ref, reward, beta_large: float = 1e5, factor: float = 10.0) -> float:
+    """max|π*(β) − π_ref| / max|π*(factor·β) − π_ref| at β = ``beta_large``; → ``factor`` as β → ∞.
+
+    To first order in 1/β, π*(y) − π_ref(y) = π_ref(y)·(r(y) − E_{π_ref}[r])/β + O(1/β²), so the error falls
+    like 1/β: the ratio is ``factor``·(1 + O(1/β)).
+    """
+    b = check_beta(beta_large, "beta_large")
+    f = check_beta(factor, "factor")
+    p = check_distribution(pi_ref, "pi_ref")
+    e1 = np.max(np.abs(optimal_policy(p, reward, b) - p))
+    e2 = np.max(np.abs(optimal_policy(p, reward, f * b) - p))
+    return float(e1 / e2)
+
+
+def rewards_from_preference_probabilities(prob_beats_first) -> np.ndarray:
+    """Rebuild a reward from Bradley-Terry probabilities: r̂(x, y) = logit P(y ≻ y_0 | x).
+
+    Under BT, P(y ≻ y_0 | x) = σ(r(x, y) − r(x, y_0)), so logit P = r(x, y) − r(x, y_0): the preference
+    probabilities against one reference response y_0 pin r down up to the per-prompt shift f(x) = −r(x, y_0)
+    (the converse of Rafailov et al. 2023, Lemma 1).
+
+    Parameters
+    ----------
+    prob_beats_first : (..., n_responses) array of P(y ≻ y_0 | x), each strictly in (0, 1)
+
+    Returns
+    -------
+    r_hat : array of the same shape (r̂(x, y_0) = logit(1/2) = 0)
+    """
+    from scipy.special import logit
+
+    P = as_float_array(prob_beats_first, "prob_beats_first")
+    if np.any(P <= 0) or np.any(P >= 1):
+        raise ValueError("prob_beats_first must lie strictly in (0, 1); the reward difference is infinite "
+                         "otherwise")
+    return logit(P)
+
+
+def bt_identifiability_error(reward) -> float:
+    """reward_gap_up_to_shift(logit P(y ≻ y_0), r): rebuild r from its BT probabilities against response 0
+    (:func:`rewards_from_preference_probabilities`) and measure the distance to r modulo f(x) (0 up to
+    round-off: BT probabilities determine r up to f(x))."""
+    from .bradley_terry import bt_probability
+
+    r = as_float_array(reward, "reward")
+    if r.ndim == 0:
+        raise ValueError("reward must have at least one dimension")
+    P = bt_probability(r, r[..., :1])
+    return reward_gap_up_to_shift(rewards_from_preference_probabilities(P), r)
 
 
 def implied_reward_shift_error(pi_ref, reward, beta) -> float:
@@ -342,7 +467,10 @@ def shift_invariance_error(pi_ref, reward, f, beta) -> dict:
     from .bradley_terry import bt_probability
 
     r = as_float_array(reward, "reward")
-    fx = as_float_array(f, "f")[..., None]
+    f_arr = as_float_array(f, "f")
+    if f_arr.shape != r.shape[:-1]:
+        raise ValueError(f"f must have shape {r.shape[:-1]} (one shift per prompt), got {f_arr.shape}")
+    fx = f_arr[..., None]
     r2 = r + fx
     pol = np.max(np.abs(optimal_policy(pi_ref, r2, beta) - optimal_policy(pi_ref, r, beta)))
     bt = np.max(np.abs(bt_probability(r2[..., :, None], r2[..., None, :]) - bt_probability(r[..., :, None],

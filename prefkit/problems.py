@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.special import softmax
 
 from ._validate import as_float_array, as_index_array, check_distribution
 from .bradley_terry import bt_probability
@@ -208,24 +209,52 @@ def three_response_toy(reward=(1.0, 0.0, -1.0), pi_ref=None) -> Problem:
     return Problem(p, r, features=np.eye(r.shape[1])[None], name="three_response_toy")
 
 
+def _check_int(v, name: str, lo: int) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
+
+
+def _check_finite(v, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number, got {v!r}")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {v!r}") from None
+    if not np.isfinite(x) or (positive and x <= 0) or (nonnegative and x < 0):
+        cond = " and > 0" if positive else " and >= 0" if nonnegative else ""
+        raise ValueError(f"{name} must be finite{cond}, got {v!r}")
+    return x
+
+
 def random_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0, *, d: int = 3,
                    reward_scale: float = 1.0, ref_scale: float = 1.0, support: float = 1.0,
-                   realizable: bool = True) -> Problem:
+                   realizable: bool = True, ref_from_features: bool = False) -> Problem:
     """A random instance: Gaussian features φ ∈ R^d, π_ref = softmax(ref_scale·g), r* linear in φ.
 
     Parameters
     ----------
-    n_prompts, n_responses : sizes
+    n_prompts : int ≥ 1; n_responses : int ≥ 2
     seed : seed of ``np.random.default_rng``
-    d : feature dimension
-    reward_scale : r*(x, y) = reward_scale·⟨w*, φ(x, y)⟩ with w* ~ N(0, I/d)
-    ref_scale : spread of π_ref's logits (0 gives uniform π_ref)
+    d : feature dimension, int ≥ 1
+    reward_scale : r*(x, y) = reward_scale·⟨w*, φ(x, y)⟩ with w* ~ N(0, I/d); finite (0 gives r* ≡ 0)
+    ref_scale : spread of π_ref's logits, finite ≥ 0 (0 gives uniform π_ref)
     support : fraction of responses per prompt with π_ref > 0 (at least 2 kept); the rest get π_ref = 0
     realizable : if False, r* gets independent N(0, reward_scale²) noise per (x, y), so no linear model in φ
         (and no log-linear policy) can represent it exactly.
+    ref_from_features : if True, π_ref is itself log-linear in φ: π_ref(y|x) ∝ exp(ref_scale·⟨θ_ref, φ(x, y)⟩)
+        with θ_ref ~ N(0, I/d) (stored in ``info["theta_ref"]``). Then π* = π_ref·exp(r*/β)/Z is log-linear in
+        φ too (parameter θ_ref·ref_scale + w*·reward_scale/β when realizable), so a log-linear policy started
+        at π_ref can represent it exactly. Default False: π_ref's logits are independent Gaussians (a
+        log-linear policy then parametrises log π_ref + ⟨θ, φ⟩).
     """
-    if n_prompts < 1 or n_responses < 2:
-        raise ValueError("need n_prompts >= 1 and n_responses >= 2")
+    n_prompts = _check_int(n_prompts, "n_prompts", 1)
+    n_responses = _check_int(n_responses, "n_responses", 2)
+    d = _check_int(d, "d", 1)
+    reward_scale = _check_finite(reward_scale, "reward_scale")
+    ref_scale = _check_finite(ref_scale, "ref_scale", nonnegative=True)
+    support = _check_finite(support, "support")
     if not 0 < support <= 1:
         raise ValueError(f"support must be in (0, 1], got {support!r}")
     rng = np.random.default_rng(seed)
@@ -234,17 +263,21 @@ def random_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0, *, d
     reward = reward_scale * phi @ w
     if not realizable:
         reward = reward + reward_scale * rng.normal(size=reward.shape)
-    logits = ref_scale * rng.normal(size=(n_prompts, n_responses))
+    info = {"w_star": w}
+    if ref_from_features:
+        theta_ref = rng.normal(size=d) / np.sqrt(d)
+        logits = ref_scale * phi @ theta_ref
+        info["theta_ref"] = theta_ref
+    else:
+        logits = ref_scale * rng.normal(size=(n_prompts, n_responses))
     if support < 1:
         k = max(2, int(round(support * n_responses)))
         for x in range(n_prompts):
             off = rng.permutation(n_responses)[k:]
             logits[x, off] = -np.inf
-    pi_ref = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    pi_ref /= pi_ref.sum(axis=-1, keepdims=True)
+    pi_ref = softmax(logits, axis=-1)
     name = f"random_problem({n_prompts}, {n_responses}, seed={seed})"
-    return Problem(pi_ref, reward, features=phi, name=name,
-                   info={"w_star": w})
+    return Problem(pi_ref, reward, features=phi, name=name, info=info)
 
 
 def tanh_cauchy_bins(n_actions: int = 100, mode: int = 20, scale: float = 0.1) -> np.ndarray:
@@ -258,12 +291,11 @@ def tanh_cauchy_bins(n_actions: int = 100, mode: int = 20, scale: float = 0.1) -
     visible mass in the two end bins (≈ 0.020 at action 0 and 0.011 at action 99). Tajwar et al. histogram
     samples of a tanh-Cauchy instead; this is the exact limit of that histogram.
     """
-    if n_actions < 2:
-        raise ValueError(f"n_actions must be >= 2, got {n_actions!r}")
-    if not 0 <= mode < n_actions:
+    n_actions = _check_int(n_actions, "n_actions", 2)
+    mode = _check_int(mode, "mode", 0)
+    if mode >= n_actions:
         raise ValueError(f"mode must be in [0, n_actions), got {mode!r}")
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be > 0, got {scale!r}")
+    scale = _check_finite(scale, "scale", positive=True)
     edges = np.linspace(-1.0, 1.0, n_actions + 1)
     loc = np.arctanh(-1.0 + 2.0 * (mode + 0.5) / n_actions)
     c = np.arctanh(edges[1:-1])
@@ -281,11 +313,15 @@ def tajwar_bandit(n_actions: int = 100, *, mode: int = 20, mu: float = 70.0, wid
     r*(a) = exp(−((a − μ)/10)²) with μ = 70 (their ``reward_4``). Features (for log-linear policies and linear
     reward models): 10 Gaussian bumps φ_k(a) = exp(−((a − 10k)/width)²), k = 0..9, so r* = φ_7 is realizable.
     """
+    n_actions = _check_int(n_actions, "n_actions", 2)
+    mu = _check_finite(mu, "mu")
+    width = _check_finite(width, "width", positive=True)
     a = np.arange(n_actions, dtype=np.float64)
     pi_ref = tanh_cauchy_bins(n_actions, mode, scale)[None]
-    reward = np.exp(-(((a - mu) / width) ** 2))[None]
     centres = np.arange(0, n_actions, 10, dtype=np.float64)
-    phi = np.exp(-(((a[:, None] - centres[None, :]) / width) ** 2))[None]
+    with np.errstate(over="ignore"):  # a tiny width: exp(−inf) = 0, exactly the limit
+        reward = np.exp(-(((a - mu) / width) ** 2))[None]
+        phi = np.exp(-(((a[:, None] - centres[None, :]) / width) ** 2))[None]
     return Problem(pi_ref, reward, features=phi, name="tajwar_bandit",
                    info={"mode": mode, "mu": mu, "width": width, "scale": scale})
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ._validate import as_float_array, as_index_array, check_distribution, check_weights
+from .rl import _check_real, _check_tensor
 
 __all__ = [
     "reward_loss",
@@ -63,11 +64,8 @@ def reward_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor, marg
     Ouyang et al. 2022, Eq. 1; Touvron et al. 2023 (Llama 2), Eq. 2 (margin); Eisenstein et al. 2023
     (centering).
     """
-    for name, t in (("reward_chosen", reward_chosen), ("reward_rejected", reward_rejected)):
-        if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if not torch.all(torch.isfinite(t)):
-            raise ValueError(f"{name} contains NaN or inf")
+    _check_tensor(reward_chosen, "reward_chosen")
+    _check_tensor(reward_rejected, "reward_rejected")
     if reward_chosen.shape != reward_rejected.shape:
         raise ValueError(f"shape mismatch: reward_chosen has shape {tuple(reward_chosen.shape)} but "
                          f"reward_rejected has shape {tuple(reward_rejected.shape)}")
@@ -171,6 +169,10 @@ def reward_recovery_error(reward, reward_true, pi_ref=None) -> float:
     The minimising f(x) is the mean of r − r* over the prompt's responses (over π_ref's support when
     ``pi_ref`` is given; the mean is then taken over support entries only). 0 exactly when r = r* + f(x), the
     equivalence class that Bradley-Terry preferences identify.
+
+    This is the RMS distance modulo f(x), the natural summary of a fitted reward model;
+    :func:`prefkit.optimal_policy.reward_gap_up_to_shift` is the worst-case (max-norm) one, used for exact
+    identities. Both vanish on the same pairs, and this one is ≤ 2× that one.
     """
     a = as_float_array(reward, "reward", ndim=2)
     b = as_float_array(reward_true, "reward_true", ndim=2)
@@ -219,6 +221,17 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
     prefs = as_index_array(preferences, "preferences", ncols=3)
     if len(prefs) == 0:
         raise ValueError("preferences is empty")
+    if np.any(prefs[:, 1] == prefs[:, 2]):
+        row = int(np.flatnonzero(prefs[:, 1] == prefs[:, 2])[0])
+        raise ValueError(f"preferences row {row}: chosen and rejected are the same response")
+    for name, v, lo in (("steps", steps, 1), ("hidden", hidden, 1), ("seed", seed, 0)):
+        if name == "steps" and v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if lr is not None:
+        lr = _check_real(lr, "lr", lo=0.0, lo_open=True)
+    center_coef = _check_real(center_coef, "center_coef", lo=0.0)
     if np.any(prefs[:, 0] >= n_prompts):
         raise ValueError(f"preferences has a prompt index >= n_prompts={n_prompts}")
     if np.any(prefs[:, 1:] >= n_responses):

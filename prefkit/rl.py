@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._validate import as_float_array, check_beta, check_distribution, check_same_shape
-from .optimal_policy import kl_divergence, optimal_log_policy, optimal_policy
+from .optimal_policy import kl_divergence, kl_divergence_logspace, optimal_log_policy, optimal_policy
 from .policies import make_policy
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "gap_decomposition",
     "convergence_summary",
     "frontier_excess",
+    "frontier_by_method",
     "pipeline_sweep",
 ]
 
@@ -61,6 +62,8 @@ def _reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
 
 
 def _check_tensor(t, name: str) -> torch.Tensor:
+    """``t`` must be a torch tensor with finite entries (ValueError naming ``name``); shared with
+    :mod:`prefkit.reward_model`."""
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if not torch.all(torch.isfinite(t)):
@@ -242,16 +245,22 @@ class RLResult:
         return float(self.history[-1]["kl/to_optimal"])
 
 
-def _kl_logspace(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
-    """KL(p‖q) from log-probabilities (−inf allowed where p = 0), per row; exact where p underflows in exp."""
-    on = np.isfinite(logp)
-    p = np.exp(np.where(on, logp, -np.inf))
-    with np.errstate(invalid="ignore"):
-        terms = np.where(on, p * (np.where(on, logp, 0.0) - np.where(on, logq, 0.0)), 0.0)
-    bad = on & ~np.isfinite(logq) & (p > 0)
-    kl = terms.sum(axis=-1)
-    kl = np.where(bad.any(axis=-1), np.inf, kl)
-    return np.maximum(kl, 0.0)
+def _check_real(v, name: str, *, lo: float | None = None, lo_open: bool = False,
+                hi: float | None = None) -> float:
+    """A finite real number with lo ≤ v (lo < v if ``lo_open``) and v < hi; ValueError naming ``name``."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number, got {v!r}")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {v!r}") from None
+    if not np.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    if lo is not None and (x < lo or (lo_open and x == lo)):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
+    if hi is not None and x >= hi:
+        raise ValueError(f"{name} must be < {hi}, got {v!r}")
+    return x
 
 
 def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, steps: int = 300,
@@ -312,8 +321,17 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
         raise ValueError(f"k must be >= 2 for method={method!r}, got {k}")
     if lr is None:
         lr = DEFAULT_LR[method]
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    lr = _check_real(lr, "lr", lo=0.0, lo_open=True)
+    lr_decay = _check_real(lr_decay, "lr_decay", lo=0.0)
+    baseline_decay = _check_real(baseline_decay, "baseline_decay", lo=0.0, hi=1.0)
+    clip_eps = _check_real(clip_eps, "clip_eps", lo=0.0, lo_open=True, hi=1.0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if features is not None and policy is not None:
+        raise ValueError("give features or policy, not both (policy already fixes the parametrisation)")
+    if policy is not None and not hasattr(policy, "log_probs"):
+        raise ValueError(f"policy must be a prefkit.policies module with log_probs(), got "
+                         f"{type(policy).__name__}")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
 
@@ -343,7 +361,7 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
         pi_now = np.exp(lp)
         history.append({
             "step": step,
-            "kl/to_optimal": float(np.mean(_kl_logspace(lp, log_pi_star))),
+            "kl/to_optimal": float(np.mean(kl_divergence_logspace(lp, log_pi_star))),
             "kl/to_ref": float(np.mean(kl_divergence(pi_now, p_ref))),
             "reward/expected": float(np.mean(np.sum(pi_now * r, axis=-1))),
             "objective": float(np.mean(J)),
@@ -438,13 +456,17 @@ def gap_decomposition(pi_final, pi_ref, reward_true, reward_model, beta) -> dict
     """
     b = check_beta(beta)
     p_final = check_distribution(pi_final, "pi_final")
+    p_ref = check_distribution(pi_ref, "pi_ref")
+    check_same_shape(p_final, p_ref, "pi_final", "pi_ref")
+    check_same_shape(p_ref, as_float_array(reward_true, "reward_true"), "pi_ref", "reward_true")
+    check_same_shape(p_ref, as_float_array(reward_model, "reward_model"), "pi_ref", "reward_model")
     log_star = optimal_log_policy(pi_ref, reward_true, b)
     log_hat = optimal_log_policy(pi_ref, reward_model, b)
     with np.errstate(divide="ignore"):
         log_final = np.log(p_final)
-    kl_total = float(np.mean(_kl_logspace(log_final, log_star)))
-    kl_rm = float(np.mean(_kl_logspace(log_hat, log_star)))
-    kl_rl = float(np.mean(_kl_logspace(log_final, log_hat)))
+    kl_total = float(np.mean(kl_divergence_logspace(log_final, log_star)))
+    kl_rm = float(np.mean(kl_divergence_logspace(log_hat, log_star)))
+    kl_rl = float(np.mean(kl_divergence_logspace(log_final, log_hat)))
     return {
         "regret/total": b * kl_total,
         "regret/reward_model": b * kl_rm,
@@ -510,7 +532,7 @@ def classical_rlhf(problem, beta, n_pairs: int, *, seed: int = 0, reward_model: 
                           optimal_policy(problem.pi_ref, rm.reward, beta))
 
 
-# ------------------------------------------------------------------ chapter 3's claims, measured (tour + note
+# ------------------------------------------ chapter 3's claims, measured (shared by the tour and notebook 03)
 
 
 def convergence_summary(pi_ref, reward, beta, *, methods=METHODS, seeds=(0, 1, 2), steps: int = 250,
@@ -544,8 +566,53 @@ def frontier_excess(pi_ref, reward, kl, expected_reward, betas=None) -> float:
     bs = np.geomspace(1e-3, 1e3, 121) if betas is None else as_float_array(betas, "betas", ndim=1)
     kl = np.atleast_1d(as_float_array(kl, "kl"))
     R = np.atleast_1d(as_float_array(expected_reward, "expected_reward"))
+    if kl.ndim != 1 or R.ndim != 1 or kl.shape != R.shape:
+        raise ValueError(f"kl and expected_reward must be 1-d of the same length, got shapes {kl.shape} and "
+                         f"{R.shape}")
+    if np.any(kl < 0):
+        raise ValueError("kl must be >= 0")
     bound = np.min([b_ * np.mean(log_partition(pi_ref, reward, b_)) + b_ * kl for b_ in bs], axis=0)
     return float(np.max(R - bound))
+
+
+#: Tolerances for :func:`frontier_by_method`'s ``end_gap`` (|E_{π_final}[r] − E_{π*_β}[r]| after 200
+#: iterations at β ∈ {0.2, 1, 5} on ``random_problem(3, 5)``): about 2× the worst of problem seeds 20–25
+#: (exact 6.8e-3, REINFORCE 1.0e-2, RLOO 1.0e-2, PPO 2.6e-2). Shared by the tour and notebook 03.
+FRONTIER_END_GAP_TOL = {"exact": 0.015, "reinforce": 0.02, "rloo": 0.02, "ppo": 0.05}
+
+
+def frontier_by_method(pi_ref, reward, betas, *, methods=METHODS, steps: int = 200, seed: int = 0,
+                       every: int = 10, **kwargs) -> dict:
+    """Train each method at each β and place its iterates against the exact reward–KL frontier.
+
+    For every method and β in ``betas``, :func:`train_rlhf` runs ``steps`` iterations from π_ref; every
+    ``every``-th iterate contributes a point (KL(π_θ‖π_ref), E_{π_θ}[r]) (prompt means).
+
+    Returns
+    -------
+    dict method → {``"kl"``, ``"reward"``: the points (1-d arrays); ``"excess"``: :func:`frontier_excess` of
+    the points (≤ 0 up to round-off for every policy); ``"end_gap"``: max over β of |E_{π_final}[r] −
+    E_{π*_β}[r]|, how close the final iterate is to the frontier point of its own β; ``"final_kl"``: max over
+    β of KL(π_final‖π*_β)}.
+    """
+    bs = as_float_array(betas, "betas", ndim=1)
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"every must be an integer >= 1, got {every!r}")
+    front = reward_kl_frontier(pi_ref, reward, bs)
+    out = {}
+    for m in methods:
+        kls, rews, gaps, finals = [], [], [], []
+        for i, beta in enumerate(bs):
+            res = train_rlhf(pi_ref, reward, beta, method=m, steps=steps, seed=seed, **kwargs)
+            h = res.history
+            kls += [e["kl/to_ref"] for e in h[::every]] + [h[-1]["kl/to_ref"]]
+            rews += [e["reward/expected"] for e in h[::every]] + [h[-1]["reward/expected"]]
+            gaps.append(abs(h[-1]["reward/expected"] - front["reward"][i]))
+            finals.append(res.final_kl)
+        out[m] = {"kl": np.array(kls), "reward": np.array(rews),
+                  "excess": frontier_excess(pi_ref, reward, kls, rews), "end_gap": float(max(gaps)),
+                  "final_kl": float(max(finals))}
+    return out
 
 
 def pipeline_sweep(problem, beta, n_pairs_list, *, seeds=(0, 1, 2), **kwargs) -> list[dict]:

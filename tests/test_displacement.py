@@ -11,6 +11,7 @@ from prefkit.displacement import (
     check_catastrophe_exercise,
     check_ches_exercise,
     check_squeeze_exercise,
+    ches_filter_experiment,
     ches_displacement_correlation,
     ches_score,
     ches_scores,
@@ -28,6 +29,7 @@ from prefkit.displacement import (
     tabular_one_pair_problem,
     top_ches_share,
     train_displacement,
+    train_pairs,
     unconstrained_features_problem,
     yes_no_never_problem,
 )
@@ -257,12 +259,40 @@ def test_population_shapes_and_features():
     assert pop.problem(keep=[0, 2]).preferences.shape == (2, 3)
 
 
-def test_ches_predicts_population_displacement():
-    pop = embedding_population(40, seed=0)
-    run = train_displacement(pop.problem(shared=False), 0.1, steps=20, lr=0.01)
+@pytest.mark.parametrize("seed", [0, 3])
+def test_ches_predicts_population_displacement(seed):
+    pop = embedding_population(40, seed=seed)
+    run = train_pairs(pop.problem(shared=False), 0.1, steps=20, lr=1.0, optimizer="sgd")
     drops, ches = displacement_drops(run), pop.ches()
     assert ches_displacement_correlation(ches, drops) > 0.6
-    assert top_ches_share(ches, drops, 0.25) > 0.6
+    assert top_ches_share(ches, drops, 0.25) > 0.7
+
+
+def test_train_pairs_sgd_step_is_per_pair():
+    # one θ_x per prompt and plain SGD with lr per pair: a pair's trajectory does not depend on the others
+    pop = embedding_population(6, n_responses=5, d=3, seed=4)
+    keep = np.array([True, False, True, False, True, True])
+    all_run = train_pairs(pop.problem(shared=False), 0.1, steps=10, lr=1.0, optimizer="sgd")
+    sub_run = train_pairs(pop.problem(shared=False, keep=keep), 0.1, steps=10, lr=1.0, optimizer="sgd")
+    np.testing.assert_allclose(displacement_drops(all_run)[keep], displacement_drops(sub_run), atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ches_filter_retrained_with_shared_theta(seed):
+    pop = embedding_population(40, seed=seed)
+    out = ches_filter_experiment(pop, steps=20, lr=0.05, seed=seed)
+    assert out["removed_share"] > 0.6
+    assert out["removed_share"] > out["random_removed_share"] + 0.05
+    assert out["kept_dlogp_filtered"] > out["kept_dlogp_full"]
+    assert np.isnan(out["drops_filtered"][~out["keep"]]).all() and out["keep"].sum() == 30
+
+
+def test_ches_filter_bad_input():
+    pop = embedding_population(4, n_responses=4, d=2, seed=0)
+    with pytest.raises(ValueError, match="fraction"):
+        ches_filter_experiment(pop, fraction=1.0)
+    with pytest.raises(ValueError, match="removes 0"):
+        ches_filter_experiment(pop, fraction=0.05)
 
 
 def test_correlation_and_share_bad_input():
@@ -303,6 +333,19 @@ def test_mitigation_table_rows():
     assert [r["method"] for r in rows] == ["DPO", "DPO + SFT (RPO)", "CHES filter", "IPO", "DPO, large beta"]
     text = format_mitigation_table(rows)
     assert text.count("\n") == len(rows) + 1
+    # every row is scored on the same pairs: all 12, and the 9 kept by the CHES filter
+    assert all("kept/dlogp_chosen" in r and "dlogp_chosen" in r for r in rows)
+
+
+def test_run_summary_on_other_pairs():
+    pop = embedding_population(8, n_responses=5, d=3, seed=0)
+    run = train_pairs(pop.problem(shared=True, keep=[0, 1, 2]), 0.1, steps=10, lr=0.05, optimizer="adam")
+    s_all = run_summary(run, pop.preferences)
+    lc = run.logp[:, pop.preferences[:, 0], 0]
+    assert s_all["dlogp_chosen"] == pytest.approx(float(np.mean(lc[-1] - lc[0])), abs=1e-12)
+    assert run_summary(run)["dlogp_chosen"] == pytest.approx(float(np.mean(lc[-1, :3] - lc[0, :3])), abs=1e-12)
+    with pytest.raises(ValueError, match="preferences"):
+        run_summary(run, np.zeros((2, 2), int))
 
 
 def test_embedding_population_bad_input():
@@ -330,3 +373,25 @@ def test_checkers_accept_solutions_and_reject_wrong_answers():
     with pytest.raises(AssertionError):  # "Yes" does not point along W_No − W_Never: no catastrophe
         W_wrong = np.array([[0.0, 3.0], [2.0, 0.2], [2.0, 0.8]])
         check_catastrophe_exercise(lambda: (W_wrong, np.array([1.5, 0.0])))
+
+
+# ------------------------------------------------------------------------------- displacement_step
+
+
+def test_displacement_step_top_gainer_is_prompt_averaged():
+    from prefkit.displacement_tracking import displacement_step
+
+    p0 = np.full((2, 3), 1.0 / 3.0)
+    p = np.array([[0.30, 0.37, 0.33],    # prompt 0: response 1 gains a little
+                  [0.10, 0.10, 0.80]])   # prompt 1: response 2 gains a lot
+    prefs = np.array([[0, 0, 1], [1, 0, 1]])
+    out = displacement_step(np.log(p), np.log(p0), prefs)
+    gain = (p - p0).mean(axis=0)
+    assert out["top_gainer"] == 2  # the first pair's prompt alone would say 1
+    assert out["top_gainer_gain"] == pytest.approx(gain[2], abs=1e-12)
+    # each prompt counts once, however many pairs it has
+    out2 = displacement_step(np.log(p), np.log(p0), np.array([[0, 0, 1], [0, 0, 2], [0, 1, 2], [1, 0, 1]]))
+    assert out2["top_gainer"] == 2 and out2["top_gainer_gain"] == pytest.approx(gain[2], abs=1e-12)
+    # one prompt: that prompt's top gainer, as before
+    one = displacement_step(np.log(p), np.log(p0), np.array([[0, 0, 2]]))
+    assert one["top_gainer"] == 1 and one["top_gainer_gain"] == pytest.approx(0.37 - 1 / 3, abs=1e-12)

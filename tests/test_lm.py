@@ -215,3 +215,86 @@ def test_cli_stages_end_to_end(tmp_path, capsys):
     assert lm_main(["online-dpo", "--steps", "2"] + w) == 0
     for name in ("sft", "rm", "rlhf", "dpo", "online_dpo"):
         load_checkpoint(tmp_path / f"{name}.pt")
+
+
+def test_training_loops_log_trl_names_and_displacement():
+    """A few steps of each loop on the small preset: TRL metric names, exact metrics, displacement keys."""
+    from prefkit.lm import (
+        LMConfig,
+        RewardModel,
+        build_model,
+        build_task,
+        clone,
+        make_preferences,
+        train_dpo_lm,
+        train_rlhf_lm,
+    )
+
+    cfg = LMConfig(preset="small", progress=False)
+    task = build_task(cfg)
+    ref = clone(build_model(cfg, task))
+    ev = ExactEvaluator(ref, task, beta=1.0)
+    prefs = make_preferences(ref, task, 4, seed=0)
+    assert np.all(np.any(prefs.chosen != prefs.rejected, axis=1))
+    pol = build_model(cfg, task)
+    r = train_dpo_lm(
+        pol,
+        ref,
+        task,
+        prefs,
+        1.0,
+        loss_type="ipo",
+        steps=2,
+        batch_size=8,
+        evaluator=ev,
+        eval_every=1,
+        progress=False,
+    )
+    last = r.history[-1]
+    for key in (
+        "loss",
+        "rewards/margins",
+        "rewards/accuracies",
+        "logps/chosen",
+        "mass/neither_gain",
+        "exact/kl_star",
+        "exact/kl_ref",
+        "exact/reward",
+    ):
+        assert key in last
+    assert r.history[0]["exact/kl_ref"] == pytest.approx(0.0, abs=1e-6)  # step 0: the policy is pi_ref
+    rm = RewardModel(build_model(cfg, task))
+    r = train_rlhf_lm(
+        build_model(cfg, task),
+        ref,
+        rm,
+        task,
+        1.0,
+        method="ppo",
+        steps=2,
+        k=2,
+        evaluator=ev,
+        eval_every=1,
+        progress=False,
+    )
+    assert {"objective/kl", "objective/scores", "val/clipfrac_avg", "exact/kl_star"} <= set(r.history[-1])
+    with pytest.raises(ValueError, match="method"):
+        train_rlhf_lm(pol, ref, rm, task, 1.0, method="grpo", steps=1, progress=False)
+    with pytest.raises(ValueError, match="k"):
+        train_rlhf_lm(pol, ref, rm, task, 1.0, k=1, steps=1, progress=False)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.05, 20.0), st.integers(2, 40))
+def test_exact_metrics_fuzz(seed, beta, n):
+    """For any π, π_ref, r: KLs ≥ 0, J = β·log Z − β·KL(π‖π*) ≤ β·log Z (Gibbs variational principle)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(2, 3, n)) * 3
+    logp, ref_logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    reward = rng.normal(size=(3, n)) * 2
+    m = exact_metrics(logp, ref_logp, reward, beta)
+    assert m["exact/kl_ref"] >= -1e-12 and m["exact/kl_star"] >= -1e-12
+    assert m["exact/objective"] == pytest.approx(
+        m["exact/objective_max"] - beta * m["exact/kl_star"], abs=1e-9
+    )
+    assert m["exact/objective"] <= m["exact/objective_max"] + 1e-12

@@ -146,3 +146,72 @@ def test_fuzz_jsonl_reader(tmp_path_factory, rows):
         assert str(path) in str(e)
         return
     assert out.shape[1] == 3 and np.all(out >= 0) and np.all(out[:, 1] != out[:, 2])
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(d=0), "d must"), (dict(n_prompts=2.0), "n_prompts"), (dict(n_prompts=0), "n_prompts"),
+    (dict(n_responses=1), "n_responses"), (dict(reward_scale=float("nan")), "reward_scale"),
+    (dict(ref_scale=-1.0), "ref_scale"), (dict(support=0.0), "support"), (dict(d=True), "d must"),
+])
+def test_random_problem_errors_name_the_argument(kw, match):
+    with pytest.raises(ValueError, match=match):
+        random_problem(**kw)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(width=0.0), "width"), (dict(mu=float("inf")), "mu"), (dict(n_actions=1), "n_actions"),
+    (dict(mode=100), "mode"), (dict(scale=-1.0), "scale"),
+])
+def test_tajwar_bandit_errors_name_the_argument(kw, match):
+    with pytest.raises(ValueError, match=match):
+        tajwar_bandit(**kw)
+
+
+@pytest.mark.parametrize("support", [1.0, 0.6])
+def test_ref_from_features_gives_log_linear_pi_ref_and_pi_star(support):
+    """log π_ref = ref_scale·⟨θ_ref, φ⟩ + f(x) on the support, and π* = π_ref e^{r*/β}/Z is log-linear in φ
+    too; a log-linear policy at θ = 0 is π_ref itself and exact PG reaches π*."""
+    from prefkit.optimal_policy import reward_gap_up_to_shift
+    from prefkit.rl import train_rlhf
+
+    P = random_problem(3, 5, seed=2, ref_scale=1.5, ref_from_features=True, support=support)
+    with np.errstate(divide="ignore"):
+        log_ref = np.log(P.pi_ref)
+    lin = 1.5 * P.features @ P.info["theta_ref"]
+    assert reward_gap_up_to_shift(np.where(P.pi_ref > 0, log_ref, 0.0), lin, P.pi_ref) < 1e-12
+    beta = 0.5
+    with np.errstate(divide="ignore"):
+        log_star = np.log(P.optimal_policy(beta))
+    theta_star = 1.5 * P.info["theta_ref"] + P.info["w_star"] / beta
+    assert reward_gap_up_to_shift(np.where(P.pi_ref > 0, log_star, 0.0), P.features @ theta_star,
+                                  P.pi_ref) < 1e-12
+    res = train_rlhf(P.pi_ref, P.reward, beta, method="exact", features=P.features, steps=300, lr=0.05)
+    assert res.final_kl < 1e-4
+    # default (ref_from_features=False) is unchanged by the option
+    assert "theta_ref" not in random_problem(3, 5, seed=2).info
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_prompts=st.one_of(st.integers(-1, 4), st.floats(0, 4)), n_responses=st.integers(0, 5),
+       d=st.integers(-1, 3), reward_scale=st.floats(allow_nan=True, allow_infinity=True),
+       support=st.floats(-0.5, 1.5), ref=st.booleans(), realizable=st.booleans())
+def test_fuzz_random_problem(n_prompts, n_responses, d, reward_scale, support, ref, realizable):
+    try:
+        P = random_problem(n_prompts, n_responses, seed=0, d=d, reward_scale=reward_scale, support=support,
+                           ref_from_features=ref, realizable=realizable)
+    except ValueError:
+        return
+    assert np.all(np.isfinite(P.reward)) and np.all((P.pi_ref > 0).sum(-1) >= 2)
+    np.testing.assert_allclose(P.pi_ref.sum(-1), 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_actions=st.integers(0, 30), mode=st.integers(-2, 30), width=st.floats(allow_nan=True),
+       mu=st.floats(allow_nan=True, allow_infinity=True), scale=st.floats(-1, 2))
+def test_fuzz_tajwar_bandit(n_actions, mode, width, mu, scale):
+    try:
+        P = tajwar_bandit(n_actions, mode=mode, mu=mu, width=width, scale=scale)
+    except ValueError:
+        return
+    assert np.all(np.isfinite(P.reward)) and np.all(np.isfinite(P.features))
+    np.testing.assert_allclose(P.pi_ref.sum(), 1.0)

@@ -97,6 +97,17 @@ def test_fit_errors():
         fit_reward_model([[0, 1, 0]], 1, 2, weights=[-1.0])
     with pytest.raises(ValueError, match="preferences"):
         fit_reward_model([[0, 1]], 1, 2)
+    with pytest.raises(ValueError, match="chosen and rejected"):
+        fit_reward_model([[0, 1, 0], [0, 1, 1]], 1, 2)
+    for model in ("tabular", "mlp"):
+        with pytest.raises(ValueError, match="steps"):
+            fit_reward_model([[0, 1, 0]], 1, 2, model=model, steps=0)
+    with pytest.raises(ValueError, match="hidden"):
+        fit_reward_model([[0, 1, 0]], 1, 2, model="mlp", hidden=0)
+    with pytest.raises(ValueError, match="lr"):
+        fit_reward_model([[0, 1, 0]], 1, 2, lr=float("nan"))
+    with pytest.raises(ValueError, match="center_coef"):
+        fit_reward_model([[0, 1, 0]], 1, 2, center_coef=-1.0)
 
 
 @settings(max_examples=40, deadline=None)
@@ -116,7 +127,13 @@ def test_fuzz_reward_loss(rw, shift, c):
                       max_size=12),
        model=st.sampled_from(["tabular", "linear"]), l2=st.sampled_from([0.0, 1e-4, 1.0]))
 def test_fuzz_fit_reward_model_is_finite(prefs, model, l2):
-    """Any data (even separable, or with y_w == y_l) gives finite rewards; accuracy is in [0, 1]."""
+    """Any data (even separable) gives finite rewards and accuracy in [0, 1]; a row with y_w == y_l is a
+    ValueError (as in read_preferences_jsonl)."""
     phi = np.random.default_rng(0).normal(size=(2, 4, 3))
-    res = fit_reward_model(np.array(prefs), 2, 4, model=model, features=phi, l2=l2, steps=30)
+    prefs = np.array(prefs)
+    if np.any(prefs[:, 1] == prefs[:, 2]):
+        with pytest.raises(ValueError, match="chosen and rejected"):
+            fit_reward_model(prefs, 2, 4, model=model, features=phi, l2=l2, steps=30)
+        return
+    res = fit_reward_model(prefs, 2, 4, model=model, features=phi, l2=l2, steps=30)
     assert np.all(np.isfinite(res.reward)) and 0.0 <= res.accuracy <= 1.0

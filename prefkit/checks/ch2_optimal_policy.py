@@ -8,8 +8,10 @@ import numpy as np
 from ..optimal_policy import (
     beta_limit_errors,
     brute_force_objective_gap,
+    bt_identifiability_error,
     gibbs_identity_error,
     implied_reward_shift_error,
+    large_beta_rate,
     log_partition,
     optimal_policy,
     shift_invariance_error,
@@ -57,7 +59,11 @@ def check_limits(ctx):
     e = beta_limit_errors(P.pi_ref, P.reward, beta_small=1e-3, beta_large=1e6)
     return [
         claim("beta = 1e6: max |pi* - pi_ref|", e["large"], at_most=1e-5),
-        claim("beta = 1e-3: max |pi* - argmax of r on pi_ref's support|", e["small"], at_most=1e-12),
+        claim("the error falls like 1/beta: error(beta=1e5) / error(beta=1e6) - 10",
+              abs(large_beta_rate(P.pi_ref, P.reward, 1e5, 10.0) - 10.0), at_most=1e-3),
+        claim("beta = 1e-3: max |pi* - argmax policy| minus its exact bound "
+              "sum pi_ref e^(-gap/beta) / pi_ref(argmax) (round-off)", e["small"] - e["small_bound"],
+              at_most=1e-15),
     ]
 
 
@@ -69,13 +75,18 @@ def check_invariance(ctx):
 
     ctx.savefig(plot_optimal_policy(P.pi_ref, P.reward, (0.1, 0.5, 2.0)), "ch2_optimal_policy.png")
     toy = three_response_toy()
-    big = optimal_policy(toy.pi_ref.astype(np.float32), (toy.reward * 1e6).astype(np.float32), 1.0)
-    log_Z = log_partition(toy.pi_ref, toy.reward * 1e6, 1.0)
+    p32, r32 = toy.pi_ref.astype(np.float32), (toy.reward * 1e6).astype(np.float32)
+    big = optimal_policy(p32, r32, 1.0)
+    log_Z = log_partition(p32, r32, 1.0)
     finite = float(np.all(np.isfinite(big)) and np.all(np.isfinite(log_Z)))
     return [
         claim("r and r + f(x), |f| up to 1e4, give the same pi*: max abs difference (round-off of r + f)",
               e["policy"], at_most=1e-10),
         claim("r and r + f(x) give the same BT probabilities: max abs difference", e["preferences"],
               at_most=1e-10),
+        claim("conversely, logit P(y > y0) rebuilds r up to f(x): reward_gap_up_to_shift",
+              max(bt_identifiability_error(Q.reward) for Q in _instances(ctx)), at_most=1e-12),
         claim("float32 inputs with r/beta = 1e6 give finite pi* and log Z (1 = yes)", finite, at_least=1.0),
+        claim("float32 r/beta = 1e6: |log Z - (1e6 + log(1/3))| (float32 rounding of 1/3: <= 2^-24 relative)",
+              float(abs(log_Z[0] - (1e6 + np.log(1.0 / 3.0)))), at_most=2.0 ** -23),
     ]

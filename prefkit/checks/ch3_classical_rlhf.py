@@ -4,9 +4,18 @@ Each claim is measured by a function of :mod:`prefkit.reward_model` / :mod:`pref
 too.
 """
 
+import numpy as np
+
 from ..problems import random_problem
 from ..reward_model import fit_reward_model, reward_recovery_error
-from ..rl import METHODS, convergence_summary, frontier_excess, pipeline_sweep, reward_kl_frontier, train_rlhf
+from ..rl import (
+    FRONTIER_END_GAP_TOL,
+    METHODS,
+    convergence_summary,
+    frontier_by_method,
+    pipeline_sweep,
+    reward_kl_frontier,
+)
 from ..tour import claim, register
 
 CHAPTER = "3 Classical RLHF"
@@ -17,7 +26,8 @@ def check_reward_models(ctx):
     P = random_problem(3, 5, seed=ctx.seed)
     prefs, w = P.preference_probabilities()
     out = []
-    for model, tol in (("tabular", 1e-5), ("linear", 1e-5), ("mlp", 0.02)):
+    # MLP: Adam's optimisation error; worst of problem seeds 0-7 is 1.2e-3 at 600 steps, 3.8e-3 at 300 steps
+    for model, tol in (("tabular", 1e-5), ("linear", 1e-5), ("mlp", 1e-2 if ctx.fast else 5e-3)):
         rm = fit_reward_model(prefs, 3, 5, model=model, features=P.features, weights=w, l2=0.0, seed=ctx.seed,
                               steps=300 if (model == "mlp" and ctx.fast) else None)
         out.append(claim(f"{model} reward model on exact BT data: RMS error of r_hat vs r* modulo f(x)",
@@ -33,27 +43,27 @@ def check_convergence(ctx):
     from ..plotting.rlhf import plot_kl_curves
 
     ctx.savefig(plot_kl_curves({m: summ[m]["results"][0] for m in METHODS}), "ch3_kl_to_optimal.png")
+    # worst over problem seeds 10-17 x 3 RL seeds: exact 3.9e-4, REINFORCE 1.0e-3, RLOO 8.6e-4, PPO 1.6e-3
     return [claim(f"{m}: final KL(pi||pi*) / initial, worst of {len(seeds)} seeds, 250 steps",
-                  summ[m]["ratio"], at_most=0.01) for m in METHODS]
+                  summ[m]["ratio"], at_most=5e-3) for m in METHODS]
 
 
 @register(CHAPTER, "reward-KL frontier")
 def check_frontier(ctx):
     P = random_problem(3, 5, seed=ctx.seed + 20)
-    betas = (0.2, 1.0, 5.0)
-    fr = reward_kl_frontier(P.pi_ref, P.reward, betas)
-    kls, rews, gaps = [], [], []
-    for i, beta in enumerate(betas):
-        h = train_rlhf(P.pi_ref, P.reward, beta, method="rloo", steps=200, seed=ctx.seed).history
-        kls += [e["kl/to_ref"] for e in h[::20]]
-        rews += [e["reward/expected"] for e in h[::20]]
-        gaps.append(abs(h[-1]["reward/expected"] - fr["reward"][i]))
-    return [
-        claim("every RLOO iterate lies on/below the exact frontier: max excess reward", frontier_excess(
-            P.pi_ref, P.reward, kls, rews), at_most=1e-9),
-        claim("RLOO's final E[r] matches the frontier point at its beta: max abs gap", max(gaps),
-              at_most=0.02),
-    ]
+    fb = frontier_by_method(P.pi_ref, P.reward, (0.2, 1.0, 5.0), steps=200, seed=ctx.seed)
+    from ..plotting.rlhf import plot_frontier
+
+    front = reward_kl_frontier(P.pi_ref, P.reward, np.geomspace(0.05, 20, 40))
+    points = {m: (fb[m]["kl"], fb[m]["reward"]) for m in METHODS}
+    ctx.savefig(plot_frontier(front, points), "ch3_frontier.png")
+    out = []
+    for m in METHODS:
+        out.append(claim(f"{m}: every iterate lies on/below the exact frontier: max excess reward",
+                         fb[m]["excess"], at_most=1e-9))
+        out.append(claim(f"{m}: final E[r] matches the frontier point at its beta: max abs gap",
+                         fb[m]["end_gap"], at_most=FRONTIER_END_GAP_TOL[m]))
+    return out
 
 
 @register(CHAPTER, "pipeline gap: reward model vs RL")

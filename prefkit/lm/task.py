@@ -9,9 +9,12 @@ so a prompt has V^L responses and tabular arrays are ``logp[x, index(y)]`` like 
 
     logit_t(v | x, y_<t) = copy·1[v = x_t] + repeat·1[v = y_{t−1}] + noise·g_x[t, v],
 
-with g ~ N(0, 1) drawn from the seed, so the data mostly *copies the prompt*. **True reward**: r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] (s = 2 by
-default), counting the positions that *shift* the prompt by one; it disagrees with the data, so alignment has
-work to do and π* ∝ π_ref·exp(r*/β) is far from π_ref.
+with g ~ N(0, 1) drawn from the seed, so the data mostly *copies the prompt*.
+
+**True reward**: r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] (s = 2 by default), counting the positions that
+*shift* the prompt by one. It disagrees with the data, so alignment has work to do and π* ∝ π_ref·exp(r*/β) is
+far from π_ref. Preference labels are Bradley-Terry on r*; s = 2 makes a one-position difference a 0.88/0.12
+label rather than 0.73/0.27, so a few thousand pairs carry enough signal.
 
 Defaults: V = 8, L = 4 (4,096 responses per prompt), P = 4, 16 prompts. V = 16, L = 4 (65,536 responses) also
 enumerates exactly, but costs 8× more CPU per evaluation; the default keeps the whole pipeline within minutes

@@ -432,8 +432,11 @@ def train_dpo_lm(
 
     The reference log-probs of every pair are computed once before training (π_ref is frozen). Each step
     samples a minibatch, runs ONE forward pass over [chosen; rejected], and minimises the mean of
-    :func:`prefkit.losses.preference_loss`. Logs :func:`prefkit.losses.preference_metrics` (TRL's names) every
-    step and, at eval steps, the exact metrics and :func:`prefkit.displacement_step` over all pairs.
+    :func:`prefkit.losses.preference_loss`. At eval steps it logs ``loss`` and
+    :func:`prefkit.losses.preference_metrics` (TRL's names) of the step's minibatch, the exact metrics, and
+    :func:`prefkit.displacement_step` over ALL pairs on the enumerated log-policy; the latter's exact
+    ``logps/chosen`` and ``logps/rejected`` (means over every pair) replace the minibatch means of the same
+    name.
     """
     from ..losses import preference_loss, preference_metrics
 
