@@ -546,9 +546,13 @@ def fit_bradley_terry(
 
 
 def _objective(edges: _Edges, theta, delta, l2):
-    """ℓ − l2‖θ‖², using n_ij·log σ(z) + n_ji·log σ(−z) = n_ij·z + t·log σ(−z) (one log σ per pair)."""
+    """ℓ − l2‖θ‖² = Σ_pairs [n_ij·log σ(z) + n_ji·log σ(−z)] − l2‖θ‖², z = θ_i − θ_j (+ δ).
+
+    Both log σ terms are computed directly (no n_ij·z − t·… cancellation), so the value keeps its relative
+    precision when one count is huge or tiny.
+    """
     z = theta[edges.i] - theta[edges.j] + delta
-    return float(edges.n_ij @ z + edges.t @ log_expit(-z) - l2 * np.dot(theta, theta))
+    return float(edges.n_ij @ log_expit(z) + edges.n_ji @ log_expit(-z) - l2 * np.dot(theta, theta))
 
 
 def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False):
@@ -584,60 +588,133 @@ def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False):
     return x
 
 
+_MAX_STEP = 10.0  # largest change of a parameter in one Newton step before the line search extends it
+_MAX_START = 10.0  # the starting strengths are clipped to ±this, where no curvature underflows
+
+
 def _initial_strengths(edges: _Edges, l2):
-    """Log-odds of smoothed win rates, centered: a cheap start that is close on well-mixed data."""
+    """Log-odds of smoothed win rates, centered (clipped to ±10): a cheap start, close on well-mixed data."""
     n = edges.n
     wins = np.bincount(edges.i, edges.n_ij, n) + np.bincount(edges.j, edges.n_ji, n)
     losses = np.bincount(edges.i, edges.n_ji, n) + np.bincount(edges.j, edges.n_ij, n)
-    theta = np.log((wins + 0.5) / (losses + 0.5))
+    theta = np.clip(np.log((wins + 0.5) / (losses + 0.5)), -_MAX_START, _MAX_START)
     if l2 > 0:
         theta *= 0.5
     return theta - theta.mean()
 
 
+def _edge_gradient(edges: _Edges, z):
+    """∂ℓ/∂z_e = n_ij·σ(−z) − n_ji·σ(z) (= n_ij − t·σ(z), written without cancellation), and its rounding level.
+
+    Each term is computed to relative precision, so the difference stays accurate even when t is huge and
+    σ(z) is within 1e-12 of 1 (the form n_ij − t·σ(z) loses everything there). Returns (g_e, scale_e) with
+    scale_e = n_ij·σ(−z) + n_ji·σ(z): rounding makes |g_e| uncertain by a few ulps of scale_e.
+    """
+    won = edges.n_ij * expit(-z)
+    lost = edges.n_ji * expit(z)
+    return won - lost, won + lost
+
+
+def _directional_slope(edges: _Edges, theta, delta, d_theta, d_delta, l2):
+    """d/ds [ℓ − l2‖θ‖²](θ + s·dθ, δ + s·dδ) at s = 0, summed edge by edge (no cancellation in g_e)."""
+    z = theta[edges.i] - theta[edges.j] + delta
+    dz = d_theta[edges.i] - d_theta[edges.j] + d_delta
+    g_e, _ = _edge_gradient(edges, z)
+    return float(g_e @ dz - 2 * l2 * (theta @ d_theta))
+
+
+def _extend_step(edges: _Edges, theta0, delta0, d_theta, d_delta, l2):
+    """Step length s ≥ 1 along a Newton direction whose full step was still climbing steeply.
+
+    Doubles s while the directional slope stays positive, then bisects the bracket on the sign of the slope
+    (the objective is concave along the line) to 0.1% and returns the uphill end, where the objective is at
+    least its value at s = 1. Uses slopes, not objective values, because values can differ below rounding
+    (e.g. counts of 1e-300) and a point past the maximum can sit where the curvature underflows to 0.
+    """
+
+    def slope(s):
+        return _directional_slope(edges, theta0 + s * d_theta, delta0 + s * d_delta, d_theta, d_delta, l2)
+
+    lo, hi = 1.0, None
+    while lo < 2.0**60:
+        if slope(2 * lo) > 0:
+            lo *= 2
+        else:
+            hi = 2 * lo
+            break
+    if hi is None:
+        return lo
+    for _ in range(60):
+        if hi - lo <= 1e-3 * lo:
+            break
+        mid = 0.5 * (lo + hi)
+        if slope(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def _newton(edges: _Edges, l2, tol, max_iter):
-    """Damped Newton on ℓ(θ, δ) − l2‖θ‖²; the Hessian is a sparse weighted Laplacian (+ a δ row, column)."""
+    """Damped Newton on ℓ(θ, δ) − l2‖θ‖²; the Hessian is a sparse weighted Laplacian (+ a δ row, column).
+
+    Stopping rule. The main test is the size of the Newton step: stop (converged) once the largest
+    |Δθ_i|, |Δδ| of a step solved to a tight tolerance is below ``tol``; the step is taken first, so there is
+    always at least one. The step is scale-free: multiplying every weight by c leaves it unchanged, however
+    uneven the weights. A second test stops when no float64 progress is possible: every gradient entry is
+    below a few ulps of the terms it is the difference of (n_ij·σ(−z) and n_ji·σ(z)), so its sign is
+    rounding noise.
+
+    Line search. The objective is concave along the step, so the slope s1 at its end decides: s1 ≥ 0 means the
+    full step gained; s1 < 0 checks the objective and backtracks if it fell. If the slope at the end is still
+    more than a quarter of the slope at the start (the quadratic model was far off, as in the exponential tail
+    of σ where Newton moves by only about 1 per step), the step is extended along the same direction to near
+    the maximum on that line (:func:`_extend_step`).
+    """
     n, i, j = edges.n, edges.i, edges.j
+    eps = np.finfo(float).eps
 
     theta = _initial_strengths(edges, l2)
     delta = 0.0
     use_delta = edges.has_delta
-    # rounding level of each gradient entry: ~1e-16 × the item's comparisons; stop well above it
-    grad_floor = 1e-12 * (1.0 + np.bincount(i, edges.t, n) + np.bincount(j, edges.t, n))
-    grad_floor_delta = 1e-12 * (1.0 + float(edges.t.sum()))
-    obj_slack = grad_floor_delta  # changes of the objective below this are rounding
     converged = False
     it = 0
-    pending = None  # the last full Newton step (from, direction), accepted once the slope at its end is known
+    pending = None  # the last full Newton step (from, direction, slope at start), checked at its end
     while True:
         z = theta[i] - theta[j] + delta
-        p = sigmoid(z)
-        g_e = edges.n_ij - edges.t * p  # ∂ℓ/∂z_e
+        g_e, scale_e = _edge_gradient(edges, z)
         g = np.bincount(i, g_e, n) - np.bincount(j, g_e, n) - 2 * l2 * theta
         g_d = float(g_e.sum()) if use_delta else 0.0
         if pending is not None:
-            theta0, delta0, d_theta, d_delta = pending
+            theta0, delta0, d_theta, d_delta, s0 = pending
             pending = None
-            # The objective is concave along the step, so the slope s1 at its end bounds the gain from below:
-            # φ(1) − φ(0) ≥ min(s1, 0). A slope above −(rounding) accepts the full step; otherwise
-            # backtrack on objective values (this is rare).
-            if g @ d_theta + g_d * d_delta < -obj_slack:
+            s1 = float(g @ d_theta + g_d * d_delta)
+            if s1 < 0:  # φ(1) − φ(0) ≥ s1 (concavity): it may have fallen; compare values
                 obj0 = _objective(edges, theta0, delta0, l2)
+                slack = 1e-13 * (1.0 + abs(obj0))
                 step = 1.0
-                while True:
-                    theta, delta = theta0 + step * d_theta, delta0 + step * d_delta
-                    if _objective(edges, theta, delta, l2) >= obj0 - 1e-12 * (1 + abs(obj0)) or step < 1e-10:
-                        break
+                while step >= 1e-10 and _objective(edges, theta, delta, l2) < obj0 - slack:
                     step *= 0.5
+                    theta, delta = theta0 + step * d_theta, delta0 + step * d_delta
                 if step < 1.0:
                     continue  # derivatives at the accepted point
-        if np.all(np.abs(g) <= grad_floor) and abs(g_d) <= grad_floor_delta:
-            converged = True  # the gradient is at rounding level: the optimum to machine precision
+            elif s1 > 0.25 * s0:  # still climbing steeply: extend the step along the same direction
+                step = _extend_step(edges, theta0, delta0, d_theta, d_delta, l2)
+                if step > 1.0:
+                    theta, delta = theta0 + step * d_theta, delta0 + step * d_delta
+                    continue
+        scale = np.bincount(i, scale_e, n) + np.bincount(j, scale_e, n) + 2 * l2 * np.abs(theta)
+        at_rounding = np.all(np.abs(g) <= 64 * eps * scale) and (
+            abs(g_d) <= 64 * eps * float(scale_e.sum()) if use_delta else True
+        )
+        if it >= 1 and at_rounding:
+            converged = True  # every gradient entry is rounding noise: no float64 progress is possible
             break
         if it >= max_iter:
             break
         it += 1
-        w_e = edges.t * p * (1.0 - p)  # −∂²ℓ/∂z_e²
+        p = expit(z)
+        w_e = edges.t * p * expit(-z)  # −∂²ℓ/∂z_e², with 1 − p computed as σ(−z)
         deg = np.bincount(i, w_e, n) + np.bincount(j, w_e, n) + 2 * l2
         # L = D − (U + Uᵀ) with U the (n, n) sparse matrix of edge weights at (i, j): its pattern is fixed,
         # and Uᵀ @ x is a CSC product on the same arrays (no copy, no sort)
@@ -658,18 +735,34 @@ def _newton(edges: _Edges, l2, tol, max_iter):
 
             rhs = g
         inv_diag = 1.0 / np.where(deg > 0, deg, 1.0)
-        # inexact Newton: a loose solve while far away, a tight one near the optimum (Eisenstat & Walker 1996)
-        rtol = min(1e-2, max(1e-12, float(np.linalg.norm(rhs)) / (1.0 + float(edges.t.sum()))))
-        d_theta = _pcg(matvec, rhs, inv_diag, rtol=rtol, maxiter=max(50, 2 * n), gauge=l2 == 0)
+        # inexact Newton: a loose solve while far away, a tight one near the optimum (Eisenstat & Walker 1996).
+        # The forcing term is the curvature-scaled gradient max_i |g_i|/deg_i (a Jacobi step), scale-free.
+        jacobi = float(np.max(np.abs(rhs) * inv_diag)) if n else 0.0
+        rtol = min(1e-2, max(1e-10, jacobi))
+        # solve the rescaled system (H/h)·x = g/r, x = Δ·h/r: with counts like 1e-300 the squares in the norms
+        # would underflow, with counts like 1e300 overflow
+        h_scale = float(deg.max()) if deg.max() > 0 else 1.0
+        r_scale = float(np.max(np.abs(rhs))) or 1.0
+        d_theta = _pcg(
+            lambda x: matvec(x) / h_scale,
+            rhs / r_scale,
+            inv_diag * h_scale,
+            rtol=rtol,
+            maxiter=max(50, 2 * n),
+            gauge=l2 == 0,
+        ) * (r_scale / h_scale)
         if l2 == 0:
             d_theta -= d_theta.mean()
         d_delta = (g_d - b @ d_theta) / c if use_delta else 0.0
         change = max(float(np.max(np.abs(d_theta))), abs(d_delta))
-        pending = (theta, delta, d_theta, d_delta)
+        if change > _MAX_STEP:  # a trust region: far out in σ's tails the quadratic model can ask for 1e100
+            d_theta, d_delta = d_theta * (_MAX_STEP / change), d_delta * (_MAX_STEP / change)
+        s0 = float(g @ d_theta + g_d * d_delta)  # = Newton decrement² when the solve is exact
+        pending = (theta, delta, d_theta, d_delta, s0)
         theta, delta = theta + d_theta, delta + d_delta
         if not (np.all(np.isfinite(theta)) and math.isfinite(delta)):
             raise ValueError("Newton's method diverged: the estimate does not exist for these comparisons")
-        if change < tol:
+        if change < tol and rtol <= 1e-6:
             converged, pending = True, None  # a step this small cannot overshoot
             break
     if pending is not None and _objective(edges, *pending[:2], l2) > _objective(edges, theta, delta, l2):

@@ -803,22 +803,32 @@ def measure_tabular_chain(*, steps: int = 100, lr: float = 0.05, beta: float = 0
     return {"dlogp_b": float(run.logp[-1, 0, 1] - run.logp[0, 0, 1]), "run": run}
 
 
-def measure_unconstrained_features(*, steps: int = 100, lr: float = 0.05, beta: float = 0.1,
-                                   seed: int = 0) -> dict:
-    """Case 3. ``rate``: first-order rate of log π(y_w) at π_ref (:func:`logp_chosen_velocity`);
-    ``dlogp_chosen``: its change over training; ``top_gainer``: the response that gained most."""
+def measure_unconstrained_features(*, steps: int = 100, lr: float = 5.0, beta: float = 0.1, seed: int = 0,
+                                   check_lr: float = 1e-4) -> dict:
+    """Case 3, trained by plain gradient descent (``fit_dpo(..., optimizer="sgd")``).
+
+    ``rate``: first-order rate of log π(y_w) at π_ref (:func:`logp_chosen_velocity`; negative by the choice
+    of the pair); ``first_step_error``: relative error of the first-order prediction
+    Δ log π(y_w) ≈ check_lr·β·σ(0)·rate against one measured SGD step of size ``check_lr``;
+    ``dlogp_chosen``: change of log π(y_w) over ``steps`` steps of size ``lr``; ``top_gainer``: the response
+    that gained most."""
     prob = unconstrained_features_problem(seed=seed)
     _, w, l = prob.preferences[0]
     W, pi = prob.features[0], prob.pi_ref[0]
     rate = logp_chosen_velocity(W, np.log(pi), w, l)
-    run = train_displacement(prob, beta, steps=steps, lr=lr)
+    one = train_displacement(prob, beta, steps=1, lr=check_lr, optimizer="sgd")
+    predicted = check_lr * beta * 0.5 * rate  # σ(0) = 1/2 at π_ref
+    measured = float(one.logp_chosen[-1, 0] - one.logp_chosen[0, 0])
+    run = train_displacement(prob, beta, steps=steps, lr=lr, optimizer="sgd")
     gain = np.exp(run.logp[-1, 0]) - pi
-    return {"rate": float(rate), "dlogp_chosen": float(run.logp_chosen[-1, 0] - run.logp_chosen[0, 0]),
+    return {"rate": float(rate), "first_step_error": abs(measured - predicted) / abs(predicted),
+            "dlogp_chosen": float(run.logp_chosen[-1, 0] - run.logp_chosen[0, 0]),
             "top_gainer": int(np.argmax(gain)), "run": run}
 
 
 def measure_yes_no_never(*, steps: int = 150, lr: float = 0.05, beta: float = 0.1) -> dict:
-    """Case 4. ``dlogp_no``: change of log π("No"); ``p_yes_start``, ``p_yes_end``: π("Yes") before and after;
+    """Case 4, trained with Adam (fit_dpo's default). ``dlogp_no``: change of log π("No");
+    ``p_yes_start``, ``p_yes_end``: π("Yes") before and after;
     ``top_gainer``: name of the response that gained most."""
     prob = yes_no_never_problem()
     run = train_displacement(prob, beta, steps=steps, lr=lr)
@@ -865,7 +875,8 @@ def measure_ches_population(*, n_pairs: int = 80, steps: int = 20, lr: float = 1
     pairs (:func:`top_ches_share`: concentration, pairs trained alone); ``frac_displaced``: fraction of
     pairs whose π(y_w) fell."""
     pop = embedding_population(n_pairs, seed=seed)
-    run = train_pairs(pop.problem(shared=False), beta, steps=steps, lr=lr, optimizer="sgd", record_every=steps)
+    run = train_pairs(pop.problem(shared=False), beta, steps=steps, lr=lr, optimizer="sgd",
+                      record_every=steps)
     drops = displacement_drops(run)
     ches = pop.ches()
     return {"spearman": ches_displacement_correlation(ches, drops),

@@ -1,9 +1,10 @@
 """What every DPO-family training loop records at each step (chapter 6, Razin et al. 2024).
 
 For a preference pair (x, y_w, y_l) and a policy π over an enumerable response set, it records log π(y_w|x),
-log π(y_l|x), the mass π puts on the responses in neither role, and the response whose probability rose the most
-since the start of training. Tabular policies, log-linear policies and the tiny LM (whose responses are enumerated)
-all call :func:`displacement_step` with their current and initial log-policies.
+log π(y_l|x), the mass π puts on the responses in neither role, and the response whose probability rose the
+most since the start of training (averaged over the prompts). Tabular policies, log-linear policies and the
+tiny LM (whose responses are enumerated) all call :func:`displacement_step` with their current and initial
+log-policies.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ against: :func:`dpo_solution_set`, :func:`dpo_landing_point`, :func:`total_varia
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,11 +31,19 @@ from .displacement_tracking import displacement_step
 from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
 from .optimal_policy import kl_divergence, optimal_policy
 from .policies import make_policy
+from .rl import _check_real
+
+
+def _check_int(v, name: str, lo: int) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)
 
 __all__ = [
     "DPOResult",
     "fit_dpo",
     "fit_dpo_online",
+    "dpo_obstruction",
     "OPTIMIZERS",
     "total_variation",
     "dpo_solution_set",
@@ -74,7 +83,10 @@ class DPOResult:
         ``logps/chosen``, ``logps/rejected``), the keys of
         :func:`prefkit.displacement_tracking.displacement_step` (``mass/neither``, ``top_gainer``, ...),
         ``grad_norm`` (max-abs gradient), ``cost/grad_steps``, ``cost/loss_evals`` and ``time/wall``.
-    converged : whether the max-abs gradient fell below ``tol`` (deterministic optimisers)
+    converged : whether the max-abs gradient fell below ``tol`` (deterministic optimisers). Always False
+        when the loss has no minimiser (``obstruction`` is set): a small gradient then only means the
+        loss has flattened out on its way to infinity.
+    obstruction : None, or why the loss has no minimiser on these data (:func:`dpo_obstruction`)
     """
 
     model: torch.nn.Module
@@ -82,6 +94,7 @@ class DPOResult:
     beta: float = 0.0
     loss_type: str = "sigmoid"
     converged: bool = False
+    obstruction: str | None = None
 
     @property
     def policy(self) -> np.ndarray:
@@ -116,11 +129,126 @@ def _check_preferences(preferences, pi_ref: np.ndarray) -> np.ndarray:
     if np.any(prefs[:, 1:] >= n_responses):
         raise ValueError(f"preferences has response index {int(prefs[:, 1:].max())}, out of range for "
                          f"{n_responses} responses")
+    same = prefs[:, 1] == prefs[:, 2]
+    if np.any(same):
+        i = int(np.flatnonzero(same)[0])
+        raise ValueError(f"preferences row {i} {prefs[i].tolist()}: chosen and rejected are the same "
+                         "response")
     off = (pi_ref[prefs[:, 0], prefs[:, 1]] == 0) | (pi_ref[prefs[:, 0], prefs[:, 2]] == 0)
     if np.any(off):
         i = int(np.flatnonzero(off)[0])
         raise ValueError(f"preferences row {i} {prefs[i].tolist()} uses a response with pi_ref = 0")
     return prefs
+
+
+# Losses whose infimum can lie at infinity, and the c of their recession function (see dpo_obstruction).
+_MAY_DIVERGE = ("sigmoid", "robust")
+
+
+def dpo_obstruction(pi_ref, preferences, *, weights=None, loss_type: str = "sigmoid",
+                    label_smoothing: float = 0.0, features=None) -> str | None:
+    """Why a DPO-family loss has no minimiser on these data (its infimum lies at infinity), or None.
+
+    Per loss, for the tabular policy (free logits z per prompt) and the log-linear one (z = θᵀφ):
+
+    * ``sigmoid`` with ε = 0 (DPO), ``robust`` with ε = 0: ℓ(m) = −log σ(m) falls strictly towards 0 as
+      m → ∞. Tabular: the loss is the Bradley-Terry likelihood of the logits, so it has no minimiser
+      exactly when, within some connected group of compared responses of some prompt, the directed graph
+      winner → loser (rows of positive weight) is not strongly connected (Zermelo 1929; chapter 1's
+      :func:`prefkit.bradley_terry.mle_obstruction`, called on each group; responses never compared are
+      simply left where they are). Log-linear: no minimiser exactly when some direction v of θ has
+      (φ_w − φ_l)·v ≥ 0 on every row and > 0 on one (the pairs are separable; a linear program).
+      Deterministic data (Azar et al. 2023, §5) always fall here.
+    * ``robust`` with ε > 0: the per-pair loss falls *linearly* without bound as m → ∞ (slope −βε/(1 − 2ε)),
+      so the loss is unbounded below when Σ_k w_k·[(−s_k)₊ − ε/(1 − 2ε)·s_k] < 0 for some direction v
+      (s_k = the change of row k's margin along v): a linear program. E.g. one pair with both orders,
+      weights p and 1 − p: unbounded below iff min(p, 1 − p) < ε.
+    * ``sigmoid`` with ε > 0 (cDPO), ``ipo``, ``sppo_hard``: the loss grows without bound along every
+      direction that changes a margin, so a minimiser exists (unique up to what the data do not see).
+      ``hinge``: convex, piecewise linear and ≥ 0, so its minimum is attained (a set, often unbounded).
+    * Not checked (returns None): ``exo_pair`` (bounded, each pair minimised at the finite margin
+      log((1 − ε)/ε)); ``bco_pair``, ``nca_pair``, ``apo_zero`` depend on each response's own log-ratio
+      and are monotone in a rejected one, so their infimum often lies on the boundary π(y) = 0; the
+      condition is not a graph property and is not detected here.
+
+    Parameters
+    ----------
+    pi_ref, preferences, weights, loss_type, label_smoothing, features : as in :func:`fit_dpo`
+
+    Returns
+    -------
+    None, or a sentence saying which responses of which prompt (or which direction of θ) run off to
+    infinity.
+    """
+    loss_type = _check_loss_type(loss_type)
+    eps = check_label_smoothing(label_smoothing, loss_type)
+    p_ref = check_distribution(pi_ref, "pi_ref")
+    if p_ref.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {p_ref.shape}")
+    prefs = _check_preferences(preferences, p_ref)
+    w = check_weights(weights, len(prefs))
+    phi = None if features is None else as_float_array(features, "features", ndim=3)
+    return _obstruction(p_ref, prefs, w, loss_type, eps, phi)
+
+
+def _obstruction(p_ref, prefs, w, loss_type, eps, phi) -> str | None:
+    if loss_type not in _MAY_DIVERGE or (loss_type == "sigmoid" and eps > 0):
+        return None
+    keep = w > 0
+    prefs, w = prefs[keep], w[keep]
+    n_prompts, n = p_ref.shape
+    c = eps / (1 - 2 * eps) if loss_type == "robust" else 0.0
+    if phi is None and c == 0.0:
+        from .bradley_terry import mle_obstruction
+
+        for x in range(n_prompts):
+            e = prefs[prefs[:, 0] == x][:, 1:]  # (k, 2) winner, loser
+            if len(e) == 0:
+                continue
+            labels = _components(n, e)
+            for comp in np.unique(labels[e[:, 0]]):
+                members = np.flatnonzero(labels == comp)
+                local = np.searchsorted(members, e[labels[e[:, 0]] == comp])
+                found = mle_obstruction(local, n_items=len(members))
+                if found is not None:
+                    group = members[found[0]].tolist()
+                    return (f"prompt {x}: responses {group} {found[1]} against the other responses "
+                            f"{sorted(set(members.tolist()) - set(group))} they were compared with, so the "
+                            f"{loss_type} loss keeps falling as their log-ratio gap grows (no minimiser)")
+        return None
+    # the margin's change along a direction v of the parameters, per row: s = D v
+    if phi is None:
+        D = np.zeros((len(prefs), n_prompts * n))
+        rows = np.arange(len(prefs))
+        D[rows, prefs[:, 0] * n + prefs[:, 1]] += 1.0
+        D[rows, prefs[:, 0] * n + prefs[:, 2]] -= 1.0
+    else:
+        D = phi[prefs[:, 0], prefs[:, 1]] - phi[prefs[:, 0], prefs[:, 2]]  # (m, d)
+    if _diverging_direction(D, w / w.sum(), c):
+        what = "a direction of theta" if phi is not None else "a direction of the logits"
+        if c == 0.0:
+            return (f"{what} raises every pair's margin (the pairs are separable), so the {loss_type} loss "
+                    f"keeps falling along it (no minimiser)")
+        return (f"{what} makes the robust loss fall linearly without bound (label_smoothing={eps:g} exceeds "
+                f"the minority preference along it): no minimiser")
+    return None
+
+
+def _diverging_direction(D: np.ndarray, w: np.ndarray, c: float) -> bool:
+    """Is there v in [−1, 1]^P along which the loss's recession Σ_k w_k·[(−s_k)₊ − c·s_k], s = D·v, is < 0
+    (c > 0), or, for c = 0, = 0 with some s_k > 0? Linear programs (scipy's HiGHS)."""
+    from scipy.optimize import linprog
+
+    m, P = D.shape
+    scale = max(1.0, float(np.abs(D).max()))
+    if c == 0.0:  # max Σ w_k s_k subject to s = D v ≥ 0
+        res = linprog(-(w @ D), A_ub=-D, b_ub=np.zeros(m), bounds=[(-1, 1)] * P, method="highs")
+        return res.status == 0 and -res.fun > 1e-9 * scale
+    # min Σ w_k (a_k − c s_k) over (v, a) with a ≥ −D v, a ≥ 0
+    cost = np.concatenate([-c * (w @ D), w])
+    A = np.hstack([-D, -np.eye(m)])
+    res = linprog(cost, A_ub=A, b_ub=np.zeros(m), bounds=[(-1, 1)] * P + [(0, None)] * m, method="highs")
+    return res.status == 0 and res.fun < -1e-9 * scale
 
 
 def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoid",
@@ -158,14 +286,18 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
 
     Returns
     -------
-    :class:`DPOResult` with ``.policy`` (array), ``.model`` (torch module), ``.history``.
+    :class:`DPOResult` with ``.policy`` (array), ``.model`` (torch module), ``.history``, ``.converged`` and
+    ``.obstruction``. When the loss has no minimiser on these data (:func:`dpo_obstruction`, e.g. DPO on
+    deterministic preferences), ``converged`` is False and ``obstruction`` says why; L-BFGS and Newton then
+    also emit a ``RuntimeWarning``. This is not an error: the run is the "DPO drives π(y_a) → 1" of Azar et
+    al. (2023), and the returned policy is a point on the way to infinity that depends on ``steps``/``tol``.
 
     Raises
     ------
     ValueError
         β ≤ 0, unknown ``loss_type`` or ``optimizer``, label smoothing outside [0, 0.5), an index out of
-        range, a pair on a response with π_ref = 0, weights of the wrong shape or negative or all
-        zero, sft_coef < 0.
+        range, a row with chosen = rejected, a pair on a response with π_ref = 0, weights of the wrong
+        shape or negative or all zero, sft_coef < 0, lr ≤ 0, tol < 0 (each named).
     """
     b = check_beta(beta)
     loss_type = _check_loss_type(loss_type)
@@ -177,19 +309,22 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     w = check_weights(weights, len(prefs))
     if w.sum() <= 0:
         raise ValueError("weights must not all be zero")
-    sft = float(sft_coef)
-    if not (np.isfinite(sft) and sft >= 0):
-        raise ValueError(f"sft_coef must be a finite number >= 0, got {sft_coef!r}")
-    if optimizer not in OPTIMIZERS:
+    sft = _check_real(sft_coef, "sft_coef", lo=0.0)
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    for name, v, lo in (("steps", steps, 0), ("record_every", record_every, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    _check_int(steps, "steps", 0)
+    _check_int(record_every, "record_every", 1)
+    lr = DEFAULT_LR[optimizer] if lr is None else _check_real(lr, "lr", lo=0.0, lo_open=True)
+    tol = _check_real(tol, "tol", lo=0.0)
 
     pol = make_policy(p_ref, features) if policy is None else policy
+    if features is not None:
+        phi = as_float_array(features, "features", ndim=3)
+    elif hasattr(pol, "features"):
+        phi = pol.features.detach().numpy()
+    else:
+        phi = None
+    obstruction = _obstruction(p_ref, prefs, w, loss_type, eps, phi)
     with np.errstate(divide="ignore"):
         ref_logp_table = np.log(p_ref)
     x, yw, yl = (torch.as_tensor(c) for c in prefs.T)
@@ -256,7 +391,7 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         if not converged and steps > 0:
             converged = _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, pol,
                                      record_every)
-        return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
+        return _result(pol, history, b, loss_type, converged, obstruction, optimizer)
     for t in range(1, steps + 1):
         if converged:
             break
@@ -272,7 +407,20 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
             converged = optimizer == "newton" and gnorm < tol
             if t % record_every == 0 or t == steps or converged:
                 record(t, loss, gnorm)
-    return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged))
+    return _result(pol, history, b, loss_type, converged, obstruction, optimizer)
+
+
+def _result(pol, history, b, loss_type, converged, obstruction, optimizer) -> DPOResult:
+    """converged=False, with a RuntimeWarning from the deterministic optimisers (which would otherwise claim
+    convergence on a vanishing gradient), when the loss has no minimiser."""
+    if obstruction is not None:
+        if optimizer in ("lbfgs", "newton"):
+            warnings.warn(f"fit_dpo: the loss has no minimiser, so converged=False: {obstruction}. The "
+                          f"policy returned is where {optimizer} stopped on its way to infinity.",
+                          RuntimeWarning, stacklevel=3)
+        converged = False
+    return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged),
+                     obstruction=obstruction)
 
 
 def _set_flat(params, v: np.ndarray) -> None:
@@ -361,12 +509,30 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
 
     Returns
     -------
-    :class:`DPOResult`; its history has one row per round with ``round``, ``labels``, ``cost/samples``,
-    ``cost/grad_steps``, ``reward/expected`` (under r*), ``kl/to_ref`` and ``time/wall``, plus the last
+    :class:`DPOResult`; its history has one row per round with ``round``, ``labels``, ``cost/samples``
+    (responses drawn from the policy, 2 per pair), ``cost/grad_steps`` (policy optimiser steps),
+    ``reward/expected`` (under r*), ``kl/to_ref`` and ``time/wall`` (seconds since the start, sampling and
+    labelling included), plus the last
     :func:`fit_dpo` row of that round (TRL metrics on that round's pairs; the displacement keys measured
-    against the policy at the start of the round).
+    against the policy at the start of the round). ``converged`` is False; ``obstruction`` is the last
+    round's (:func:`dpo_obstruction`).
+
+    Raises
+    ------
+    ValueError
+        β ≤ 0; ``rounds``, ``pairs_per_round`` or ``steps_per_round`` not an integer ≥ 1; ``seed`` < 0; an
+        unknown ``loss_type`` or ``optimizer``.
     """
     b = check_beta(beta)
+    _check_int(rounds, "rounds", 1)
+    _check_int(pairs_per_round, "pairs_per_round", 1)
+    _check_int(steps_per_round, "steps_per_round", 1)
+    _check_int(seed, "seed", 0)
+    _check_loss_type(loss_type)
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if not isinstance(accumulate, (bool, np.bool_)):
+        raise ValueError(f"accumulate must be True or False, got {accumulate!r}")
     rng = np.random.default_rng(seed)
     pol = make_policy(problem.pi_ref, features)
     history, data = [], []
@@ -390,12 +556,16 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
         fresh = problem.sample_preferences(pairs_per_round, rng, policy=pi_now)
         data.append(fresh)
         prefs = np.concatenate(data) if accumulate else fresh
-        res = fit_dpo(problem.pi_ref, prefs, b, loss_type=loss_type, features=features, optimizer=optimizer,
-                      steps=steps_per_round, lr=lr, policy=pol, record_every=steps_per_round)
+        with warnings.catch_warnings():  # a round takes a fixed number of steps; its data's minimiser may
+            warnings.simplefilter("ignore", RuntimeWarning)  # not exist (res.obstruction says so)
+            res = fit_dpo(problem.pi_ref, prefs, b, loss_type=loss_type, features=features,
+                          optimizer=optimizer, steps=steps_per_round, lr=lr, policy=pol,
+                          record_every=steps_per_round)
         grad_steps += res.history[-1]["cost/grad_steps"]
         last = {k: v for k, v in res.history[-1].items() if k not in ("cost/grad_steps", "time/wall", "step")}
         history.append(row(r, last))
-    return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=False)
+    return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=False,
+                     obstruction=res.obstruction)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -500,15 +670,19 @@ def finite_sample_errors(problem, beta, sizes, *, n_seeds: int = 4, seed: int = 
                          steps: int = 200) -> np.ndarray:
     """Mean over seeds of TV(π̂_N, π*) for DPO fitted (L-BFGS) to N pairs sampled from π_ref, for each N.
 
-    A small ridge-free caveat: if the sampled "who beat whom" graph of some prompt is not strongly
-    connected, the tabular MLE does not exist (Zermelo 1929; chapter 1) and the logits diverge; pick N large
-    enough.
+    If the sampled "who beat whom" graph of some prompt is not strongly connected, the tabular DPO loss has
+    no minimiser (Zermelo 1929; chapter 1) and π̂_N is not defined: each sample is checked with
+    :func:`dpo_obstruction`, and a ValueError names the N (and seed) that is too small.
     """
     target = optimal_policy(problem.pi_ref, problem.reward, beta)
     errs = np.zeros((len(sizes), n_seeds))
     for i, n in enumerate(sizes):
+        _check_int(n, "sizes[i]", 1)
         for s in range(n_seeds):
             prefs = problem.sample_preferences(int(n), np.random.default_rng([seed, s, int(n)]))
+            why = dpo_obstruction(problem.pi_ref, prefs)
+            if why is not None:
+                raise ValueError(f"sizes: N={int(n)} is too small (seed {s}): {why}; pick N larger")
             res = fit_dpo(problem.pi_ref, prefs, beta, optimizer="lbfgs", steps=steps, tol=1e-9)
             errs[i, s] = total_variation(res.pi, target)
     return errs.mean(axis=1)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -196,7 +197,11 @@ def azar_experiment(betas=(0.1, 1.0, 10.0), taus=(0.1, 0.5, 2.0), *, steps: int 
         same after steps // 10; ``dpo_curves``: π along each run, (steps + 1, 3) per β; ``dpo_monotone``:
         min over β and steps of the change of π(y_a) per step (≥ 0: it only rises); ``dpo_ray_max_ratio``:
         max over β and s ∈ [0, 20] of L(s + 0.1)/L(s) along :func:`dpo_ray_losses` (< 1: the loss only falls
-        as π(y_a) → 1); ``ipo_closed``: closed-form IPO optimum π per τ; ``ipo_fit_tv``: TV(L-BFGS fit of
+        as π(y_a) → 1); ``dpo_obstruction`` (:func:`prefkit.dpo.dpo_obstruction`'s reason: y_a never
+        lost), ``dpo_lbfgs_pi_a`` / ``dpo_lbfgs_grad`` / ``dpo_lbfgs_converged`` / ``dpo_lbfgs_warned``:
+        π(y_a), the final max-abs gradient, the ``converged`` flag and whether a RuntimeWarning was issued for
+        an L-BFGS run of DPO at the first β (the gradient vanishes, yet it is not a minimiser);
+        ``ipo_closed``: closed-form IPO optimum π per τ; ``ipo_fit_tv``: TV(L-BFGS fit of
         IPO, closed form) per τ; ``ipo_brute_tv``: TV(brute-force minimiser, closed form) per τ;
         ``partial``: with only (y_a, y_b) observed: π(y_c) under DPO per β (``dpo_pi_c``), and under IPO per
         τ, closed form (``ipo_pi_c_closed``) and fit (``ipo_pi_c_fit``).
@@ -211,6 +216,12 @@ def azar_experiment(betas=(0.1, 1.0, 10.0), taus=(0.1, 0.5, 2.0), *, steps: int 
         out["dpo_pi_a"].append(float(curve[-1, A]))
         out["dpo_pi_a_early"].append(float(curve[steps // 10, A]))
         out["dpo_monotone"] = min(out["dpo_monotone"], float(np.diff(curve[:, A]).min()))
+    with warnings.catch_warnings(record=True) as caught:  # deterministic optimiser, no minimiser: flagged
+        warnings.simplefilter("always", RuntimeWarning)
+        lb = fit_dpo(pi_ref, prefs, betas[0], weights=w, optimizer="lbfgs", steps=200, tol=1e-10)
+    out.update(dpo_obstruction=lb.obstruction, dpo_lbfgs_converged=lb.converged,
+               dpo_lbfgs_pi_a=float(lb.pi[0, A]), dpo_lbfgs_grad=lb.history[-1]["grad_norm"],
+               dpo_lbfgs_warned=any("no minimiser" in str(c.message) for c in caught))
     grid = np.linspace(0, 20, 201)
     ratios = [dpo_ray_losses(beta, grid) for beta in betas]
     out["dpo_ray_max_ratio"] = max(float(np.max(r[1:] / r[:-1])) for r in ratios)
@@ -254,15 +265,21 @@ def xu_example(beta: float = 0.1, *, problem: Problem | None = None, rlhf_steps:
     * DPO: log-linear policy, L-BFGS from θ = 0. Its solution set is the line θ1 − θ2 = (r*(y1) −
       r*(y2))/β; along it π(y3) sweeps (0, 1) (``dpo_set_pi3_range`` samples it), and gradient methods land
       at θ ∝ (1, −1).
-    * RLHF: a tabular reward model on the same data (:func:`prefkit.reward_model.fit_reward_model`; its
-      ridge keeps r̂(y3) = 0, the reward of a never-compared response), then the KL-regularised optimum
-      π_ref·exp(r̂/β)/Z (:func:`prefkit.optimal_policy.optimal_policy`), also reached by
-      :func:`prefkit.rl.train_rlhf` (exact gradient) in the same log-linear class.
+    * RLHF: a tabular reward model on the same data (:func:`prefkit.reward_model.fit_reward_model` with
+      ``l2=0``: the exact BT data on one pair in both orders have a finite MLE, r̂(y1) − r̂(y2) = r*(y1) −
+      r*(y2); L-BFGS from 0 keeps the minimum-norm shift and r̂(y3) = 0, its value at initialisation, since
+      no pair moves it), then the KL-regularised optimum π_ref·exp(r̂/β)/Z
+      (:func:`prefkit.optimal_policy.optimal_policy`), also reached by :func:`prefkit.rl.train_rlhf` (exact
+      gradient) in the same log-linear class. (A ridge l2 > 0 would shrink the gap to about
+      (r*(y1) − r*(y2))·(1 − O(l2)), and RLHF's policy would be only approximately in the DPO set.)
 
     Returns
     -------
     dict with ``dpo_pi`` / ``rlhf_pi`` / ``rlhf_trained_pi`` (policies), ``dpo_pi3`` / ``rlhf_pi3`` (mass on
-    y3), ``rlhf_dpo_loss_gap`` (DPO loss of the RLHF policy minus DPO's optimum: 0, it is in the DPO set),
+    y3), ``rm_gap_error`` (|r̂(y1) − r̂(y2) − (r*(y1) − r*(y2))|: the reward model's error on the observed
+    pair), ``rlhf_implied_gap_error`` (|β·Δlog(π_RLHF/π_ref) − Δr*| on (y1, y2): RLHF's policy satisfies the
+    DPO optimality condition, so it is in the DPO set), ``rlhf_dpo_loss_gap`` (DPO loss of the RLHF policy
+    minus DPO's optimum),
     ``dpo_set_pi3_range`` (min, max of π(y3) over members of the DPO set), ``rlhf_train_tv`` (TV between
     train_rlhf's policy and the closed-form RLHF optimum) and the true rewards ``dpo_reward``,
     ``rlhf_reward``.
@@ -277,8 +294,10 @@ def xu_example(beta: float = 0.1, *, problem: Problem | None = None, rlhf_steps:
     prefs, w = prefs[keep], w[keep]
     dpo = fit_dpo(P.pi_ref, prefs, b, weights=w, features=P.features, optimizer="lbfgs", steps=200, tol=1e-12)
     dpo_opt = dpo_loss_value(dpo.pi, P.pi_ref, prefs, b, weights=w)
-    rm = fit_reward_model(prefs, 1, 3, model="tabular", weights=w)
+    rm = fit_reward_model(prefs, 1, 3, model="tabular", weights=w, l2=0.0)
     rlhf_pi = optimal_policy(P.pi_ref, rm.reward, b)
+    d_star = P.reward[0, 0] - P.reward[0, 1]
+    implied_gap = b * (np.log(rlhf_pi[0, 0] / P.pi_ref[0, 0]) - np.log(rlhf_pi[0, 1] / P.pi_ref[0, 1]))
     trained = train_rlhf(P.pi_ref, rm.reward, b, method="exact", features=P.features, steps=rlhf_steps,
                          lr=0.1)
     theta = dpo.model.theta.detach().numpy()
@@ -291,6 +310,8 @@ def xu_example(beta: float = 0.1, *, problem: Problem | None = None, rlhf_steps:
     return {
         "dpo_pi": dpo.pi, "rlhf_pi": rlhf_pi, "rlhf_trained_pi": trained.pi,
         "dpo_pi3": float(dpo.pi[0, 2]), "rlhf_pi3": float(rlhf_pi[0, 2]),
+        "rm_gap_error": float(abs(rm.reward[0, 0] - rm.reward[0, 1] - d_star)),
+        "rlhf_implied_gap_error": float(abs(implied_gap - d_star)),
         "rlhf_dpo_loss_gap": dpo_loss_value(rlhf_pi, P.pi_ref, prefs, b, weights=w) - dpo_opt,
         "dpo_set_pi3_range": (float(members[:, 2].min()), float(members[:, 2].max())),
         "dpo_set_members": members,
@@ -332,13 +353,25 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
 
     All policies are log-linear in the bandit's 10 bump features (``use_features``) or tabular.
 
+    Cost accounting (the same rule for every method; counts are read from the library's own counters):
+
+    * ``labels``: preference labels used (BT on r*, the annotator);
+    * ``ref_samples`` / ``policy_samples``: responses drawn from π_ref / from the policy being trained (two per
+      labelled pair; RLOO draws k per prompt per step, :func:`prefkit.rl.train_rlhf`'s ``cost/samples``);
+    * ``reward_queries``: reward-model evaluations during policy training (``cost/reward_queries`` of
+      train_rlhf; DPO has no reward model, so 0);
+    * ``grad_steps``: optimiser steps on the *policy* (Adam steps of DPO, RLOO steps of RLHF);
+    * ``rm_evals``: loss-and-gradient evaluations of the reward-model fit (its L-BFGS closure calls, line
+      search included; not iterations), 0 for DPO;
+    * ``wall_s``: seconds from drawing the first response to the final policy: sampling and labelling
+      the pairs, fitting the reward model (RLHF) and training the policy. Offline DPO and RLHF use the
+      same offline pairs; the time to draw them is measured once per seed and counted in both.
+
     Returns
     -------
     list of one dict per method (means over ``seeds``): ``method``, ``reward`` (E_π r* on [0, 1]),
-    ``kl_to_ref``, ``labels``, ``ref_samples`` (responses drawn from π_ref), ``policy_samples`` (drawn from
-    the policy being trained), ``reward_queries`` (reward-model evaluations), ``grad_steps`` (policy +
-    reward-model optimiser steps), ``wall_s`` and ``objective`` (J = E_π[label_scale·r*] − β·KL, which π*
-    maximises); plus a row for π* (the KL-regularised optimum of r* at β).
+    ``kl_to_ref``, the cost columns above and ``objective`` (J = E_π[label_scale·r*] − β·KL, which π*
+    maximises); plus a row for π* (the KL-regularised optimum of r* at β, computed in closed form: no cost).
     """
     b = check_beta(beta)
     P = tajwar_problem(label_scale)
@@ -359,12 +392,15 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
     for seed in seeds:
         t0 = time.perf_counter()
         prefs = P.sample_preferences(budget, np.random.default_rng(seed))
+        t_data = time.perf_counter() - t0
+        t0 = time.perf_counter()
         off = fit_dpo(P.pi_ref, prefs, b, features=feats, optimizer="adam", lr=lr, steps=dpo_steps,
                       record_every=dpo_steps)
         r, kl = score(off.pi)
         rows["offline DPO"].append(dict(reward=r, kl_to_ref=kl, labels=budget, ref_samples=2 * budget,
-                                        policy_samples=0, reward_queries=0, grad_steps=dpo_steps,
-                                        wall_s=time.perf_counter() - t0))
+                                        policy_samples=0, reward_queries=0,
+                                        grad_steps=off.history[-1]["cost/grad_steps"], rm_evals=0,
+                                        wall_s=t_data + time.perf_counter() - t0))
         t0 = time.perf_counter()
         on = fit_dpo_online(P, b, rounds=rounds, pairs_per_round=budget // rounds,
                             steps_per_round=dpo_steps // rounds, features=feats, seed=seed, optimizer="adam",
@@ -373,7 +409,8 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
         h = on.history[-1]
         rows["online DPO"].append(dict(reward=r, kl_to_ref=kl, labels=h["labels"], ref_samples=0,
                                        policy_samples=h["cost/samples"], reward_queries=0,
-                                       grad_steps=h["cost/grad_steps"], wall_s=time.perf_counter() - t0))
+                                       grad_steps=h["cost/grad_steps"], rm_evals=0,
+                                       wall_s=time.perf_counter() - t0))
         t0 = time.perf_counter()
         rm = fit_reward_model(prefs, 1, P.n_responses, model="linear" if use_features else "tabular",
                               features=P.features)
@@ -383,8 +420,8 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
         rows["RLHF (RM + RLOO)"].append(dict(reward=r, kl_to_ref=kl, labels=budget, ref_samples=2 * budget,
                                              policy_samples=h["cost/samples"],
                                              reward_queries=h["cost/reward_queries"],
-                                             grad_steps=h["cost/grad_steps"] + len(rm.history),
-                                             wall_s=time.perf_counter() - t0))
+                                             grad_steps=h["cost/grad_steps"], rm_evals=len(rm.history),
+                                             wall_s=t_data + time.perf_counter() - t0))
     table = []
     for m, rs in rows.items():
         row = {"method": m}
@@ -396,7 +433,7 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
     r, kl = score(star)
     table.append(objective({"method": "pi* (exact, r* known)", "reward": r, "kl_to_ref": kl, "labels": 0,
                             "ref_samples": 0, "policy_samples": 0, "reward_queries": 0, "grad_steps": 0,
-                            "wall_s": 0.0, "reward_sd": 0.0}))
+                            "rm_evals": 0, "wall_s": 0.0, "reward_sd": 0.0}))
     return table
 
 

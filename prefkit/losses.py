@@ -184,11 +184,17 @@ def _check_loss_type(loss_type) -> str:
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
+    """A real tensor (float64 unless already floating point); complex, non-numeric or NaN/inf -> ValueError."""
     if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise ValueError(f"{name} must be real, got a complex tensor")
         t = x if x.is_floating_point() else x.to(torch.float64)
     else:
+        a = np.asarray(x)
+        if np.iscomplexobj(a):
+            raise ValueError(f"{name} must be real, got complex values")
         try:
-            t = torch.as_tensor(np.asarray(x, dtype=np.float64))
+            t = torch.as_tensor(np.asarray(a, dtype=np.float64))
         except (TypeError, ValueError):
             raise ValueError(f"{name} must be an array of numbers") from None
     if not bool(torch.isfinite(t.detach()).all()):

@@ -11,8 +11,8 @@ from prefkit.displacement import (
     check_catastrophe_exercise,
     check_ches_exercise,
     check_squeeze_exercise,
-    ches_filter_experiment,
     ches_displacement_correlation,
+    ches_filter_experiment,
     ches_score,
     ches_scores,
     displacement_drops,
@@ -224,6 +224,13 @@ def test_case3_unconstrained_features_displaces():
     assert run.history and "mass/neither" in run.history[-1]
 
 
+def test_case3_first_order_rate_predicts_one_sgd_step():
+    from prefkit.displacement import measure_unconstrained_features
+
+    m = measure_unconstrained_features(steps=3, seed=1)
+    assert m["rate"] < 0 and m["first_step_error"] < 1e-3
+
+
 def test_case4_no_over_never_raises_yes():
     prob = yes_no_never_problem()
     run = train_displacement(prob, 0.1, steps=150, lr=0.05)
@@ -343,7 +350,8 @@ def test_run_summary_on_other_pairs():
     s_all = run_summary(run, pop.preferences)
     lc = run.logp[:, pop.preferences[:, 0], 0]
     assert s_all["dlogp_chosen"] == pytest.approx(float(np.mean(lc[-1] - lc[0])), abs=1e-12)
-    assert run_summary(run)["dlogp_chosen"] == pytest.approx(float(np.mean(lc[-1, :3] - lc[0, :3])), abs=1e-12)
+    trained = float(np.mean(lc[-1, :3] - lc[0, :3]))
+    assert run_summary(run)["dlogp_chosen"] == pytest.approx(trained, abs=1e-12)
     with pytest.raises(ValueError, match="preferences"):
         run_summary(run, np.zeros((2, 2), int))
 

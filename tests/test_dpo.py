@@ -1,5 +1,7 @@
 """prefkit.dpo: population DPO recovers π*, what partial coverage leaves free, and bad input."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,8 @@ from hypothesis import strategies as st
 
 from prefkit.dpo import (
     dpo_landing_point,
+    dpo_obstruction,
+    finite_sample_errors,
     dpo_loss_value,
     dpo_solution_set,
     fit_dpo,
@@ -107,6 +111,9 @@ def test_online_dpo_improves_true_reward():
     (dict(weights=[0.0]), "weights"),
     (dict(optimizer="rmsprop"), "optimizer"), (dict(sft_coef=-1), "sft_coef"), (dict(steps=-1), "steps"),
     (dict(preferences=np.zeros((0, 3), int)), "empty"), (dict(pi_ref=[[0.5, 0.5, 0.0]]), "pi_ref = 0"),
+    (dict(preferences=[[0, 1, 1]]), "same response"), (dict(lr="x"), "lr"), (dict(lr=0.0), "lr"),
+    (dict(sft_coef="x"), "sft_coef"), (dict(tol="x"), "tol"), (dict(tol=-1e-3), "tol"),
+    (dict(tol=float("nan")), "tol"), (dict(record_every=0), "record_every"), (dict(optimizer=None), "optimizer"),
 ])
 def test_bad_input(kwargs, match):
     args = dict(pi_ref=[[0.2, 0.3, 0.5]], preferences=[[0, 0, 2]], beta=0.5)
@@ -131,9 +138,77 @@ def test_fuzz_fit_dpo(data, n, m, beta, loss_type):
         res = fit_dpo(pi_ref[None], prefs, beta, loss_type=loss_type, label_smoothing=0.1, steps=5,
                       optimizer=opt)
     except ValueError:
-        assert beta <= 0 or prefs[:, 0].max() > 0 or prefs[:, 1:].max() >= n
+        assert (beta <= 0 or prefs[:, 0].max() > 0 or prefs[:, 1:].max() >= n
+                or np.any(prefs[:, 1] == prefs[:, 2]))
         return
     assert np.all(np.isfinite(res.pi)) and np.allclose(res.pi.sum(-1), 1)
+    assert not (res.converged and res.obstruction is not None)
     assert all(np.isfinite(h["loss"]) for h in res.history)
     assert isinstance(res.model, torch.nn.Module)
     assert res.policy.shape == res.model.log_probs().shape
+
+
+# ----------------------------------------------------------------------------------------------------------
+# no minimiser: detected (chapter 1's mle_obstruction / a linear program), reported, never "converged"
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "newton"])
+def test_no_minimiser_is_not_converged(optimizer):
+    with pytest.warns(RuntimeWarning, match="no minimiser"):
+        res = fit_dpo([[0.5, 0.5]], [[0, 0, 1]], 0.5, optimizer=optimizer, steps=100)
+    assert res.pi[0, 0] > 1 - 1e-12  # the optimiser walked towards infinity, gradient ~0 ...
+    assert not res.converged and "[0] never lost" in res.obstruction  # ... yet it is not a minimiser
+
+
+def test_minimiser_exists_converges_without_warning():
+    P = three_response_toy()
+    prefs, w = P.preference_probabilities()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, optimizer="lbfgs", tol=1e-10)
+        assert res.converged and res.obstruction is None
+        for loss_type, eps in (("sigmoid", 0.1), ("ipo", 0.0), ("sppo_hard", 0.0)):  # coercive losses
+            res = fit_dpo([[0.5, 0.5]], [[0, 0, 1]], 0.5, loss_type=loss_type, label_smoothing=eps,
+                          optimizer="lbfgs", tol=1e-9)
+            assert res.converged and res.obstruction is None, loss_type
+    assert dpo_obstruction([[0.5, 0.5]], [[0, 0, 1]], loss_type="hinge") is None  # minimum attained
+
+
+def test_obstruction_conditions():
+    u4 = [[0.25] * 4]
+    # responses never compared, or two groups never compared with each other, are not obstructions
+    assert dpo_obstruction(u4, [[0, 0, 1], [0, 1, 0], [0, 2, 3], [0, 3, 2]]) is None
+    assert "[2]" in dpo_obstruction(u4, [[0, 0, 1], [0, 1, 0], [0, 2, 3]])  # 2 never lost to 3
+    assert dpo_obstruction(u4, [[0, 0, 1], [0, 1, 0]], weights=[1.0, 0.0]) is not None  # zero weight: no edge
+    # robust with label smoothing eps: unbounded below iff the minority preference is below eps
+    two = [[0, 0, 1], [0, 1, 0]]
+    assert dpo_obstruction([[0.5, 0.5]], two, weights=[0.95, 0.05], loss_type="robust",
+                           label_smoothing=0.1) is not None
+    assert dpo_obstruction([[0.5, 0.5]], two, weights=[0.85, 0.15], loss_type="robust",
+                           label_smoothing=0.1) is None
+    # log-linear: separable pairs diverge, pairs seen both ways do not
+    phi = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]]])
+    pi_ref = [[0.45, 0.45, 0.1]]
+    assert "theta" in dpo_obstruction(pi_ref, [[0, 0, 1]], features=phi)
+    assert dpo_obstruction(pi_ref, two, weights=[0.7, 0.3], features=phi) is None
+    phi_flat = np.zeros((1, 3, 2))  # features that cannot move the margin: a minimiser (θ = anything)
+    assert dpo_obstruction(pi_ref, [[0, 0, 1]], features=phi_flat) is None
+
+
+def test_finite_sample_errors_checks_n():
+    P = random_problem(1, 4, seed=1, reward_scale=1.5)
+    with pytest.raises(ValueError, match="N=5 is too small"):
+        finite_sample_errors(P, 0.5, [5, 500], n_seeds=2)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(rounds=-1), "rounds"), (dict(rounds=0), "rounds"), (dict(pairs_per_round=0), "pairs_per_round"),
+    (dict(steps_per_round=1.5), "steps_per_round"), (dict(seed=-1), "seed"), (dict(beta=0.0), "beta"),
+    (dict(loss_type="nope"), "loss_type"), (dict(optimizer="rmsprop"), "optimizer"),
+    (dict(accumulate="yes"), "accumulate"),
+])
+def test_online_bad_input(kwargs, match):
+    args = dict(beta=0.5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        fit_dpo_online(three_response_toy(), args.pop("beta"), **args)

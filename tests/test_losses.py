@@ -154,6 +154,9 @@ def test_shape_and_nan_errors():
         preference_loss(torch.tensor([0.0, float("nan"), 0.0]), x, x, x, 0.1)
     with pytest.raises(ValueError, match="weights"):
         preference_metrics(x, x, x, x, 0.1, weights=[-1, 1, 1])
+    for z in (np.zeros(3) + 1j, torch.zeros(3, dtype=torch.complex128)):
+        with pytest.raises(ValueError, match="logp_rejected must be real"):
+            preference_loss(x, z, x, x, 0.1)
 
 
 finite = st.floats(-50, 0, allow_nan=False)
@@ -162,16 +165,23 @@ finite = st.floats(-50, 0, allow_nan=False)
 @settings(max_examples=80, deadline=None)
 @given(logps=st.lists(st.tuples(finite, finite, finite, finite), min_size=1, max_size=6),
        beta=st.floats(-1.0, 20.0), loss_type=st.sampled_from(sorted(LOSSES) + ["bogus"]),
-       eps=st.floats(-0.2, 0.7))
-def test_fuzz_finite_or_value_error(logps, beta, loss_type, eps):
+       eps=st.floats(-0.2, 0.7), complex_col=st.sampled_from([None, 0, 1, 2, 3]), as_numpy=st.booleans())
+def test_fuzz_finite_or_value_error(logps, beta, loss_type, eps, complex_col, as_numpy):
     columns = zip(*logps, strict=True)
     cols = [torch.tensor(c, dtype=torch.float64, requires_grad=i < 2) for i, c in enumerate(columns)]
+    args = list(cols)
+    if complex_col is not None:  # complex input is rejected, never silently cast to its real part
+        z = np.asarray(logps)[:, complex_col] + 0.5j
+        args[complex_col] = z if as_numpy else torch.as_tensor(z)
+    elif as_numpy:
+        args[2:] = [c.numpy() for c in cols[2:]]
     try:
-        loss = preference_loss(*cols, beta, loss_type, eps)
-    except ValueError:
+        loss = preference_loss(*args, beta, loss_type, eps)
+    except ValueError as e:
         bad_eps = not (0 <= eps < 0.5) or (loss_type == "exo_pair" and eps == 0)
-        assert beta <= 0 or loss_type == "bogus" or bad_eps
+        assert beta <= 0 or loss_type == "bogus" or bad_eps or "real" in str(e)
         return
+    assert complex_col is None
     assert torch.isfinite(loss).all()
     loss.sum().backward()
     assert all(torch.isfinite(c.grad).all() for c in cols[:2])

@@ -51,7 +51,8 @@ def test_population_fit_recovers_r_star_up_to_shift(model):
     P = random_problem(3, 5, seed=0)
     prefs, w = P.preference_probabilities()
     res = fit_reward_model(prefs, 3, 5, model=model, features=P.features, weights=w, l2=0.0, seed=0)
-    tol = {"tabular": 1e-5, "linear": 1e-5, "mlp": 0.02}[model]
+    # MLP: Adam's optimisation error, 2.7e-5 here; worst of problem seeds 0-7 is 1.2e-3
+    tol = {"tabular": 1e-5, "linear": 1e-5, "mlp": 5e-3}[model]
     assert reward_recovery_error(res.reward, P.reward) < tol
     assert reward_gap_up_to_shift(res.reward, P.reward) < 3 * tol
     # accuracy on the exact data equals that of r* itself

@@ -177,3 +177,114 @@ def test_fuzz_torch_pieces(rewards, eps):
     except ValueError:
         return
     assert torch.isfinite(loss)
+
+
+def test_train_rlhf_numeric_args_name_the_argument():
+    P = three_response_toy()
+    for kw, match in ((dict(lr_decay=-1.0), "lr_decay"), (dict(lr_decay=float("nan")), "lr_decay"),
+                      (dict(baseline_decay=1.0), "baseline_decay"),
+                      (dict(baseline_decay=-0.1), "baseline_decay"),
+                      (dict(clip_eps=0.0), "clip_eps"), (dict(clip_eps=1.0), "clip_eps"),
+                      (dict(lr=True), "lr"), (dict(lr=float("inf")), "lr"), (dict(seed=-1), "seed"),
+                      (dict(seed=1.5), "seed"), (dict(steps=2.0), "steps"), (dict(k=True), "k must"),
+                      (dict(policy="tabular"), "policy"), (dict(optimizer="rmsprop"), "optimizer"),
+                      (dict(features=P.features, policy=TabularPolicy(P.pi_ref)), "features or policy")):
+        with pytest.raises(ValueError, match=match):
+            train_rlhf(P.pi_ref, P.reward, 1.0, **({"steps": 1} | kw))
+
+
+def test_gap_decomposition_and_frontier_excess_check_shapes():
+    from prefkit.rl import frontier_excess
+
+    P = random_problem(3, 5, seed=5)
+    with pytest.raises(ValueError, match="pi_final"):
+        gap_decomposition(P.pi_ref[:1], P.pi_ref, P.reward, P.reward, 0.5)
+    with pytest.raises(ValueError, match="reward_model"):
+        gap_decomposition(P.pi_ref, P.pi_ref, P.reward, P.reward[:, :4], 0.5)
+    with pytest.raises(ValueError, match="same length"):
+        frontier_excess(P.pi_ref, P.reward, [0.1, 0.2], [0.0])
+    with pytest.raises(ValueError, match="kl must"):
+        frontier_excess(P.pi_ref, P.reward, [-0.1], [0.0])
+
+
+def test_every_method_lies_under_the_frontier():
+    """Short runs (the tour checks the end gaps after 200 iterations): every iterate of every method is under
+    the exact frontier."""
+    from prefkit.rl import frontier_by_method
+
+    P = random_problem(2, 4, seed=21)
+    fb = frontier_by_method(P.pi_ref, P.reward, (0.3, 2.0), steps=40, seed=1, every=5)
+    for m in METHODS:
+        assert fb[m]["excess"] <= 1e-9 and len(fb[m]["kl"]) == 2 * 10
+
+
+@settings(max_examples=30, deadline=None)
+@given(method=st.sampled_from(METHODS), beta=st.floats(allow_nan=True, allow_infinity=True),
+       lr=st.one_of(st.none(), st.floats(-1, 1), st.just(float("nan"))), k=st.integers(0, 3), steps=st.integers(0, 3),
+       baseline_decay=st.floats(-0.5, 1.5), lr_decay=st.floats(-1, 2), features=st.booleans(),
+       seed=st.integers(0, 3))
+def test_fuzz_train_rlhf(method, beta, lr, k, steps, baseline_decay, lr_decay, features, seed):
+    P = random_problem(2, 3, seed=seed, support=0.7)
+    try:
+        res = train_rlhf(P.pi_ref, P.reward, beta, method=method, lr=lr, k=k, steps=steps,
+                         baseline_decay=baseline_decay, lr_decay=lr_decay, seed=seed,
+                         features=P.features if features else None)
+    except ValueError:
+        return
+    assert len(res.history) == steps + 1
+    assert all(np.isfinite(h["kl/to_optimal"]) and h["kl/to_optimal"] >= 0 for h in res.history)
+    np.testing.assert_allclose(res.policy.sum(-1), 1.0)
+    assert np.all(res.policy[P.pi_ref == 0] == 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 50), beta=st.floats(1e-3, 1e3), scale=st.floats(0, 50), shape_ok=st.booleans())
+def test_fuzz_gap_decomposition(seed, beta, scale, shape_ok):
+    P = random_problem(2, 4, seed=seed, support=0.6)
+    rng = np.random.default_rng(seed)
+    r_hat = P.reward + scale * rng.normal(size=P.reward.shape)
+    pi_final = optimal_policy(P.pi_ref, rng.normal(size=P.reward.shape), 1.0)
+    if not shape_ok:
+        with pytest.raises(ValueError):
+            gap_decomposition(pi_final[:, :3], P.pi_ref, P.reward, r_hat, beta)
+        return
+    g = gap_decomposition(pi_final, P.pi_ref, P.reward, r_hat, beta)
+    assert all(np.isfinite(v) for v in g.values())
+    assert g["regret/reward_model"] >= 0 and g["kl/rl"] >= 0
+    assert g["regret/total"] == pytest.approx(g["regret/reward_model"] + g["regret/rl"], abs=1e-9 * (1 + abs(
+        g["regret/total"])))
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 3), m=st.integers(2, 4), seed=st.integers(0, 9), scale=st.floats(0, 5),
+       ref=st.booleans())
+def test_fuzz_presets_feed_the_pipeline(n, m, seed, scale, ref):
+    """Any random_problem runs through preference sampling, a reward model and a few RL steps."""
+    P = random_problem(n, m, seed=seed, reward_scale=scale, ref_from_features=ref)
+    res = classical_rlhf(P, 0.5, 20, seed=seed, rl_kwargs={"steps": 2})
+    assert all(np.isfinite(v) for v in res.gap.values())
+
+
+# ---------------------------------------------------------------- exercise checkers reject wrong answers
+
+
+def test_ch3_checkers_accept_reference_and_reject_wrong_answers():
+    from solutions import ch3_classical_rlhf as sol
+
+    assert sol.check_reinforce_loss(sol.reinforce_loss) and sol.check_rloo_advantages(sol.rloo_advantages)
+    wrong_losses = (
+        lambda logp, adv: -(logp * adv).mean(),            # no detach: gradient flows into A
+        lambda logp, adv: -(logp * adv.detach()).sum(),    # sum instead of mean
+        lambda logp, adv: (logp * adv.detach()).mean(),    # wrong sign
+    )
+    for bad in wrong_losses:
+        with pytest.raises(AssertionError):
+            sol.check_reinforce_loss(bad)
+    wrong_advantages = (
+        lambda r: r - r.mean(-1, keepdim=True),             # baseline includes the sample itself
+        lambda r: r - r.sum(-1, keepdim=True) / r.shape[-1],
+        lambda r: (r - r.mean(-1, keepdim=True))[..., :-1],  # wrong shape
+    )
+    for bad in wrong_advantages:
+        with pytest.raises(AssertionError):
+            sol.check_rloo_advantages(bad)

@@ -79,13 +79,14 @@ def check_invariance(ctx):
     big = optimal_policy(p32, r32, 1.0)
     log_Z = log_partition(p32, r32, 1.0)
     finite = float(np.all(np.isfinite(big)) and np.all(np.isfinite(log_Z)))
+    idents = [bt_identifiability_error(Q.reward) for Q in _instances(ctx)]
     return [
         claim("r and r + f(x), |f| up to 1e4, give the same pi*: max abs difference (round-off of r + f)",
               e["policy"], at_most=1e-10),
         claim("r and r + f(x) give the same BT probabilities: max abs difference", e["preferences"],
               at_most=1e-10),
-        claim("conversely, logit P(y > y0) rebuilds r up to f(x): reward_gap_up_to_shift",
-              max(bt_identifiability_error(Q.reward) for Q in _instances(ctx)), at_most=1e-12),
+        claim("conversely, logit P(y > y0) rebuilds r up to f(x): reward_gap_up_to_shift / round-off bound "
+              "2 eps (1 + e^max|r - r0|)", max(i["error"] / i["bound"] for i in idents), at_most=1.0),
         claim("float32 inputs with r/beta = 1e6 give finite pi* and log Z (1 = yes)", finite, at_least=1.0),
         claim("float32 r/beta = 1e6: |log Z - (1e6 + log(1/3))| (float32 rounding of 1/3: <= 2^-24 relative)",
               float(abs(log_Z[0] - (1e6 + np.log(1.0 / 3.0)))), at_most=2.0 ** -23),
