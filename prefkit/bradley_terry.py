@@ -569,6 +569,7 @@ def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False):
     z = inv_diag * r
     p = z.copy()
     rz = r @ z
+    rz0 = rz
     for _ in range(maxiter):
         ap = matvec(p)
         pap = p @ ap
@@ -579,15 +580,18 @@ def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False):
         r -= alpha * ap
         if gauge:
             r -= r.mean()
-        if np.linalg.norm(r) <= rtol * bnorm:
-            break
         z = inv_diag * r
         rz_new = r @ z
+        # the residual in the preconditioner's norm rᵀD⁻¹r: each item's residual relative to its own
+        # curvature, so an item with little data is solved as accurately as a busy one
+        if rz_new <= rtol * rtol * rz0:
+            break
         p = z + (rz_new / rz) * p
         rz = rz_new
     return x
 
 
+_TRACE = False
 _MAX_STEP = 10.0  # largest change of a parameter in one Newton step before the line search extends it
 _MAX_START = 10.0  # the starting strengths are clipped to ±this, where no curvature underflows
 
@@ -603,15 +607,16 @@ def _initial_strengths(edges: _Edges, l2):
     return theta - theta.mean()
 
 
-def _edge_gradient(edges: _Edges, z):
+def _edge_gradient(edges: _Edges, z, p=None, q=None):
     """∂ℓ/∂z_e = n_ij·σ(−z) − n_ji·σ(z) (= n_ij − t·σ(z), written without cancellation), and its rounding level.
 
     Each term is computed to relative precision, so the difference stays accurate even when t is huge and
     σ(z) is within 1e-12 of 1 (the form n_ij − t·σ(z) loses everything there). Returns (g_e, scale_e) with
-    scale_e = n_ij·σ(−z) + n_ji·σ(z): rounding makes |g_e| uncertain by a few ulps of scale_e.
+    scale_e = n_ij·σ(−z) + n_ji·σ(z): rounding makes |g_e| uncertain by a few ulps of scale_e. ``p`` = σ(z)
+    and ``q`` = σ(−z) may be passed in when already computed.
     """
-    won = edges.n_ij * expit(-z)
-    lost = edges.n_ji * expit(z)
+    won = edges.n_ij * (expit(-z) if q is None else q)
+    lost = edges.n_ji * (expit(z) if p is None else p)
     return won - lost, won + lost
 
 
@@ -623,20 +628,21 @@ def _directional_slope(edges: _Edges, theta, delta, d_theta, d_delta, l2):
     return float(g_e @ dz - 2 * l2 * (theta @ d_theta))
 
 
-def _extend_step(edges: _Edges, theta0, delta0, d_theta, d_delta, l2):
+def _extend_step(edges: _Edges, theta0, delta0, d_theta, d_delta, l2, max_move):
     """Step length s ≥ 1 along a Newton direction whose full step was still climbing steeply.
 
     Doubles s while the directional slope stays positive, then bisects the bracket on the sign of the slope
     (the objective is concave along the line) to 0.1% and returns the uphill end, where the objective is at
-    least its value at s = 1. Uses slopes, not objective values, because values can differ below rounding
+    least its value at s = 1. No parameter moves by more than ``max_move``. Uses slopes, not objective values, because values can differ below rounding
     (e.g. counts of 1e-300) and a point past the maximum can sit where the curvature underflows to 0.
     """
 
     def slope(s):
         return _directional_slope(edges, theta0 + s * d_theta, delta0 + s * d_delta, d_theta, d_delta, l2)
 
+    size = max(float(np.max(np.abs(d_theta))), abs(d_delta))
     lo, hi = 1.0, None
-    while lo < 2.0**60:
+    while 2 * lo * size <= max_move:
         if slope(2 * lo) > 0:
             lo *= 2
         else:
@@ -661,9 +667,11 @@ def _newton(edges: _Edges, l2, tol, max_iter):
     Stopping rule. The main test is the size of the Newton step: stop (converged) once the largest
     |Δθ_i|, |Δδ| of a step solved to a tight tolerance is below ``tol``; the step is taken first, so there is
     always at least one. The step is scale-free: multiplying every weight by c leaves it unchanged, however
-    uneven the weights. A second test stops when no float64 progress is possible: every gradient entry is
-    below a few ulps of the terms it is the difference of (n_ij·σ(−z) and n_ji·σ(z)), so its sign is
-    rounding noise.
+    uneven the weights. (The gradient alone is no stopping test: with very uneven counts an item's gradient
+    can be at rounding level while the Newton step, which also uses the accurately known sums over groups of
+    items, is still large.) If the gradient is rounding noise — every entry below a few ulps of the terms
+    n_ij·σ(−z), n_ji·σ(z) it is the difference of — and the steps have stopped shrinking three times running,
+    float64 can do no better: the loop stops early with ``converged=False``.
 
     Line search. The objective is concave along the step, so the slope s1 at its end decides: s1 ≥ 0 means the
     full step gained; s1 < 0 checks the objective and backtracks if it fell. If the slope at the end is still
@@ -677,12 +685,18 @@ def _newton(edges: _Edges, l2, tol, max_iter):
     theta = _initial_strengths(edges, l2)
     delta = 0.0
     use_delta = edges.has_delta
+    # No MLE gap exceeds (n − 1)·log(total count / smallest count) + O(n) along a path of the win graph: cap
+    # the extended line search at twice that, so it cannot run off where σ saturates and curvature underflows
+    t_pos = edges.t[edges.t > 0]
+    max_move = 2.0 * max(n, 2) * (math.log(float(t_pos.sum()) / float(t_pos.min())) + 2.0) if len(t_pos) else 1.0
     converged = False
-    it = 0
+    it = stalled = 0
+    last_change = math.inf
     pending = None  # the last full Newton step (from, direction, slope at start), checked at its end
     while True:
         z = theta[i] - theta[j] + delta
-        g_e, scale_e = _edge_gradient(edges, z)
+        p, q = expit(z), expit(-z)  # σ(z) and 1 − σ(z), each to full relative precision
+        g_e, scale_e = _edge_gradient(edges, z, p, q)
         g = np.bincount(i, g_e, n) - np.bincount(j, g_e, n) - 2 * l2 * theta
         g_d = float(g_e.sum()) if use_delta else 0.0
         if pending is not None:
@@ -698,23 +712,26 @@ def _newton(edges: _Edges, l2, tol, max_iter):
                     theta, delta = theta0 + step * d_theta, delta0 + step * d_delta
                 if step < 1.0:
                     continue  # derivatives at the accepted point
-            elif s1 > 0.25 * s0:  # still climbing steeply: extend the step along the same direction
-                step = _extend_step(edges, theta0, delta0, d_theta, d_delta, l2)
+            elif s0 > 0 and s1 > 0.25 * s0:  # still climbing steeply: extend the step along the same direction
+                step = _extend_step(edges, theta0, delta0, d_theta, d_delta, l2, max_move)
                 if step > 1.0:
                     theta, delta = theta0 + step * d_theta, delta0 + step * d_delta
                     continue
-        scale = np.bincount(i, scale_e, n) + np.bincount(j, scale_e, n) + 2 * l2 * np.abs(theta)
-        at_rounding = np.all(np.abs(g) <= 64 * eps * scale) and (
-            abs(g_d) <= 64 * eps * float(scale_e.sum()) if use_delta else True
-        )
-        if it >= 1 and at_rounding:
-            converged = True  # every gradient entry is rounding noise: no float64 progress is possible
-            break
+        # rounding noise of g_i: a few ulps of the terms it sums, plus the rounding of z = θ_i − θ_j (≈ ulp(θ))
+        # times the curvature, which is at most the same terms (t·p·q ≤ n_ij·q + n_ji·p)
+        noise = 64 * eps * (1.0 + float(np.max(np.abs(theta))) + abs(delta))
+        at_rounding = False
+        if it >= 1 and np.max(np.abs(g)) <= noise * 2 * float(scale_e.sum()):  # cheap bound first
+            scale = np.bincount(i, scale_e, n) + np.bincount(j, scale_e, n) + 2 * l2 * np.abs(theta)
+            at_rounding = bool(np.all(np.abs(g) <= noise * scale)) and (
+                abs(g_d) <= noise * float(scale_e.sum()) if use_delta else True
+            )
+        if at_rounding and stalled >= 3:
+            break  # the gradient is rounding noise and the steps stopped shrinking: float64 can do no better
         if it >= max_iter:
             break
         it += 1
-        p = expit(z)
-        w_e = edges.t * p * expit(-z)  # −∂²ℓ/∂z_e², with 1 − p computed as σ(−z)
+        w_e = edges.t * p * q  # −∂²ℓ/∂z_e²
         deg = np.bincount(i, w_e, n) + np.bincount(j, w_e, n) + 2 * l2
         # L = D − (U + Uᵀ) with U the (n, n) sparse matrix of edge weights at (i, j): its pattern is fixed,
         # and Uᵀ @ x is a CSC product on the same arrays (no copy, no sort)
@@ -762,9 +779,13 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         theta, delta = theta + d_theta, delta + d_delta
         if not (np.all(np.isfinite(theta)) and math.isfinite(delta)):
             raise ValueError("Newton's method diverged: the estimate does not exist for these comparisons")
+        if _TRACE:
+            print(f"newton it={it} change={change:.2e} rtol={rtol:.1e} s0={s0:.2e}")
         if change < tol and rtol <= 1e-6:
             converged, pending = True, None  # a step this small cannot overshoot
             break
+        stalled = stalled + 1 if at_rounding and change > 0.5 * last_change else 0
+        last_change = change
     if pending is not None and _objective(edges, *pending[:2], l2) > _objective(edges, theta, delta, l2):
         theta, delta = pending[0], pending[1]
     if l2 == 0:

@@ -677,7 +677,7 @@ def finite_sample_errors(problem, beta, sizes, *, n_seeds: int = 4, seed: int = 
     target = optimal_policy(problem.pi_ref, problem.reward, beta)
     errs = np.zeros((len(sizes), n_seeds))
     for i, n in enumerate(sizes):
-        _check_int(n, "sizes[i]", 1)
+        _check_int(n, "sizes (each N)", 1)
         for s in range(n_seeds):
             prefs = problem.sample_preferences(int(n), np.random.default_rng([seed, s, int(n)]))
             why = dpo_obstruction(problem.pi_ref, prefs)

@@ -198,9 +198,10 @@ def azar_experiment(betas=(0.1, 1.0, 10.0), taus=(0.1, 0.5, 2.0), *, steps: int 
         min over β and steps of the change of π(y_a) per step (≥ 0: it only rises); ``dpo_ray_max_ratio``:
         max over β and s ∈ [0, 20] of L(s + 0.1)/L(s) along :func:`dpo_ray_losses` (< 1: the loss only falls
         as π(y_a) → 1); ``dpo_obstruction`` (:func:`prefkit.dpo.dpo_obstruction`'s reason: y_a never
-        lost), ``dpo_lbfgs_pi_a`` / ``dpo_lbfgs_grad`` / ``dpo_lbfgs_converged`` / ``dpo_lbfgs_warned``:
-        π(y_a), the final max-abs gradient, the ``converged`` flag and whether a RuntimeWarning was issued for
-        an L-BFGS run of DPO at the first β (the gradient vanishes, yet it is not a minimiser);
+        lost), ``dpo_lbfgs_pi`` (the policy), ``dpo_lbfgs_pi_a`` / ``dpo_lbfgs_grad`` /
+        ``dpo_lbfgs_converged`` / ``dpo_lbfgs_warned``: π(y_a), the final max-abs gradient, the
+        ``converged`` flag and whether a RuntimeWarning was issued, for an L-BFGS run of DPO at the first β
+        (the gradient vanishes, yet it is not a minimiser);
         ``ipo_closed``: closed-form IPO optimum π per τ; ``ipo_fit_tv``: TV(L-BFGS fit of
         IPO, closed form) per τ; ``ipo_brute_tv``: TV(brute-force minimiser, closed form) per τ;
         ``partial``: with only (y_a, y_b) observed: π(y_c) under DPO per β (``dpo_pi_c``), and under IPO per
@@ -220,7 +221,8 @@ def azar_experiment(betas=(0.1, 1.0, 10.0), taus=(0.1, 0.5, 2.0), *, steps: int 
         warnings.simplefilter("always", RuntimeWarning)
         lb = fit_dpo(pi_ref, prefs, betas[0], weights=w, optimizer="lbfgs", steps=200, tol=1e-10)
     out.update(dpo_obstruction=lb.obstruction, dpo_lbfgs_converged=lb.converged,
-               dpo_lbfgs_pi_a=float(lb.pi[0, A]), dpo_lbfgs_grad=lb.history[-1]["grad_norm"],
+               dpo_lbfgs_pi_a=float(lb.pi[0, A]), dpo_lbfgs_pi=lb.pi[0],
+               dpo_lbfgs_grad=lb.history[-1]["grad_norm"],
                dpo_lbfgs_warned=any("no minimiser" in str(c.message) for c in caught))
     grid = np.linspace(0, 20, 201)
     ratios = [dpo_ray_losses(beta, grid) for beta in betas]
@@ -356,8 +358,8 @@ def tajwar_comparison(budget: int = 1000, beta: float = 0.5, *, seeds=(0, 1, 2),
     Cost accounting (the same rule for every method; counts are read from the library's own counters):
 
     * ``labels``: preference labels used (BT on r*, the annotator);
-    * ``ref_samples`` / ``policy_samples``: responses drawn from π_ref / from the policy being trained (two per
-      labelled pair; RLOO draws k per prompt per step, :func:`prefkit.rl.train_rlhf`'s ``cost/samples``);
+    * ``ref_samples`` / ``policy_samples``: responses drawn from π_ref / from the policy being trained (two
+      per labelled pair; RLOO draws k per prompt per step, :func:`prefkit.rl.train_rlhf`'s ``cost/samples``);
     * ``reward_queries``: reward-model evaluations during policy training (``cost/reward_queries`` of
       train_rlhf; DPO has no reward model, so 0);
     * ``grad_steps``: optimiser steps on the *policy* (Adam steps of DPO, RLOO steps of RLHF);

@@ -184,7 +184,7 @@ def _check_loss_type(loss_type) -> str:
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
-    """A real tensor (float64 unless already floating point); complex, non-numeric or NaN/inf -> ValueError."""
+    """A real tensor (float64 unless already floating); complex, non-numeric or NaN/inf -> ValueError."""
     if isinstance(x, torch.Tensor):
         if x.is_complex():
             raise ValueError(f"{name} must be real, got a complex tensor")

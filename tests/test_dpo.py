@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from prefkit.dpo import (
     dpo_landing_point,
-    dpo_obstruction,
-    finite_sample_errors,
     dpo_loss_value,
+    dpo_obstruction,
     dpo_solution_set,
+    finite_sample_errors,
     fit_dpo,
     fit_dpo_online,
     total_variation,
@@ -113,7 +113,8 @@ def test_online_dpo_improves_true_reward():
     (dict(preferences=np.zeros((0, 3), int)), "empty"), (dict(pi_ref=[[0.5, 0.5, 0.0]]), "pi_ref = 0"),
     (dict(preferences=[[0, 1, 1]]), "same response"), (dict(lr="x"), "lr"), (dict(lr=0.0), "lr"),
     (dict(sft_coef="x"), "sft_coef"), (dict(tol="x"), "tol"), (dict(tol=-1e-3), "tol"),
-    (dict(tol=float("nan")), "tol"), (dict(record_every=0), "record_every"), (dict(optimizer=None), "optimizer"),
+    (dict(tol=float("nan")), "tol"), (dict(record_every=0), "record_every"),
+    (dict(optimizer=None), "optimizer"),
 ])
 def test_bad_input(kwargs, match):
     args = dict(pi_ref=[[0.2, 0.3, 0.5]], preferences=[[0, 0, 2]], beta=0.5)

@@ -220,7 +220,8 @@ def test_every_method_lies_under_the_frontier():
 
 @settings(max_examples=30, deadline=None)
 @given(method=st.sampled_from(METHODS), beta=st.floats(allow_nan=True, allow_infinity=True),
-       lr=st.one_of(st.none(), st.floats(-1, 1), st.just(float("nan"))), k=st.integers(0, 3), steps=st.integers(0, 3),
+       lr=st.one_of(st.none(), st.floats(-1, 1), st.just(float("nan"))), k=st.integers(0, 3),
+       steps=st.integers(0, 3),
        baseline_decay=st.floats(-0.5, 1.5), lr_decay=st.floats(-1, 2), features=st.booleans(),
        seed=st.integers(0, 3))
 def test_fuzz_train_rlhf(method, beta, lr, k, steps, baseline_decay, lr_decay, features, seed):

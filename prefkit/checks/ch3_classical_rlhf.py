@@ -70,7 +70,7 @@ def check_frontier(ctx):
 def check_pipeline(ctx):
     P = random_problem(4, 6, seed=ctx.seed)
     ns = (200, 20_000)
-    sweep = pipeline_sweep(P, 0.5, ns, seeds=(0, 1) if ctx.fast else (0, 1, 2), rl_kwargs={"steps": 200})
+    sweep = pipeline_sweep(P, 0.5, ns, seeds=(0, 1) if ctx.fast else (0, 1, 2), rl_kwargs={"steps": 400})
     small, large = sweep
     return [
         claim("regret = reward-model part + RL part (max abs error)",

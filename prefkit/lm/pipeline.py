@@ -139,12 +139,14 @@ class LMConfig:
             sft_steps=300,
             pairs_per_prompt=256,
             rm_steps=150,
-            rlhf_steps=150,
-            dpo_steps=300,
+            rlhf_steps=120,
+            dpo_steps=250,
             dpo_batch_size=64,
-            eval_every=150,
+            eval_every=50,
             progress=False,
         )
+        if fast:  # the tour's --fast: fewer steps still
+            base.update(sft_steps=250, rlhf_steps=100, dpo_steps=200)
         base.update(kw)
         return cls(**base)
 
