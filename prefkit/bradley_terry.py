@@ -69,13 +69,25 @@ def log_sigmoid(x):
 def bt_probability(strength_i, strength_j, order_effect=0.0):
     """P(i beats j) = σ(θ_i − θ_j + δ), with δ = ``order_effect`` the bonus of the first position (default 0).
 
-    Broadcasts like numpy. Bradley & Terry (1952), Eq. 1 in logistic form.
+    Broadcasts like numpy. Bradley & Terry (1952), Eq. 1 in logistic form. Strengths and δ must be finite
+    (a NaN or ±inf raises ``ValueError`` naming the argument: inf − inf has no probability).
     """
-    return sigmoid(
-        np.asarray(strength_i, dtype=np.float64)
-        - np.asarray(strength_j, dtype=np.float64)
-        + float(order_effect)
-    )
+    si = as_float_array(strength_i, "strength_i")
+    sj = as_float_array(strength_j, "strength_j")
+    return sigmoid(si - sj + _finite_float(order_effect, "order_effect"))
+
+
+def _finite_float(x, name):
+    """``x`` as a finite float, else a ValueError naming ``name`` (a bool is rejected)."""
+    if isinstance(x, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a finite number, got {x!r}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {x!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {x!r}")
+    return v
 
 
 def _prepare(comparisons, n_items, weights, winner_first):
@@ -137,9 +149,7 @@ def bt_log_likelihood(strengths, comparisons, weights=None, *, winner_first=None
     """
     theta = as_float_array(strengths, "strengths", ndim=1)
     pairs, _, w, wf = _prepare(comparisons, len(theta), weights, winner_first)
-    delta = float(order_effect)
-    if not math.isfinite(delta):
-        raise ValueError("order_effect must be finite")
+    delta = _finite_float(order_effect, "order_effect")
     if delta != 0.0 and wf is None:
         raise ValueError("order_effect needs winner_first")
     sign = 0.0 if wf is None else np.where(wf, 1.0, -1.0)
@@ -489,12 +499,12 @@ def fit_bradley_terry(
         raise ValueError(f"method must be 'newton' or 'mm', got {method!r}")
     if method == "mm" and l2 > 0:
         raise ValueError("method='mm' fits the MLE only (l2 must be 0); use method='newton' for l2 > 0")
-    tol = float(tol)
-    if not (math.isfinite(tol) and tol > 0):
+    tol = _finite_float(tol, "tol")
+    if tol <= 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if max_iter is None:
         max_iter = 100 if method == "newton" else 100_000
-    if not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
+    if isinstance(max_iter, (bool, np.bool_)) or not isinstance(max_iter, (int, np.integer)) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     if names is not None:
         names = list(names)
@@ -512,13 +522,25 @@ def fit_bradley_terry(
         obstruction = _obstruction(pairs[w > 0], n)
         if obstruction is not None:
             group, kind = obstruction
+            head = (
+                "the maximum-likelihood estimate does not exist: the directed win graph is not strongly "
+                "connected (Zermelo 1929; Ford 1957). "
+            )
+            tail = " Add comparisons, or pass l2 > 0 for a finite MAP estimate."
+            played = np.zeros(n, dtype=bool)
+            played[pairs[w > 0].ravel()] = True
+            if not np.any(played[group]):  # nobody in the group played at all
+                raise ValueError(
+                    head + f"Item{'s' if len(group) > 1 else ''} {_describe(group, names)} "
+                    f"{'were' if len(group) > 1 else 'was'} never compared (no comparison of positive "
+                    "weight), so "
+                    f"{'their strengths are' if len(group) > 1 else 'its strength is'} not determined." + tail
+                )
             verb = "lost to" if kind == "never lost" else "beat"
             way = "+" if kind == "never lost" else "−"
             raise ValueError(
-                "the maximum-likelihood estimate does not exist: the directed win graph is not strongly "
-                f"connected (Zermelo 1929; Ford 1957). Items {_describe(group, names)} never {verb} an item "
-                f"outside the group, so their strengths run off to {way}infinity. Add comparisons, or pass "
-                "l2 > 0 for a finite MAP estimate."
+                head + f"Items {_describe(group, names)} never {verb} an item outside the group, so their "
+                f"strengths run off to {way}infinity." + tail
             )
         if has_delta and n > 1:
             why = _order_effect_obstruction(edges)
@@ -751,7 +773,8 @@ def _newton(edges: _Edges, l2, tol, max_iter):
                 return deg * x - u @ x - ut @ x
 
             rhs = g
-        inv_diag = 1.0 / np.where(deg > 0, deg, 1.0)
+        with np.errstate(over="ignore", divide="ignore"):  # a curvature that underflowed: capped, not inf
+            inv_diag = np.minimum(1.0 / np.where(deg > 0, deg, 1.0), 1e300)
         # inexact Newton: a loose solve while far away, a tight one near the optimum (Eisenstat & Walker 1996).
         # The forcing term is the curvature-scaled gradient max_i |g_i|/deg_i (a Jacobi step), scale-free.
         jacobi = float(np.max(np.abs(rhs) * inv_diag)) if n else 0.0
@@ -759,11 +782,13 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         # solve the rescaled system (H/h)·x = g/r, x = Δ·h/r: with counts like 1e-300 the squares in the norms
         # would underflow, with counts like 1e300 overflow
         h_scale = float(deg.max()) if deg.max() > 0 else 1.0
+        with np.errstate(over="ignore", divide="ignore"):
+            h_inv = np.where(deg > 0, h_scale / np.where(deg > 0, deg, 1.0), 1.0)  # h·D⁻¹, capped below
         r_scale = float(np.max(np.abs(rhs))) or 1.0
         d_theta = _pcg(
             lambda x: matvec(x) / h_scale,
             rhs / r_scale,
-            inv_diag * h_scale,
+            np.minimum(h_inv, 1e300),
             rtol=rtol,
             maxiter=max(50, 2 * n),
             gauge=l2 == 0,

@@ -261,8 +261,10 @@ def test_no_mle_names_the_group():
 
 
 def test_item_without_comparisons_blocks_the_mle():
-    with pytest.raises(ValueError, match=r"\{2\}"):
+    with pytest.raises(ValueError, match=r"Item \{2\} was never compared"):
         fit_bradley_terry([[0, 1], [1, 0]], n_items=3)
+    with pytest.raises(ValueError, match=r"\{2\} was never compared"):  # weight 0 is no comparison
+        fit_bradley_terry([[0, 1], [1, 0], [2, 0], [0, 2]], weights=[1, 1, 0, 0])
 
 
 def test_order_effect_without_finite_mle():
@@ -291,11 +293,53 @@ def test_order_effect_without_finite_mle():
         (dict(comparisons=[[0, 1], [1, 0]], method="mm", l2=1.0), "mm"),
         (dict(comparisons=[[0, 1], [1, 0]], winner_first=[True]), "winner_first"),
         (dict(comparisons=[[0, 1], [1, 0]], names=["a"]), "names"),
+        (dict(comparisons=[[0, 1], [1, 0]], tol="a"), "tol"),
+        (dict(comparisons=[[0, 1], [1, 0]], tol=-1e-8), "tol"),
+        (dict(comparisons=[[0, 1], [1, 0]], tol=0.0), "tol"),
+        (dict(comparisons=[[0, 1], [1, 0]], max_iter=True), "max_iter"),
+        (dict(comparisons=[[0, 1], [1, 0]], max_iter=2.5), "max_iter"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):
         fit_bradley_terry(**kwargs)
+
+
+def test_bad_strengths_and_order_effect_raise_value_error():
+    with pytest.raises(ValueError, match="strength_i"):
+        bt_probability(np.inf, np.inf)  # inf − inf: no probability
+    with pytest.raises(ValueError, match="strength_i"):
+        bt_probability(np.nan, 0.0)
+    with pytest.raises(ValueError, match="strength_j"):
+        bt_probability(0.0, [0.0, -np.inf])
+    with pytest.raises(ValueError, match="order_effect"):
+        bt_probability(0.0, 0.0, order_effect=np.nan)
+    with pytest.raises(ValueError, match="order_effect"):
+        bt_log_likelihood([0.0, 0.0], [[0, 1]], winner_first=[True], order_effect="x")
+
+
+@pytest.mark.parametrize("method", ["newton", "mm"])
+@pytest.mark.parametrize("w", [1e-300, 1e-12, 1e-3, 3.0, 1e8, 1e10, 1e12, 1e100, 1e300])
+def test_two_items_closed_form_for_extreme_counts(w, method):
+    """0 beat 1 w times, 1 beat 0 once: the MLE gap is exactly log w (σ(gap) = w / (w + 1)), however extreme w.
+
+    The old stopping rule treated a gradient below 1e-12·(1 + comparisons) as zero and returned 45.24 instead
+    of 23.03 for w = 1e10 (54.45 with no step at all for w = 1e12)."""
+    fit = fit_bradley_terry([[0, 1], [1, 0]], weights=[w, 1.0], method=method)
+    gap = fit.strengths[0] - fit.strengths[1]
+    assert fit.converged and fit.n_iter >= 1
+    assert gap == pytest.approx(math.log(w), rel=1e-12, abs=1e-9)
+
+
+def test_fit_is_invariant_to_scaling_all_weights():
+    """ℓ(θ; c·w) = c·ℓ(θ; w): the MLE cannot depend on c, and neither may when the fit stops."""
+    theta, comps = _instance(30, 600, seed=11)
+    w = np.random.default_rng(12).uniform(0.5, 2.0, len(comps))
+    base = fit_bradley_terry(comps, 30, weights=w)
+    for c in (1e-12, 1e-6, 1e6, 1e12):
+        fit = fit_bradley_terry(comps, 30, weights=c * w)
+        assert fit.converged
+        np.testing.assert_allclose(fit.strengths, base.strengths, atol=1e-9)
 
 
 def test_sample_comparisons_is_seeded_and_follows_bt():
@@ -359,6 +403,46 @@ def test_fuzz_fit_is_finite_or_value_error(kw):
         assert abs(fit.strengths.mean()) < 1e-9
     if fit.order_effect is not None:
         assert math.isfinite(fit.order_effect) and math.isfinite(fit.order_effect_stderr)
+
+
+@st.composite
+def _uneven(draw):
+    """A strongly connected graph (a cycle plus random extra pairs, every pair played both ways) with counts
+    spread over 24 orders of magnitude, 1e-12..1e12."""
+    n = draw(st.integers(2, 6))
+    extra = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=8))
+    pairs = [(k, (k + 1) % n) for k in range(n)] + [(a, b) for a, b in extra if a != b]
+    comps = np.array(pairs + [(b, a) for a, b in pairs])
+    log_w = draw(st.lists(st.floats(-12, 12), min_size=len(comps), max_size=len(comps)))
+    l2 = draw(st.sampled_from([0.0, 0.0, 1e-3, 1.0]))
+    return n, comps, 10.0 ** np.array(log_w), l2
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_uneven())
+def test_fuzz_very_uneven_weights(case):
+    """With counts from 1e-12 to 1e12, a fit reported as converged has zero gradient relative to curvature.
+
+    The gradient is recomputed here term by term, n_ij·σ(−z) − n_ji·σ(z), each term to relative precision;
+    it must be below 1e-6 × the item's curvature Σ t·p·(1 − p) plus 1e-9 × the terms it is the difference of
+    (float64 cannot know it better). A fit that could not get there must say ``converged=False``."""
+    n, comps, w, l2 = case
+    try:
+        fit = fit_bradley_terry(comps, n, weights=w, l2=l2)
+    except ValueError as exc:  # only the documented divergence message is tolerated
+        assert "diverged" in str(exc)
+        return
+    theta = fit.strengths
+    assert np.all(np.isfinite(theta)) and math.isfinite(fit.log_likelihood)
+    if not fit.converged:
+        return
+    z = theta[comps[:, 0]] - theta[comps[:, 1]]
+    won = w * sigmoid(-z)  # each row: the winner's gain w·(1 − σ(z))
+    g = np.bincount(comps[:, 0], won, n) - np.bincount(comps[:, 1], won, n) - 2 * l2 * theta
+    terms = np.bincount(comps[:, 0], won, n) + np.bincount(comps[:, 1], won, n)
+    curv_e = w * sigmoid(z) * sigmoid(-z)
+    curvature = np.bincount(comps[:, 0], curv_e, n) + np.bincount(comps[:, 1], curv_e, n) + 2 * l2
+    assert np.all(np.abs(g) <= 1e-6 * curvature + 1e-9 * terms)
 
 
 @settings(max_examples=50, deadline=None)
