@@ -69,12 +69,24 @@ def log_sigmoid(x):
 def bt_probability(strength_i, strength_j, order_effect=0.0):
     """P(i beats j) = σ(θ_i − θ_j + δ), with δ = ``order_effect`` the bonus of the first position (default 0).
 
-    Broadcasts like numpy. Bradley & Terry (1952), Eq. 1 in logistic form. Strengths and δ must be finite
-    (a NaN or ±inf raises ``ValueError`` naming the argument: inf − inf has no probability).
+    Broadcasts like numpy. Bradley & Terry (1952), Eq. 1 in logistic form. A strength may be ±inf (an item
+    off the support, e.g. an implied reward of −inf: it loses with probability 1), but a NaN, or two
+    infinite strengths of the same sign facing each other (inf − inf has no probability), raises
+    ``ValueError`` naming the argument; δ must be finite.
     """
-    si = as_float_array(strength_i, "strength_i")
-    sj = as_float_array(strength_j, "strength_j")
-    return sigmoid(si - sj + _finite_float(order_effect, "order_effect"))
+    si = as_float_array(strength_i, "strength_i", finite=False)
+    sj = as_float_array(strength_j, "strength_j", finite=False)
+    for a, name in ((si, "strength_i"), (sj, "strength_j")):
+        if np.any(np.isnan(a)):
+            raise ValueError(f"{name} contains NaN")
+    with np.errstate(invalid="ignore"):  # inf − inf is reported below, not warned about
+        d = si - sj
+    if np.any(np.isnan(d)):
+        raise ValueError(
+            "strength_i and strength_j are infinite with the same sign for some pair: "
+            "P(i beats j) is undefined"
+        )
+    return sigmoid(d + _finite_float(order_effect, "order_effect"))
 
 
 def _finite_float(x, name):
@@ -465,7 +477,8 @@ def fit_bradley_terry(
         * newton: aggregate into unique pairs; each step solves the Newton system, whose matrix is the
           weighted graph Laplacian (plus the δ row and column), as a scipy.sparse matrix, by
           Jacobi-preconditioned conjugate gradients in the sum-zero gauge; a step is accepted when the slope
-          at its end is still uphill, otherwise it is backtracked. Quadratic convergence.
+          at its end is still uphill, otherwise it is backtracked, and extended when the slope at its end is
+          still steep (far out in σ's tails). Quadratic convergence. At least one step is always taken.
         * mm: Hunter (2004), "MM algorithms for generalized Bradley-Terry models", Ann. Statist. 32. With
           γ = e^θ, γ_i ← W_i / Σ_j (n_ij + n_ji)/(γ_i + γ_j); with an order effect h = e^δ, his home-field
           cyclic update (§3.2) alternates γ (h fixed) and h ← H / Σ_pairs t·γ_first/(h·γ_first + γ_second).
@@ -473,7 +486,10 @@ def fit_bradley_terry(
 
     winner_first : (m,) bool, optional. Fit an order effect δ:
         P(first beats second) = σ(θ_first − θ_second + δ).
-    tol : stop when the largest change of a parameter in one iteration is below tol.
+    tol : float > 0. Newton: converged when the largest change of a parameter in one (tightly solved)
+        Newton step is below tol — a scale-free test: multiplying all weights by any c > 0 changes nothing.
+        MM: when the largest change in one sweep is below tol (MM converges linearly, so its distance to the
+        optimum can be larger than tol).
     max_iter : default 100 (newton) or 100_000 (mm).
     names : optional item names, used in error messages and kept on the result.
 
@@ -630,7 +646,7 @@ def _initial_strengths(edges: _Edges, l2):
 
 
 def _edge_gradient(edges: _Edges, z, p=None, q=None):
-    """∂ℓ/∂z_e = n_ij·σ(−z) − n_ji·σ(z) (= n_ij − t·σ(z), written without cancellation), and its rounding level.
+    """∂ℓ/∂z_e = n_ij·σ(−z) − n_ji·σ(z) (= n_ij − t·σ(z) without the cancellation), and its rounding level.
 
     Each term is computed to relative precision, so the difference stays accurate even when t is huge and
     σ(z) is within 1e-12 of 1 (the form n_ij − t·σ(z) loses everything there). Returns (g_e, scale_e) with
@@ -655,7 +671,8 @@ def _extend_step(edges: _Edges, theta0, delta0, d_theta, d_delta, l2, max_move):
 
     Doubles s while the directional slope stays positive, then bisects the bracket on the sign of the slope
     (the objective is concave along the line) to 0.1% and returns the uphill end, where the objective is at
-    least its value at s = 1. No parameter moves by more than ``max_move``. Uses slopes, not objective values, because values can differ below rounding
+    least its value at s = 1. No parameter moves by more than ``max_move``. Uses slopes, not objective
+    values, because values can differ below rounding
     (e.g. counts of 1e-300) and a point past the maximum can sit where the curvature underflows to 0.
     """
 
@@ -710,7 +727,8 @@ def _newton(edges: _Edges, l2, tol, max_iter):
     # No MLE gap exceeds (n − 1)·log(total count / smallest count) + O(n) along a path of the win graph: cap
     # the extended line search at twice that, so it cannot run off where σ saturates and curvature underflows
     t_pos = edges.t[edges.t > 0]
-    max_move = 2.0 * max(n, 2) * (math.log(float(t_pos.sum()) / float(t_pos.min())) + 2.0) if len(t_pos) else 1.0
+    spread = math.log(float(t_pos.sum()) / float(t_pos.min())) if len(t_pos) else 0.0
+    max_move = 2.0 * max(n, 2) * (spread + 2.0)
     converged = False
     it = stalled = 0
     last_change = math.inf
@@ -734,12 +752,12 @@ def _newton(edges: _Edges, l2, tol, max_iter):
                     theta, delta = theta0 + step * d_theta, delta0 + step * d_delta
                 if step < 1.0:
                     continue  # derivatives at the accepted point
-            elif s0 > 0 and s1 > 0.25 * s0:  # still climbing steeply: extend the step along the same direction
+            elif s0 > 0 and s1 > 0.25 * s0:  # still climbing steeply: extend the step along this direction
                 step = _extend_step(edges, theta0, delta0, d_theta, d_delta, l2, max_move)
                 if step > 1.0:
                     theta, delta = theta0 + step * d_theta, delta0 + step * d_delta
                     continue
-        # rounding noise of g_i: a few ulps of the terms it sums, plus the rounding of z = θ_i − θ_j (≈ ulp(θ))
+        # rounding noise of g_i: a few ulps of the terms it sums, plus the rounding of z = θ_i − θ_j (~ulp θ)
         # times the curvature, which is at most the same terms (t·p·q ≤ n_ij·q + n_ji·p)
         noise = 64 * eps * (1.0 + float(np.max(np.abs(theta))) + abs(delta))
         at_rounding = False
@@ -775,7 +793,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
             rhs = g
         with np.errstate(over="ignore", divide="ignore"):  # a curvature that underflowed: capped, not inf
             inv_diag = np.minimum(1.0 / np.where(deg > 0, deg, 1.0), 1e300)
-        # inexact Newton: a loose solve while far away, a tight one near the optimum (Eisenstat & Walker 1996).
+        # inexact Newton: a loose solve while far away, a tight one near the optimum (Eisenstat & Walker 1996)
         # The forcing term is the curvature-scaled gradient max_i |g_i|/deg_i (a Jacobi step), scale-free.
         jacobi = float(np.max(np.abs(rhs) * inv_diag)) if n else 0.0
         rtol = min(1e-2, max(1e-10, jacobi))
@@ -786,7 +804,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
             h_inv = np.where(deg > 0, h_scale / np.where(deg > 0, deg, 1.0), 1.0)  # h·D⁻¹, capped below
         r_scale = float(np.max(np.abs(rhs))) or 1.0
         d_theta = _pcg(
-            lambda x: matvec(x) / h_scale,
+            lambda x, matvec=matvec, h_scale=h_scale: matvec(x) / h_scale,
             rhs / r_scale,
             np.minimum(h_inv, 1e300),
             rtol=rtol,

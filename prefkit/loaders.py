@@ -25,6 +25,7 @@ __all__ = [
     "PairwiseData",
     "DATA_DIR",
     "BASEBALL_PUBLISHED",
+    "BASEBALL_HOME_PUBLISHED",
     "load_baseball",
     "load_llmfao",
     "load_pairwise_csv",
@@ -132,6 +133,18 @@ BASEBALL_PUBLISHED = {
     "as reproduced in the BradleyTerry2 vignette",
 }
 """The published BT fit of :func:`load_baseball` (no home advantage, Baltimore at 0): team → (est, SE)."""
+
+BASEBALL_HOME_PUBLISHED = {
+    "home_advantage": 0.302,
+    "abilities_sorted": (0.044, 0.088, 0.137, 0.157, 0.164, 0.190, 0.220),
+    "decimals": 3,
+    "source": "Agresti (2002), Categorical Data Analysis, Table 10.11, column 5 (abilities e^θ / Σ e^θ with "
+    "a home advantage); BradleyTerry2's tests/testthat/test-baseball.R checks both, rounded to 3 decimals "
+    "(coef at.home = 0.302): https://rdrr.io/cran/BradleyTerry2/src/tests/testthat/test-baseball.R",
+}
+"""The published fit of :func:`load_baseball` with a home advantage δ, P(home wins) = σ(θ_home − θ_away + δ):
+δ and the normalised abilities e^θ_k / Σ_j e^θ_j in increasing order, both rounded to ``decimals`` places
+(so they are matched to half a unit in the last place, 5e-4). No standard error of δ is published there."""
 
 
 def load_baseball(path=None) -> PairwiseData:

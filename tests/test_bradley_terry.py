@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefkit import (
+    BASEBALL_HOME_PUBLISHED,
     bt_fisher_information,
     bt_log_likelihood,
     bt_log_likelihood_gradient,
@@ -243,6 +244,18 @@ def test_baseball_reproduces_published_fit():
     assert dev + 2 * sat == pytest.approx(44.053, abs=1e-3)
 
 
+def test_baseball_home_advantage_reproduces_published_fit():
+    """Agresti (2002) Table 10.11 col. 5 / BradleyTerry2 test-baseball.R: δ = 0.302 and the normalised
+    abilities, published to 3 decimals (so matched to 5e-4)."""
+    pub = BASEBALL_HOME_PUBLISHED
+    data = load_baseball()
+    kw = dict(weights=data.weights, winner_first=data.winner_first)
+    fit = fit_bradley_terry(data.comparisons, data.n_items, **kw)
+    assert fit.order_effect == pytest.approx(pub["home_advantage"], abs=5e-4)
+    abilities = np.exp(fit.strengths) / np.exp(fit.strengths).sum()
+    np.testing.assert_allclose(np.sort(abilities), pub["abilities_sorted"], atol=5e-4)
+
+
 # ---------------------------------------------------------------------------------------------------------- e
 def test_no_mle_names_the_group():
     comps = [[0, 1], [1, 2], [2, 0], [3, 0], [3, 1], [4, 3], [3, 4]]  # {3, 4} never lost to 0, 1, 2
@@ -306,12 +319,16 @@ def test_bad_input_raises_value_error_naming_the_argument(kwargs, match):
 
 
 def test_bad_strengths_and_order_effect_raise_value_error():
-    with pytest.raises(ValueError, match="strength_i"):
+    with pytest.raises(ValueError, match="strength_i and strength_j"):
         bt_probability(np.inf, np.inf)  # inf − inf: no probability
+    with pytest.raises(ValueError, match="strength_i and strength_j"):
+        bt_probability([0.0, -np.inf], -np.inf)
     with pytest.raises(ValueError, match="strength_i"):
         bt_probability(np.nan, 0.0)
     with pytest.raises(ValueError, match="strength_j"):
-        bt_probability(0.0, [0.0, -np.inf])
+        bt_probability(0.0, [0.0, np.nan])
+    # one infinite strength is a certain outcome, not an error (e.g. an implied reward of −inf)
+    np.testing.assert_array_equal(bt_probability([-np.inf, np.inf], 0.0), [0.0, 1.0])
     with pytest.raises(ValueError, match="order_effect"):
         bt_probability(0.0, 0.0, order_effect=np.nan)
     with pytest.raises(ValueError, match="order_effect"):
@@ -321,7 +338,7 @@ def test_bad_strengths_and_order_effect_raise_value_error():
 @pytest.mark.parametrize("method", ["newton", "mm"])
 @pytest.mark.parametrize("w", [1e-300, 1e-12, 1e-3, 3.0, 1e8, 1e10, 1e12, 1e100, 1e300])
 def test_two_items_closed_form_for_extreme_counts(w, method):
-    """0 beat 1 w times, 1 beat 0 once: the MLE gap is exactly log w (σ(gap) = w / (w + 1)), however extreme w.
+    """0 beat 1 w times, 1 beat 0 once: the MLE gap is exactly log w (σ(gap) = w/(w + 1)), however extreme.
 
     The old stopping rule treated a gradient below 1e-12·(1 + comparisons) as zero and returned 45.24 instead
     of 23.03 for w = 1e10 (54.45 with no step at all for w = 1e12)."""

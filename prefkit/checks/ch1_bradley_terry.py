@@ -15,7 +15,7 @@ from ..bradley_terry import (
     recovery_experiment,
     sample_comparisons,
 )
-from ..loaders import BASEBALL_PUBLISHED, load_baseball, load_llmfao
+from ..loaders import BASEBALL_HOME_PUBLISHED, BASEBALL_PUBLISHED, load_baseball, load_llmfao
 from ..tour import claim, register
 
 CHAPTER = "1 Bradley-Terry"
@@ -117,6 +117,15 @@ def check_real_data(ctx):
         max(abs(contrast[data.index(t)] - est), abs(se[data.index(t)] - s))
         for t, (est, s) in BASEBALL_PUBLISHED["estimates"].items()
     )
+    home = fit_bradley_terry(
+        data.comparisons, data.n_items, weights=data.weights, winner_first=data.winner_first
+    )
+    abilities = np.exp(home.strengths - home.strengths.max())
+    abilities = np.sort(abilities / abilities.sum())
+    err_home = max(
+        abs(home.order_effect - BASEBALL_HOME_PUBLISHED["home_advantage"]),
+        float(np.max(np.abs(abilities - np.array(BASEBALL_HOME_PUBLISHED["abilities_sorted"])))),
+    )
     llm = load_llmfao()
     kw = dict(weights=llm.weights, winner_first=llm.winner_first)
     newton = fit_bradley_terry(llm.comparisons, llm.n_items, **kw)
@@ -127,6 +136,11 @@ def check_real_data(ctx):
         ctx.savefig(plot_ranking(llm.names, newton.strengths, newton.stderr), "ch1_llmfao_ranking.png")
     return [
         claim("baseball: published estimates and SEs (max abs diff)", err, at_most=1e-3),
+        claim(
+            "baseball + home advantage: published δ, abilities (3 dp; max abs diff)",
+            err_home,
+            at_most=5e-4,
+        ),
         claim(
             "LLMFAO with order effect: Newton = MM (max abs diff)",
             max(np.max(np.abs(newton.strengths - mm.strengths)), abs(newton.order_effect - mm.order_effect)),

@@ -17,9 +17,44 @@ import torch
 from .model import GPT, GPTConfig
 from .task import SyntheticLanguage
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "save_preferences", "load_preferences", "atomic_write"]
 
 _KEYS = ("kind", "model_config", "task", "state_dict", "meta")
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(f)`` on a temporary file in ``path``'s folder, then ``os.replace`` it onto ``path``.
+
+    A crash or an exception never leaves a half-written file under the final name (the temporary file is
+    removed). Creates the folder if needed; returns the path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _torch_load(path: Path, what: str):
+    """``torch.load(path, weights_only=True)``; a missing file is a FileNotFoundError and an unreadable one a
+    ValueError, both naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist (run the stage that writes it first)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = lines[-1] if lines else type(exc).__name__
+        raise ValueError(
+            f"{what} {str(path)!r} is corrupt or not a prefkit file (torch.load(weights_only=True): {why})"
+        ) from None
 
 
 def save_checkpoint(
@@ -39,15 +74,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
     return path
 
 
@@ -55,14 +82,7 @@ def load_checkpoint(path, kind: str | None = None) -> dict:
     """Read a checkpoint dict; a missing file raises ``FileNotFoundError`` and a corrupt one ``ValueError``,
     both naming the file. With ``kind``, a checkpoint of another kind is a ``ValueError`` too."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {str(path)!r} does not exist (run the stage that writes it first)"
-        )
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt or not a prefkit checkpoint: {exc}") from None
+    payload = _torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or any(k not in payload for k in _KEYS):
         raise ValueError(f"checkpoint {str(path)!r} is not a prefkit checkpoint (missing keys)")
     if kind is not None and payload["kind"] != kind:
@@ -73,8 +93,11 @@ def load_checkpoint(path, kind: str | None = None) -> dict:
 def load_model(path, device="cpu", kind: str = "policy"):
     """Rebuild the model stored at ``path``: returns (model, task, meta)."""
     payload = load_checkpoint(path, kind=kind)
-    cfg = GPTConfig(**payload["model_config"])
-    task = SyntheticLanguage(**payload["task"])
+    try:
+        cfg = GPTConfig(**payload["model_config"])
+        task = SyntheticLanguage(**payload["task"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint {str(path)!r} holds an invalid config: {exc}") from None
     if kind == "reward_model":
         from .train import RewardModel
 
@@ -86,3 +109,35 @@ def load_model(path, device="cpu", kind: str = "policy"):
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {str(path)!r} does not match its model config: {exc}") from None
     return model.to(device), task, payload["meta"]
+
+
+def save_preferences(path, prefs, task: SyntheticLanguage) -> Path:
+    """Write preference pairs (a :class:`prefkit.lm.Preferences`) and the task they were sampled for,
+    atomically."""
+    payload = {"kind": "preferences", "task": task.to_dict(), **prefs.to_dict()}
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_preferences(path, task: SyntheticLanguage):
+    """Read pairs written by :func:`save_preferences`; ``ValueError`` naming the file when it is corrupt or
+    was sampled for another task (e.g. a workdir reused with another ``--preset`` or ``--seed``)."""
+    from .train import Preferences
+
+    path = Path(path)
+    payload = _torch_load(path, "preference file")
+    keys = ("kind", "task", "prompt", "chosen", "rejected")
+    if not isinstance(payload, dict) or any(k not in payload for k in keys) or payload["kind"] != "preferences":
+        raise ValueError(f"preference file {str(path)!r} is not a prefkit preference file")
+    if payload["task"] != task.to_dict():
+        raise ValueError(
+            f"preference file {str(path)!r} was sampled for another task than sft.pt's; delete it (it is "
+            "resampled from pi_ref) or use another --workdir"
+        )
+    prefs = Preferences.from_dict(payload)
+    m, L = len(prefs.prompt), task.response_len
+    ok = prefs.chosen.shape == (m, L) and prefs.rejected.shape == (m, L) and m > 0
+    ok = ok and prefs.prompt.min() >= 0 and prefs.prompt.max() < task.n_prompts
+    ok = ok and min(prefs.chosen.min(), prefs.rejected.min()) >= 0
+    if not (ok and max(prefs.chosen.max(), prefs.rejected.max()) < task.vocab):
+        raise ValueError(f"preference file {str(path)!r} holds pairs that do not fit its task")
+    return prefs

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import logsumexp
 
-from ..optimal_policy import kl_divergence, optimal_log_policy
+from ..optimal_policy import kl_divergence, kl_divergence_logspace, optimal_log_policy
 from .task import SyntheticLanguage, all_responses, build_sequences, response_log_probs, sample_responses
 
 __all__ = [
@@ -96,15 +96,16 @@ def exact_metrics(logp, ref_logp, reward, beta) -> dict:
     E_x KL(π_θ‖π*) with π* = π_ref·exp(r*/β)/Z (Rafailov et al. 2023, App. A.1), ``exact/objective`` = E r* −
     β·KL(π_θ‖π_ref) = β·log Z − β·KL(π_θ‖π*) (Gibbs), ``exact/objective_max`` = β·E log Z.
     """
+    # renormalise in log space (float32 models sum to 1 only to ~1e-6); KLs from logs, so a π* with entries
+    # that underflow in exp (small β) still gives finite, exact KLs
     logp = np.asarray(logp, dtype=np.float64)
+    logp = logp - logsumexp(logp, axis=-1, keepdims=True)
     ref_logp = np.asarray(ref_logp, dtype=np.float64)
-    pi, pi_ref = np.exp(logp), np.exp(ref_logp)
-    pi /= pi.sum(-1, keepdims=True)
-    pi_ref /= pi_ref.sum(-1, keepdims=True)
-    log_star = optimal_log_policy(pi_ref, reward, beta)
-    er = float(np.mean((pi * reward).sum(-1)))
-    kl_ref = float(np.mean(kl_divergence(pi, pi_ref)))
-    kl_star = float(np.mean(kl_divergence(pi, np.exp(log_star))))
+    ref_logp = ref_logp - logsumexp(ref_logp, axis=-1, keepdims=True)
+    log_star = optimal_log_policy(np.exp(ref_logp), reward, beta)
+    er = float(np.mean((np.exp(logp) * reward).sum(-1)))
+    kl_ref = float(np.mean(kl_divergence_logspace(logp, ref_logp)))
+    kl_star = float(np.mean(kl_divergence_logspace(logp, log_star)))
     log_Z = logsumexp(ref_logp + np.asarray(reward) / beta, axis=-1)
     return {
         "exact/reward": er,

@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._validate import check_positive_ints, fields_of
+
 __all__ = ["GPTConfig", "GPT", "tiny_config", "scale_config", "count_parameters"]
 
 
@@ -41,10 +43,8 @@ class GPTConfig:
     """Biases in the linear layers and LayerNorms."""
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {v!r}")
+        names = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+        check_positive_ints("GPTConfig.", **fields_of(self, names))
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_head={self.n_head} must divide n_embd={self.n_embd}")
         if not 0.0 <= float(self.dropout) < 1.0:

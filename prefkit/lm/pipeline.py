@@ -8,23 +8,26 @@ notebook and the tour all call it, so they measure the same thing. Checkpointing
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from .._validate import check_beta
-from ..optimal_policy import kl_divergence, optimal_log_policy
-from .exact import ExactEvaluator
+from ..optimal_policy import kl_divergence_logspace, optimal_log_policy
+from ._validate import check_positive_ints, fields_of
+from .exact import MAX_ENUMERATE, ExactEvaluator
 from .model import GPT, count_parameters, scale_config, tiny_config
 from .task import SyntheticLanguage
 from .train import (
+    Preferences,
     RewardModel,
-    autocast,  # noqa: F401  (re-exported for users of the pipeline)
+    TrainResult,
+    _device_of,
     clone,
     make_preferences,
     resolve_device,
+    trainable_copy,
     train_dpo_lm,
     train_online_dpo_lm,
     train_reward_model,
@@ -37,6 +40,8 @@ __all__ = [
     "PipelineResult",
     "build_task",
     "build_model",
+    "STAGES",
+    "train_stage",
     "run_pipeline",
     "summary_rows",
     "format_summary",
@@ -93,21 +98,9 @@ class LMConfig:
         check_beta(self.beta)
         if self.rlhf_method not in ("rloo", "ppo"):
             raise ValueError(f"rlhf_method must be 'rloo' or 'ppo', got {self.rlhf_method!r}")
-        for name in (
-            "sft_steps",
-            "sft_batch_size",
-            "pairs_per_prompt",
-            "rm_steps",
-            "rm_batch_size",
-            "rlhf_steps",
-            "dpo_steps",
-            "dpo_batch_size",
-            "online_dpo_steps",
-            "eval_every",
-        ):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        counts = ("sft_steps", "sft_batch_size", "pairs_per_prompt", "rm_steps", "rm_batch_size", "rlhf_steps")
+        counts += ("dpo_steps", "dpo_batch_size", "online_dpo_steps", "eval_every")
+        check_positive_ints(**fields_of(self, counts))
         if not isinstance(self.rlhf_k, int) or self.rlhf_k < 2:
             raise ValueError(f"rlhf_k must be an integer >= 2, got {self.rlhf_k!r}")
         for name in ("sft_lr", "rm_lr", "rlhf_lr", "dpo_lr", "online_dpo_lr"):
@@ -183,137 +176,116 @@ class PipelineResult:
     info: dict = field(default_factory=dict)
 
 
+STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo")
+"""The training stages, in pipeline order."""
+
+
+def train_stage(
+    stage: str,
+    cfg: LMConfig,
+    task: SyntheticLanguage,
+    *,
+    ref=None,
+    prefs: Preferences | None = None,
+    rm: RewardModel | None = None,
+    evaluator: ExactEvaluator | None = None,
+) -> TrainResult:
+    """Run one stage's training loop with the settings of ``cfg``; the pipeline and the CLI both call it.
+
+    ``"sft"`` trains a fresh :func:`build_model`; ``"rm"`` a :class:`RewardModel` whose trunk starts at
+    ``ref`` (π_ref), on ``prefs``, with 64 held-out pairs per prompt; ``"rlhf"``, ``"dpo"`` and
+    ``"online-dpo"`` a policy initialised at ``ref`` (RLHF and online DPO score with ``rm``; DPO fits
+    ``prefs``), evaluated by ``evaluator`` every ``cfg.eval_every`` steps. Returns the loop's
+    :class:`TrainResult`.
+    """
+    common = dict(seed=cfg.seed, bf16=cfg.bf16, progress=cfg.progress)
+    if stage == "sft":
+        return train_sft(
+            build_model(cfg, task, resolve_device(cfg.device)),
+            task,
+            steps=cfg.sft_steps,
+            batch_size=cfg.sft_batch_size,
+            lr=cfg.sft_lr,
+            eval_every=cfg.eval_every if task.n_responses <= MAX_ENUMERATE else 0,
+            **common,
+        )
+    if ref is None:
+        raise ValueError(f"stage {stage!r} needs ref (the SFT model)")
+    if stage in ("rm", "dpo") and prefs is None:
+        raise ValueError(f"stage {stage!r} needs prefs")
+    if stage in ("rlhf", "online-dpo") and rm is None:
+        raise ValueError(f"stage {stage!r} needs rm (a trained reward model)")
+    dev = next(ref.parameters()).device
+    if stage == "rm":
+        held = make_preferences(ref, task, 64, seed=cfg.seed + 2)
+        rm_init = RewardModel(trainable_copy(ref)).to(dev)
+        steps = dict(steps=cfg.rm_steps, batch_size=cfg.rm_batch_size, lr=cfg.rm_lr)
+        return train_reward_model(rm_init, task, prefs, eval_pairs=held, **steps, **common)
+    common.update(evaluator=evaluator, eval_every=cfg.eval_every)
+    policy = trainable_copy(ref)
+    if stage == "rlhf":
+        kw = dict(method=cfg.rlhf_method, steps=cfg.rlhf_steps, k=cfg.rlhf_k, lr=cfg.rlhf_lr)
+        return train_rlhf_lm(policy, ref, rm, task, cfg.beta, **kw, **common)
+    if stage == "dpo":
+        kw = dict(steps=cfg.dpo_steps, batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr)
+        return train_dpo_lm(policy, ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
+    if stage == "online-dpo":
+        kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr)
+        return train_online_dpo_lm(policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
+    raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+
+
 def run_pipeline(
     cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print
 ) -> PipelineResult:
     """SFT → preferences → reward model → RLHF and DPO (optionally online DPO), with exact evaluation.
 
-    ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` in that order; "rlhf" and
-    "online-dpo" need "rm". Returns a :class:`PipelineResult` whose ``rows`` are :func:`summary_rows`.
+    ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` ("sft" always runs); "rlhf" and
+    "online-dpo" need "rm". Each stage is :func:`train_stage`. Returns a :class:`PipelineResult` whose
+    ``rows`` are :func:`summary_rows`.
     """
     cfg = cfg or LMConfig()
-    bad = set(stages) - {"sft", "rm", "rlhf", "dpo", "online-dpo"}
+    bad = set(stages) - set(STAGES)
     if bad:
         raise ValueError(f"unknown stages {sorted(bad)}")
     if ("rlhf" in stages or "online-dpo" in stages) and "rm" not in stages:
         raise ValueError("stages 'rlhf' and 'online-dpo' need the 'rm' stage")
-    dev = resolve_device(cfg.device)
     task = build_task(cfg)
     res = PipelineResult(cfg, task)
-    model = build_model(cfg, task, dev)
-    res.info["n_params"] = count_parameters(model)
-    res.info["device"] = str(dev)
-    kw = dict(bf16=cfg.bf16, progress=cfg.progress)
 
-    r = train_sft(
-        model,
-        task,
-        steps=cfg.sft_steps,
-        batch_size=cfg.sft_batch_size,
-        lr=cfg.sft_lr,
-        seed=cfg.seed,
-        eval_every=cfg.eval_every if task.n_responses <= 2**16 else 0,
-        **kw,
-    )
+    r = train_stage("sft", cfg, task)
     res.histories["sft"], res.timings["sft"] = r.history, r.wall_s
-    res.info["sft_tokens_per_s"] = r.tokens_per_s
-    ref = clone(model)
-    res.models["sft"] = ref
+    res.info.update(
+        n_params=count_parameters(r.model), device=str(_device_of(r.model)), sft_tokens_per_s=r.tokens_per_s
+    )
+    ref = res.models["sft"] = clone(r.model)
     echo(
         f"sft: {cfg.sft_steps} steps in {r.wall_s:.1f}s ({r.tokens_per_s:,.0f} tokens/s)"
         + (f", KL(pi_data||pi_ref) = {r.history[-1]['sft/kl_data']:.4f}" if r.history else "")
     )
     evaluator = ExactEvaluator(ref, task, cfg.beta)
-    prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
-    res.models["prefs"] = prefs
+    prefs = res.models["prefs"] = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
     prefs_idx = prefs.as_indices(task.vocab) if evaluator.exact else None
     echo(f"preferences: {len(prefs)} pairs sampled from pi_ref, labelled by Bradley-Terry on r*")
 
-    def policy_copy():
-        pol = copy.deepcopy(ref)
-        for p in pol.parameters():
-            p.requires_grad_(True)
-        return pol.train()
-
     rm = None
-    if "rm" in stages:
-        rm = RewardModel(copy.deepcopy(ref)).to(dev)
-        for p in rm.parameters():
-            p.requires_grad_(True)
-        held = make_preferences(ref, task, 64, seed=cfg.seed + 2)
-        r = train_reward_model(
-            rm,
-            task,
-            prefs,
-            steps=cfg.rm_steps,
-            batch_size=cfg.rm_batch_size,
-            lr=cfg.rm_lr,
-            seed=cfg.seed,
-            eval_pairs=held,
-            **kw,
-        )
-        rm.eval()
-        res.models["rm"], res.histories["rm"], res.timings["rm"] = rm, r.history, r.wall_s
-        h = r.history[-1]
-        echo(
-            f"reward model: {cfg.rm_steps} steps in {r.wall_s:.1f}s, "
-            f"held-out accuracy {h['eval/accuracy']:.3f}, "
-            f"agreement with r* {h['eval/true_accuracy']:.3f}"
-        )
-    if "rlhf" in stages:
-        r = train_rlhf_lm(
-            policy_copy(),
-            ref,
-            rm,
-            task,
-            cfg.beta,
-            method=cfg.rlhf_method,
-            steps=cfg.rlhf_steps,
-            k=cfg.rlhf_k,
-            lr=cfg.rlhf_lr,
-            seed=cfg.seed,
-            evaluator=evaluator,
-            eval_every=cfg.eval_every,
-            **kw,
-        )
-        res.models["rlhf"], res.histories["rlhf"], res.timings["rlhf"] = r.model, r.history, r.wall_s
-        echo(f"rlhf ({cfg.rlhf_method}): {cfg.rlhf_steps} steps in {r.wall_s:.1f}s")
-    if "dpo" in stages:
-        r = train_dpo_lm(
-            policy_copy(),
-            ref,
-            task,
-            prefs,
-            cfg.beta,
-            loss_type=cfg.dpo_loss_type,
-            steps=cfg.dpo_steps,
-            batch_size=cfg.dpo_batch_size,
-            lr=cfg.dpo_lr,
-            seed=cfg.seed,
-            evaluator=evaluator,
-            eval_every=cfg.eval_every,
-            **kw,
-        )
-        res.models["dpo"], res.histories["dpo"], res.timings["dpo"] = r.model, r.history, r.wall_s
-        echo(f"dpo ({cfg.dpo_loss_type}): {cfg.dpo_steps} steps in {r.wall_s:.1f}s")
-    if "online-dpo" in stages:
-        r = train_online_dpo_lm(
-            policy_copy(),
-            ref,
-            rm,
-            task,
-            cfg.beta,
-            loss_type=cfg.dpo_loss_type,
-            steps=cfg.online_dpo_steps,
-            lr=cfg.online_dpo_lr,
-            seed=cfg.seed,
-            evaluator=evaluator,
-            eval_every=cfg.eval_every,
-            **kw,
-        )
-        res.models["online-dpo"], res.histories["online-dpo"] = r.model, r.history
-        res.timings["online-dpo"] = r.wall_s
-        echo(f"online dpo: {cfg.online_dpo_steps} steps in {r.wall_s:.1f}s")
+    for stage in STAGES[1:]:
+        if stage not in stages:
+            continue
+        r = train_stage(stage, cfg, task, ref=ref, prefs=prefs, rm=rm, evaluator=evaluator)
+        res.models[stage], res.histories[stage], res.timings[stage] = r.model, r.history, r.wall_s
+        if stage == "rm":
+            rm = r.model.eval()
+            h = r.history[-1]
+            echo(
+                f"reward model: {cfg.rm_steps} steps in {r.wall_s:.1f}s, "
+                f"held-out accuracy {h['eval/accuracy']:.3f}, "
+                f"agreement with r* {h['eval/true_accuracy']:.3f}"
+            )
+        else:
+            what = {"rlhf": f"rlhf ({cfg.rlhf_method})", "dpo": f"dpo ({cfg.dpo_loss_type})"}.get(stage, stage)
+            steps = getattr(cfg, stage.replace("-", "_") + "_steps")
+            echo(f"{what}: {steps} steps in {r.wall_s:.1f}s")
     rm_table = rm.table(task) if (rm is not None and evaluator.exact) else None
     res.rows = summary_rows(evaluator, res.models, prefs_idx, rm_table)
     return res
@@ -339,7 +311,7 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
             "objective": m[pre + "objective"],
         }
         if star_rm is not None and logp is not None:
-            r["kl_star_rm"] = float(np.mean(kl_divergence(np.exp(logp), np.exp(star_rm))))
+            r["kl_star_rm"] = float(np.mean(kl_divergence_logspace(logp, star_rm)))
         if prefs_idx is not None and logp is not None:
             x, w, l = prefs_idx.T
             ref = evaluator.ref_logp

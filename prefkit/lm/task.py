@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._validate import check_positive_ints, fields_of
+
 __all__ = [
     "SyntheticLanguage",
     "response_index",
@@ -64,10 +66,9 @@ class SyntheticLanguage:
     """Seed of the prompts and the noise."""
 
     def __post_init__(self):
-        for name in ("vocab", "response_len", "prompt_len", "n_prompts"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_positive_ints(**fields_of(self, ("vocab", "response_len", "prompt_len", "n_prompts")))
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.vocab < 2:
             raise ValueError(f"vocab must be ≥ 2, got {self.vocab}")
         if self.prompt_len < self.response_len:

@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from .._validate import check_beta
 from ..reward_model import reward_loss
-from ..rl import ppo_clip_loss, reinforce_loss, rloo_advantages
+from ..rl import kl_penalized_reward, ppo_clip_loss, reinforce_loss, rloo_advantages
+from ._validate import check_positive_ints
 from .exact import ExactEvaluator
 from .task import SyntheticLanguage, build_sequences, response_index, response_log_probs, sample_responses
 
@@ -47,6 +48,7 @@ __all__ = [
     "train_online_dpo_lm",
     "dpo_logps",
     "clone",
+    "trainable_copy",
     "reward_model_accuracy",
     "completion_log_probs",
 ]
@@ -105,14 +107,25 @@ def autocast(device: torch.device, bf16: bool = True):
     return contextlib.nullcontext()
 
 
-def _check_steps(**kw):
-    for k, v in kw.items():
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{k} must be a positive integer, got {v!r}")
-
-
 def _device_of(model) -> torch.device:
     return next(model.parameters()).device
+
+
+def _start(model, *, lr: float, seed: int, steps: int, desc: str, progress: bool):
+    """What every loop starts with: the model's device, a torch.Generator and a numpy Generator seeded with
+    ``seed``, AdamW (no weight decay) and the tqdm bar over the steps."""
+    return (
+        _device_of(model),
+        torch.Generator().manual_seed(seed),
+        np.random.default_rng(seed),
+        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0),
+        tqdm(range(steps), desc=desc, disable=not progress, leave=False),
+    )
+
+
+def _eval_due(step: int, steps: int, eval_every: int, evaluator) -> bool:
+    """Evaluate after every ``eval_every``-th step and after the last one (0-based ``step``)."""
+    return evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps)
 
 
 def _log_eval(history, step, evaluator, model, prefs_idx, bar, extra=None):
@@ -144,14 +157,11 @@ def train_sft(
     Logs ``loss`` (mean response NLL), ``mean_token_accuracy`` (TRL's SFT names) and, at eval steps, the exact
     ``sft/kl_data`` = E_x KL(π_data‖π_θ) (its minimum, 0, is reached only at π_θ = π_data).
     """
-    _check_steps(steps=steps, batch_size=batch_size)
-    dev = _device_of(model)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    check_positive_ints(steps=steps, batch_size=batch_size)
+    dev, _, rng, opt, bar = _start(model, lr=lr, seed=seed, steps=steps, desc="sft", progress=progress)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.1, 1 - s / steps))
     data_logp = task.data_log_probs() if eval_every else None
     history, t0, P1 = [], time.perf_counter(), task.prompt_len + 1
-    bar = tqdm(range(steps), desc="sft", disable=not progress, leave=False)
     for step in bar:
         prompt, y = task.sample_data(batch_size, rng)
         seq = build_sequences(task, prompt, torch.as_tensor(y), device=dev)
@@ -163,7 +173,7 @@ def train_sft(
         loss.backward()
         opt.step()
         sched.step()
-        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        if eval_every and _eval_due(step, steps, eval_every, data_logp):
             from .exact import enumerate_log_probs
 
             acc = (logits.argmax(-1) == target).float().mean().item()
@@ -185,7 +195,7 @@ def make_preferences(ref_model, task: SyntheticLanguage, n_per_prompt: int, *, s
 
     ``n_per_prompt`` pairs for every prompt; pairs with y1 = y2 are dropped (they carry no preference).
     """
-    _check_steps(n_per_prompt=n_per_prompt)
+    check_positive_ints(n_per_prompt=n_per_prompt)
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     prompt = np.repeat(np.arange(task.n_prompts), n_per_prompt)
@@ -271,12 +281,9 @@ def train_reward_model(
     also ``eval/accuracy`` and ``eval/true_accuracy`` (agreement with the sign of r*(y_w) − r*(y_l), ties
     excluded).
     """
-    _check_steps(steps=steps, batch_size=batch_size)
-    dev = rm.head.weight.device
-    opt = torch.optim.AdamW(rm.parameters(), lr=lr, weight_decay=0.0)
-    rng = np.random.default_rng(seed)
+    check_positive_ints(steps=steps, batch_size=batch_size)
+    dev, _, rng, opt, bar = _start(rm, lr=lr, seed=seed, steps=steps, desc="reward model", progress=progress)
     history, t0 = [], time.perf_counter()
-    bar = tqdm(range(steps), desc="reward model", disable=not progress, leave=False)
     for step in bar:
         b = rng.integers(len(prefs), size=batch_size)
         with autocast(dev, bf16):
@@ -349,15 +356,11 @@ def train_rlhf_lm(
     beta = check_beta(beta)
     if method not in ("rloo", "ppo"):
         raise ValueError(f"method must be 'rloo' or 'ppo', got {method!r}")
-    _check_steps(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=ppo_epochs)
+    check_positive_ints(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=ppo_epochs)
     if not isinstance(k, int) or k < 2:
         raise ValueError(f"k must be an integer >= 2 (RLOO needs a leave-one-out baseline), got {k!r}")
-    dev = _device_of(policy)
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"rlhf ({method})", progress=progress)
     history, t0, n_tok = [], time.perf_counter(), 0
-    bar = tqdm(range(steps), desc=f"rlhf ({method})", disable=not progress, leave=False)
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
         prompt = np.repeat(
@@ -369,7 +372,7 @@ def train_rlhf_lm(
             ref_logp = response_log_probs(ref_model, task, prompt, y)
             old_logp = response_log_probs(policy, task, prompt, y)
         kl = old_logp - ref_logp  # (B·k,) sequence-level log-ratio
-        R = (scores - beta * kl).view(-1, k)
+        R = kl_penalized_reward(scores, old_logp, ref_logp, beta).view(-1, k)  # (B, k)
         adv = rloo_advantages(R).reshape(-1)
         clipfrac = 0.0
         for _ in range(1 if method == "rloo" else ppo_epochs):
@@ -392,7 +395,7 @@ def train_rlhf_lm(
         }
         if method == "ppo":
             rec["val/clipfrac_avg"] = clipfrac
-        if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        if _eval_due(step, steps, eval_every, evaluator):
             _log_eval(history, step + 1, evaluator, policy, None, bar, rec)
     wall = time.perf_counter() - t0
     return TrainResult(policy, history, wall, n_tok / wall)
@@ -441,16 +444,13 @@ def train_dpo_lm(
     from ..losses import preference_loss, preference_metrics
 
     beta = check_beta(beta)
-    _check_steps(steps=steps, batch_size=batch_size)
+    check_positive_ints(steps=steps, batch_size=batch_size)
     if len(prefs) == 0:
         raise ValueError("prefs is empty")
-    dev = _device_of(policy)
-    rng = np.random.default_rng(seed)
+    dev, _, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"dpo ({loss_type})", progress=progress)
     prefs_idx = prefs.as_indices(task.vocab)
     ref_w, ref_l = _ref_logps(ref_model, task, prefs, dev, bf16)
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
     history, t0 = [], time.perf_counter()
-    bar = tqdm(range(steps), desc=f"dpo ({loss_type})", disable=not progress, leave=False)
     _log_eval(history, 0, evaluator, policy, prefs_idx, bar)
     for step in bar:
         b = rng.integers(len(prefs), size=min(batch_size, len(prefs)))
@@ -463,20 +463,11 @@ def train_dpo_lm(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            with torch.no_grad():
-                rec = {
-                    "loss": loss.item(),
-                    **_metrics(preference_metrics, logp_w, logp_l, ref_w[bt], ref_l[bt], beta),
-                }
+        if _eval_due(step, steps, eval_every, evaluator):
+            rec = {"loss": loss.item(), **preference_metrics(logp_w, logp_l, ref_w[bt], ref_l[bt], beta)}
             _log_eval(history, step + 1, evaluator, policy, prefs_idx, bar, rec)
     wall = time.perf_counter() - t0
     return TrainResult(policy, history, wall, steps * 2 * batch_size * task.seq_len / wall)
-
-
-def _metrics(fn, *args) -> dict:
-    out = fn(*[a.detach() if isinstance(a, torch.Tensor) else a for a in args])
-    return {k: float(v) for k, v in out.items()}
 
 
 @torch.no_grad()
@@ -520,15 +511,11 @@ def train_online_dpo_lm(
     from ..losses import preference_loss, preference_metrics
 
     beta = check_beta(beta)
-    _check_steps(steps=steps, prompts_per_step=prompts_per_step)
+    check_positive_ints(steps=steps, prompts_per_step=prompts_per_step)
     if samples_per_prompt != 2:
         raise ValueError(f"samples_per_prompt must be 2, got {samples_per_prompt!r}")
-    dev = _device_of(policy)
-    g = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc="online dpo", progress=progress)
     history, t0 = [], time.perf_counter()
-    bar = tqdm(range(steps), desc="online dpo", disable=not progress, leave=False)
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
         prompt = rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False)
@@ -545,14 +532,14 @@ def train_online_dpo_lm(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if evaluator is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        if _eval_due(step, steps, eval_every, evaluator):
             pairs = Preferences(prompt, chosen.cpu().numpy(), rejected.cpu().numpy())
             with torch.no_grad():
                 rec = {
                     "loss": loss.item(),
                     "objective/scores": torch.cat([s1, s2]).mean().item(),
                     "objective/kl": (torch.cat([logp_w, logp_l]) - torch.cat([ref_w, ref_l])).mean().item(),
-                    **_metrics(preference_metrics, logp_w, logp_l, ref_w.float(), ref_l.float(), beta),
+                    **preference_metrics(logp_w, logp_l, ref_w.float(), ref_l.float(), beta),
                 }
             _log_eval(history, step + 1, evaluator, policy, pairs.as_indices(task.vocab), bar, rec)
     wall = time.perf_counter() - t0
@@ -565,6 +552,14 @@ def clone(model):
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref.eval()
+
+
+def trainable_copy(model):
+    """A deep copy with every parameter trainable, in training mode (a fresh policy initialised at π_ref)."""
+    out = copy.deepcopy(model)
+    for p in out.parameters():
+        p.requires_grad_(True)
+    return out.train()
 
 
 def completion_log_probs(logits: torch.Tensor, ids: torch.Tensor, prompt_len: int) -> torch.Tensor:
