@@ -726,8 +726,9 @@ def _newton(edges: _Edges, l2, tol, max_iter):
     use_delta = edges.has_delta
     # No MLE gap exceeds (n − 1)·log(total count / smallest count) + O(n) along a path of the win graph: cap
     # the extended line search at twice that, so it cannot run off where σ saturates and curvature underflows
-    t_pos = edges.t[edges.t > 0]
-    spread = math.log(float(t_pos.sum()) / float(t_pos.min())) if len(t_pos) else 0.0
+    counts = np.concatenate([edges.n_ij, edges.n_ji])
+    counts = counts[counts > 0]
+    spread = math.log(float(counts.sum()) / float(counts.min())) if len(counts) else 0.0
     max_move = 2.0 * max(n, 2) * (spread + 2.0)
     converged = False
     it = stalled = 0

@@ -256,7 +256,8 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
     ------
     ValueError
         β ≤ 0, unknown ``loss_type``, ε outside [0, 0.5) (or ε = 0 for ``exo_pair``), shapes that
-        differ, NaN/inf log-probs, or lengths given for a loss other than ``ipo``.
+        differ, NaN/inf log-probs, lengths given for a loss other than ``ipo``, or a loss that overflows
+        (β so small that 1/β is inf).
     """
     loss_type = _check_loss_type(loss_type)
     b = check_beta(beta)
@@ -273,7 +274,11 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
             raise ValueError("give both length_chosen and length_rejected, or neither")
         logratio_chosen = _per_token(logratio_chosen, length_chosen, "length_chosen")
         logratio_rejected = _per_token(logratio_rejected, length_rejected, "length_rejected")
-    return LOSSES[loss_type](logratio_chosen, logratio_rejected, b, eps)
+    losses = LOSSES[loss_type](logratio_chosen, logratio_rejected, b, eps)
+    if not bool(torch.isfinite(losses).all()):  # e.g. IPO's 1/(2τ) overflows for a subnormal τ
+        raise ValueError(f"the {loss_type!r} loss is not finite at beta={b:g} for these log-probs: beta is too "
+                         f"small, or the log-ratios too large, for float arithmetic")
+    return losses
 
 
 def implied_rewards(logp, ref_logp, beta):

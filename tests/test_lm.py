@@ -17,10 +17,12 @@ from prefkit.lm import (
     index_to_response,
     load_checkpoint,
     load_model,
+    load_preferences,
     monte_carlo_metrics,
     response_index,
     response_log_probs,
     save_checkpoint,
+    save_preferences,
     tiny_config,
 )
 from prefkit.lm.cli import main as lm_main
@@ -143,6 +145,15 @@ def test_exact_metrics_against_optimal_policy():
     m = exact_metrics(np.log(pi), np.log(pi_ref), reward, beta)
     gibbs = np.mean(beta * log_partition(pi_ref, reward, beta) - beta * kl_divergence(pi, star))
     assert m["exact/objective"] == pytest.approx(gibbs, abs=1e-12)
+    # small beta: pi* underflows in exp (r/beta ~ 1e4), the KLs are still finite and exact (computed from logs)
+    from scipy.special import logsumexp
+
+    m = exact_metrics(np.log(pi), np.log(pi_ref), reward * 10, 1e-3)
+    log_star = np.log(pi_ref) + reward * 1e4
+    log_star -= logsumexp(log_star, axis=-1, keepdims=True)
+    assert np.exp(log_star).min() == 0.0  # the case that broke KL(pi, exp(log pi*))
+    want = np.mean(np.sum(pi * (np.log(pi) - log_star), axis=-1))
+    assert np.isfinite(m["exact/kl_star"]) and m["exact/kl_star"] == pytest.approx(want, rel=1e-12)
 
 
 def test_monte_carlo_fallback_agrees_with_exact(small):
@@ -183,6 +194,10 @@ def test_checkpoint_roundtrip_and_errors(tmp_path, small):
         (["sft", "--steps", "0"], "--steps"),
         (["dpo", "--loss-type", "nope"], "--loss-type"),
         (["rlhf", "--device", "tpu"], "--device"),
+        (["sft", "--steps", "-1"], "--steps"),
+        (["sft", "--seed", "-3"], "--seed"),
+        (["pipeline", "--steps", "5"], "--steps"),
+        (["rlhf", "--k", "1"], "rlhf_k"),
     ],
 )
 def test_cli_bad_arguments(argv, word, capsys):
@@ -190,9 +205,13 @@ def test_cli_bad_arguments(argv, word, capsys):
     assert word in capsys.readouterr().err
 
 
-def test_cli_missing_checkpoint_names_file(tmp_path, capsys):
+def test_cli_missing_or_corrupt_checkpoint_names_file(tmp_path, capsys):
     assert lm_main(["dpo", "--workdir", str(tmp_path), "--device", "cpu", "--no-progress"]) == 2
     assert "sft.pt" in capsys.readouterr().err
+    (tmp_path / "sft.pt").write_bytes(b"garbage")
+    assert lm_main(["rm", "--workdir", str(tmp_path), "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "sft.pt" in err and "corrupt" in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
@@ -215,6 +234,14 @@ def test_cli_stages_end_to_end(tmp_path, capsys):
     assert lm_main(["online-dpo", "--steps", "2"] + w) == 0
     for name in ("sft", "rm", "rlhf", "dpo", "online_dpo"):
         load_checkpoint(tmp_path / f"{name}.pt")
+    # prefs.pt remembers its task: reusing the workdir with another preset is an error naming the file
+    ref, task, _ = load_model(tmp_path / "sft.pt")
+    prefs = load_preferences(tmp_path / "prefs.pt", task)
+    other = SyntheticLanguage(vocab=4, response_len=3, prompt_len=3, n_prompts=8, seed=5)
+    with pytest.raises(ValueError, match="prefs.pt"):
+        load_preferences(tmp_path / "prefs.pt", other)
+    save_preferences(tmp_path / "p2.pt", prefs, task)
+    assert np.array_equal(load_preferences(tmp_path / "p2.pt", task).chosen, prefs.chosen)
 
 
 def test_training_loops_log_trl_names_and_displacement():

@@ -17,7 +17,14 @@ import torch
 from .model import GPT, GPTConfig
 from .task import SyntheticLanguage
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "save_preferences", "load_preferences", "atomic_write"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "save_preferences",
+    "load_preferences",
+    "atomic_write",
+]
 
 _KEYS = ("kind", "model_config", "task", "state_dict", "meta")
 
@@ -126,7 +133,11 @@ def load_preferences(path, task: SyntheticLanguage):
     path = Path(path)
     payload = _torch_load(path, "preference file")
     keys = ("kind", "task", "prompt", "chosen", "rejected")
-    if not isinstance(payload, dict) or any(k not in payload for k in keys) or payload["kind"] != "preferences":
+    if (
+        not isinstance(payload, dict)
+        or any(k not in payload for k in keys)
+        or payload["kind"] != "preferences"
+    ):
         raise ValueError(f"preference file {str(path)!r} is not a prefkit preference file")
     if payload["task"] != task.to_dict():
         raise ValueError(

@@ -2,12 +2,15 @@
 line.
 
 Each stage reads the checkpoints it needs from ``--workdir`` and writes its own (atomically), plus a JSON
-history:
+history ``history_<stage>.json``:
 
-    sft         → sft.pt                       (π_ref) rm          → prefs.pt, rm.pt              (needs
-    sft.pt) rlhf        → rlhf.pt                      (needs sft.pt, rm.pt) dpo         → prefs.pt (if
-    missing), dpo.pt (needs sft.pt) online-dpo  → online_dpo.pt               (needs sft.pt, rm.pt) pipeline
-    → all of the above in memory, then the summary table (RLHF vs DPO vs π*, exact KLs, displacement)
+    sft          -> sft.pt                          (pi_ref)
+    rm           -> prefs.pt (if missing), rm.pt    needs sft.pt
+    rlhf         -> rlhf.pt                         needs sft.pt, rm.pt
+    dpo          -> prefs.pt (if missing), dpo.pt   needs sft.pt
+    online-dpo   -> online_dpo.pt                   needs sft.pt, rm.pt
+    pipeline     -> all of the above in memory, then the summary table (RLHF vs DPO vs pi*, exact KLs,
+                    displacement) and summary.json
 
 Every stage prints TRL-named metrics and the exact KLs at its evaluation steps.
 """
@@ -22,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from .exact import MAX_ENUMERATE
+
 __all__ = ["main", "build_parser"]
 
 STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo", "pipeline")
@@ -34,6 +39,16 @@ def _positive_int(s: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _nonnegative_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
     return v
 
 
@@ -65,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workdir", default="runs/lm", help="folder for checkpoints and histories (default runs/lm)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of everything (default 0)")
     p.add_argument("--beta", type=_positive_float, default=1.0, help="KL coefficient β (default 1.0)")
     p.add_argument("--steps", type=_positive_int, default=None, help="training steps of this stage")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate of this stage")
@@ -125,59 +140,72 @@ def _config(args):
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    tmp.replace(path)
+    from .checkpoint import atomic_write
+
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
+
+
+_PRINTED = (
+    "loss",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "objective/kl",
+    "objective/scores",
+    "exact/reward",
+    "exact/kl_ref",
+    "exact/kl_star",
+    "mc/reward",
+    "mc/kl_ref",
+    "mc/kl_star",
+    "mass/neither_gain",
+    "sft/kl_data",
+    "accuracy",
+    "eval/accuracy",
+    "eval/true_accuracy",
+)
 
 
 def _print_eval(history, stage):
-    keys = (
-        "loss",
-        "rewards/margins",
-        "rewards/accuracies",
-        "logps/chosen",
-        "logps/rejected",
-        "objective/kl",
-        "objective/scores",
-        "exact/reward",
-        "exact/kl_ref",
-        "exact/kl_star",
-        "mc/reward",
-        "mc/kl_ref",
-        "mc/kl_star",
-        "mass/neither_gain",
-        "sft/kl_data",
-        "accuracy",
-        "eval/accuracy",
-        "eval/true_accuracy",
-    )
     for h in history:
         print(
             f"[{stage}] step {h.get('step', '?'):>5}  "
-            + "  ".join(f"{k}={h[k]:.4f}" for k in keys if k in h and isinstance(h[k], float))
+            + "  ".join(f"{k}={h[k]:.4f}" for k in _PRINTED if k in h and isinstance(h[k], float))
         )
 
 
-def _run_stage(args) -> int:
-    from .checkpoint import load_model, save_checkpoint
-    from .exact import ExactEvaluator
-    from .pipeline import build_model, build_task, format_summary, run_pipeline
-    from .train import (
-        Preferences,
-        RewardModel,
-        clone,
-        make_preferences,
-        resolve_device,
-        train_dpo_lm,
-        train_online_dpo_lm,
-        train_reward_model,
-        train_rlhf_lm,
-        train_sft,
+def _run_pipeline(args, cfg, work: Path, t0: float) -> int:
+    from .checkpoint import save_checkpoint
+    from .pipeline import format_summary, run_pipeline
+
+    stages = ("sft", "rm", "rlhf", "dpo") + (("online-dpo",) if args.online_dpo else ())
+    res = run_pipeline(cfg, stages=stages)
+    for name, hist in res.histories.items():
+        _write_json(work / f"history_{name.replace('-', '_')}.json", hist)
+    for name in ("sft", "rlhf", "dpo", "online-dpo"):
+        if name in res.models:
+            save_checkpoint(work / f"{name.replace('-', '_')}.pt", res.models[name], res.task)
+    if "rm" in res.models:
+        save_checkpoint(work / "rm.pt", res.models["rm"], res.task, kind="reward_model")
+    _write_json(work / "summary.json", res.rows)
+    print(
+        f"model: {res.info['n_params']:,} parameters on {res.info['device']}; "
+        f"SFT throughput {res.info['sft_tokens_per_s']:,.0f} tokens/s"
     )
+    print(format_summary(res.rows, cfg.beta, exact=res.task.n_responses <= MAX_ENUMERATE))
+    print(f"total {time.perf_counter() - t0:.1f}s; checkpoints and histories in {work}/")
+    return 0
+
+
+def _run_stage(args) -> int:
+    from .checkpoint import load_model, load_preferences, save_checkpoint, save_preferences
+    from .exact import ExactEvaluator
+    from .pipeline import build_task, train_stage
+    from .train import clone, make_preferences, resolve_device
 
     cfg = _config(args)
     work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(cfg.device)
     if args.threads is not None or cfg.preset != "scale":
         torch.set_num_threads(args.threads or 1)
@@ -185,145 +213,44 @@ def _run_stage(args) -> int:
         f"prefkit lm {args.stage}: device={dev}, preset={cfg.preset}, beta={cfg.beta}, workdir={work}, "
         f"torch threads={torch.get_num_threads()}"
     )
-    kw = dict(bf16=cfg.bf16, progress=cfg.progress)
     t0 = time.perf_counter()
-
     if args.stage == "pipeline":
-        stages = ("sft", "rm", "rlhf", "dpo") + (("online-dpo",) if args.online_dpo else ())
-        res = run_pipeline(cfg, stages=stages)
-        for name, hist in res.histories.items():
-            _write_json(work / f"history_{name.replace('-', '_')}.json", hist)
-        for name in ("sft", "rlhf", "dpo", "online-dpo"):
-            if name in res.models:
-                save_checkpoint(work / f"{name.replace('-', '_')}.pt", res.models[name], res.task)
-        if "rm" in res.models:
-            save_checkpoint(work / "rm.pt", res.models["rm"], res.task, kind="reward_model")
-        _write_json(work / "summary.json", res.rows)
-        print(
-            f"model: {res.info['n_params']:,} parameters on {res.info['device']}; "
-            f"SFT throughput {res.info['sft_tokens_per_s']:,.0f} tokens/s"
-        )
-        print(format_summary(res.rows, cfg.beta, exact=res.task.n_responses <= 2**16))
-        print(f"total {time.perf_counter() - t0:.1f}s; checkpoints and histories in {work}/")
-        return 0
+        return _run_pipeline(args, cfg, work, t0)
 
-    task = build_task(cfg)
+    name = args.stage.replace("-", "_")
     if args.stage == "sft":
-        model = build_model(cfg, task, dev)
-        r = train_sft(
-            model,
-            task,
-            steps=cfg.sft_steps,
-            batch_size=cfg.sft_batch_size,
-            lr=cfg.sft_lr,
-            seed=cfg.seed,
-            eval_every=cfg.eval_every if task.n_responses <= 2**16 else 0,
-            **kw,
-        )
-        save_checkpoint(work / "sft.pt", model, task, meta={"beta": cfg.beta})
-        _write_json(work / "history_sft.json", r.history)
-        _print_eval(r.history, "sft")
-        print(f"sft: {r.tokens_per_s:,.0f} tokens/s; wrote {work / 'sft.pt'}")
-        return 0
-
-    ref, task, _ = load_model(work / "sft.pt", dev)
-    ref = clone(ref)
-    prefs_path = work / "prefs.pt"
-    if prefs_path.is_file():
-        try:
-            prefs = Preferences.from_dict(torch.load(prefs_path, weights_only=True))
-        except Exception as exc:
-            raise ValueError(f"preference file {str(prefs_path)!r} is corrupt: {exc}") from None
-    else:
-        prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
-        tmp = prefs_path.with_suffix(".pt.tmp")
-        torch.save(prefs.to_dict(), tmp)
-        tmp.replace(prefs_path)
-
-    def policy():
-        pol, _, _ = load_model(work / "sft.pt", dev)
-        return pol.train()
-
-    evaluator = ExactEvaluator(ref, task, cfg.beta)
-    prefs_idx = prefs.as_indices(task.vocab) if evaluator.exact else None
-    if args.stage == "rm":
-        rm = RewardModel(policy()).to(dev)
-        held = make_preferences(ref, task, 64, seed=cfg.seed + 2)
-        r = train_reward_model(
-            rm,
-            task,
-            prefs,
-            steps=cfg.rm_steps,
-            batch_size=cfg.rm_batch_size,
-            lr=cfg.rm_lr,
-            seed=cfg.seed,
-            eval_pairs=held,
-            **kw,
-        )
-        save_checkpoint(work / "rm.pt", rm, task, kind="reward_model")
-        out, name = r, "rm"
-    elif args.stage == "dpo":
-        out = train_dpo_lm(
-            policy(),
-            ref,
-            task,
-            prefs,
-            cfg.beta,
-            loss_type=cfg.dpo_loss_type,
-            steps=cfg.dpo_steps,
-            batch_size=cfg.dpo_batch_size,
-            lr=cfg.dpo_lr,
-            seed=cfg.seed,
-            evaluator=evaluator,
-            eval_every=cfg.eval_every,
-            **kw,
-        )
-        name = "dpo"
-    else:
-        rm, _, _ = load_model(work / "rm.pt", dev, kind="reward_model")
-        rm.eval()
-        if args.stage == "rlhf":
-            out = train_rlhf_lm(
-                policy(),
-                ref,
-                rm,
-                task,
-                cfg.beta,
-                method=cfg.rlhf_method,
-                steps=cfg.rlhf_steps,
-                k=cfg.rlhf_k,
-                lr=cfg.rlhf_lr,
-                seed=cfg.seed,
-                evaluator=evaluator,
-                eval_every=cfg.eval_every,
-                **kw,
+        task = build_task(cfg)
+        out = train_stage("sft", cfg, task)
+        save_checkpoint(work / "sft.pt", out.model, task, meta={"beta": cfg.beta})
+        if (work / "prefs.pt").is_file() or (work / "rm.pt").is_file():
+            print(
+                f"note: {work}/prefs.pt and rm.pt (if any) come from an earlier pi_ref; delete them to redo"
             )
-            name = "rlhf"
+    else:
+        ref, task, _ = load_model(work / "sft.pt", dev)
+        ref = clone(ref)
+        if (work / "prefs.pt").is_file():
+            prefs = load_preferences(work / "prefs.pt", task)
         else:
-            out = train_online_dpo_lm(
-                policy(),
-                ref,
-                rm,
-                task,
-                cfg.beta,
-                loss_type=cfg.dpo_loss_type,
-                steps=cfg.online_dpo_steps,
-                lr=cfg.online_dpo_lr,
-                seed=cfg.seed,
-                evaluator=evaluator,
-                eval_every=cfg.eval_every,
-                **kw,
-            )
-            name = "online_dpo"
-    if name != "rm":
-        save_checkpoint(work / f"{name}.pt", out.model, task, meta={"beta": cfg.beta})
-        final = evaluator.evaluate(out.model, prefs_idx)
-        out.history.append({"step": "final", **final})
+            prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
+            save_preferences(work / "prefs.pt", prefs, task)
+        rm = None
+        if args.stage in ("rlhf", "online-dpo"):
+            rm, _, _ = load_model(work / "rm.pt", dev, kind="reward_model")
+            rm.eval()
+        evaluator = ExactEvaluator(ref, task, cfg.beta)
+        out = train_stage(args.stage, cfg, task, ref=ref, prefs=prefs, rm=rm, evaluator=evaluator)
+        if args.stage == "rm":
+            save_checkpoint(work / "rm.pt", out.model, task, kind="reward_model")
+        else:
+            save_checkpoint(work / f"{name}.pt", out.model, task, meta={"beta": cfg.beta})
+            prefs_idx = prefs.as_indices(task.vocab) if evaluator.exact else None
+            out.history.append({"step": "final", **evaluator.evaluate(out.model, prefs_idx)})
     _write_json(work / f"history_{name}.json", out.history)
     _print_eval(out.history, name)
     print(
         f"{args.stage}: {time.perf_counter() - t0:.1f}s, {out.tokens_per_s:,.0f} tokens/s; "
-        f"wrote {work}/{name}.pt"
+        f"wrote {work / (name + '.pt')}"
     )
     return 0
 

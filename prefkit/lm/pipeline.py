@@ -27,12 +27,12 @@ from .train import (
     clone,
     make_preferences,
     resolve_device,
-    trainable_copy,
     train_dpo_lm,
     train_online_dpo_lm,
     train_reward_model,
     train_rlhf_lm,
     train_sft,
+    trainable_copy,
 )
 
 __all__ = [
@@ -98,7 +98,14 @@ class LMConfig:
         check_beta(self.beta)
         if self.rlhf_method not in ("rloo", "ppo"):
             raise ValueError(f"rlhf_method must be 'rloo' or 'ppo', got {self.rlhf_method!r}")
-        counts = ("sft_steps", "sft_batch_size", "pairs_per_prompt", "rm_steps", "rm_batch_size", "rlhf_steps")
+        counts = (
+            "sft_steps",
+            "sft_batch_size",
+            "pairs_per_prompt",
+            "rm_steps",
+            "rm_batch_size",
+            "rlhf_steps",
+        )
         counts += ("dpo_steps", "dpo_batch_size", "online_dpo_steps", "eval_every")
         check_positive_ints(**fields_of(self, counts))
         if not isinstance(self.rlhf_k, int) or self.rlhf_k < 2:
@@ -231,7 +238,9 @@ def train_stage(
         return train_dpo_lm(policy, ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
     if stage == "online-dpo":
         kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr)
-        return train_online_dpo_lm(policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
+        return train_online_dpo_lm(
+            policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common
+        )
     raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
 
 
@@ -283,7 +292,9 @@ def run_pipeline(
                 f"agreement with r* {h['eval/true_accuracy']:.3f}"
             )
         else:
-            what = {"rlhf": f"rlhf ({cfg.rlhf_method})", "dpo": f"dpo ({cfg.dpo_loss_type})"}.get(stage, stage)
+            what = {"rlhf": f"rlhf ({cfg.rlhf_method})", "dpo": f"dpo ({cfg.dpo_loss_type})"}.get(
+                stage, stage
+            )
             steps = getattr(cfg, stage.replace("-", "_") + "_steps")
             echo(f"{what}: {steps} steps in {r.wall_s:.1f}s")
     rm_table = rm.table(task) if (rm is not None and evaluator.exact) else None

@@ -359,7 +359,9 @@ def train_rlhf_lm(
     check_positive_ints(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=ppo_epochs)
     if not isinstance(k, int) or k < 2:
         raise ValueError(f"k must be an integer >= 2 (RLOO needs a leave-one-out baseline), got {k!r}")
-    dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"rlhf ({method})", progress=progress)
+    dev, g, rng, opt, bar = _start(
+        policy, lr=lr, seed=seed, steps=steps, desc=f"rlhf ({method})", progress=progress
+    )
     history, t0, n_tok = [], time.perf_counter(), 0
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
@@ -447,7 +449,9 @@ def train_dpo_lm(
     check_positive_ints(steps=steps, batch_size=batch_size)
     if len(prefs) == 0:
         raise ValueError("prefs is empty")
-    dev, _, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"dpo ({loss_type})", progress=progress)
+    dev, _, rng, opt, bar = _start(
+        policy, lr=lr, seed=seed, steps=steps, desc=f"dpo ({loss_type})", progress=progress
+    )
     prefs_idx = prefs.as_indices(task.vocab)
     ref_w, ref_l = _ref_logps(ref_model, task, prefs, dev, bf16)
     history, t0 = [], time.perf_counter()
@@ -514,7 +518,9 @@ def train_online_dpo_lm(
     check_positive_ints(steps=steps, prompts_per_step=prompts_per_step)
     if samples_per_prompt != 2:
         raise ValueError(f"samples_per_prompt must be 2, got {samples_per_prompt!r}")
-    dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc="online dpo", progress=progress)
+    dev, g, rng, opt, bar = _start(
+        policy, lr=lr, seed=seed, steps=steps, desc="online dpo", progress=progress
+    )
     history, t0 = [], time.perf_counter()
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
