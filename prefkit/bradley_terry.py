@@ -629,7 +629,6 @@ def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False):
     return x
 
 
-_TRACE = False
 _MAX_STEP = 10.0  # largest change of a parameter in one Newton step before the line search extends it
 _MAX_START = 10.0  # the starting strengths are clipped to ±this, where no curvature underflows
 
@@ -823,10 +822,10 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         theta, delta = theta + d_theta, delta + d_delta
         if not (np.all(np.isfinite(theta)) and math.isfinite(delta)):
             raise ValueError("Newton's method diverged: the estimate does not exist for these comparisons")
-        if _TRACE:
-            print(f"newton it={it} change={change:.2e} rtol={rtol:.1e} s0={s0:.2e}")
-        if change < tol and rtol <= 1e-6:
-            converged, pending = True, None  # a step this small cannot overshoot
+        # converged: a step this small cannot overshoot; not if some item's curvature underflowed to 0
+        # (its part of the Newton system is then unsolvable in float64, and a zero step means nothing)
+        if change < tol and rtol <= 1e-6 and np.all(deg > 0):
+            converged, pending = True, None
             break
         stalled = stalled + 1 if at_rounding and change > 0.5 * last_change else 0
         last_change = change

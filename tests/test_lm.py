@@ -145,7 +145,7 @@ def test_exact_metrics_against_optimal_policy():
     m = exact_metrics(np.log(pi), np.log(pi_ref), reward, beta)
     gibbs = np.mean(beta * log_partition(pi_ref, reward, beta) - beta * kl_divergence(pi, star))
     assert m["exact/objective"] == pytest.approx(gibbs, abs=1e-12)
-    # small beta: pi* underflows in exp (r/beta ~ 1e4), the KLs are still finite and exact (computed from logs)
+    # small beta: pi* underflows in exp (r/beta ~ 1e4); the KLs stay finite and exact (computed from logs)
     from scipy.special import logsumexp
 
     m = exact_metrics(np.log(pi), np.log(pi_ref), reward * 10, 1e-3)

@@ -132,21 +132,29 @@ class LMConfig:
 
     @classmethod
     def tour(cls, seed: int = 0, fast: bool = False, **kw) -> LMConfig:
-        """The tour's setting: the "small" preset (V=4, L=3, 8 prompts), a few hundred steps per stage."""
+        """The tour's (and the notebook's fast) setting: the "small" preset (V=4, L=3, 8 prompts) with the
+        same ~100k-parameter model, 100–200 steps per stage and small batches (about 6 s on an idle core).
+
+        Its claims hold with margin on seeds 0–6 (worst case over those seeds: DPO's KL ratio 0.27 vs
+        the tour's 0.35, RLHF's 0.16 vs 0.2, E[r*] gain 1.30 vs 1.0, Δ log π(y_w) −0.21 vs −0.1). ``fast`` is
+        accepted for symmetry with the tour's ``--fast`` and changes nothing: this setting is already the
+        fast one.
+        """
+        del fast
         base = dict(
             preset="small",
             seed=seed,
-            sft_steps=300,
+            sft_steps=150,
+            sft_batch_size=64,
             pairs_per_prompt=256,
-            rm_steps=150,
-            rlhf_steps=120,
-            dpo_steps=250,
-            dpo_batch_size=64,
+            rm_steps=80,
+            rm_batch_size=64,
+            rlhf_steps=100,
+            dpo_steps=200,
+            dpo_batch_size=48,
             eval_every=50,
             progress=False,
         )
-        if fast:  # the tour's --fast: fewer steps still
-            base.update(sft_steps=250, rlhf_steps=100, dpo_steps=200)
         base.update(kw)
         return cls(**base)
 

@@ -32,28 +32,15 @@ def plot_lm_training(histories: dict, rows: list | None = None, axes=None):
     h = [r for r in histories.get("dpo", []) if "logps/chosen" in r and "exact/kl_star" in r]
     if h:
         steps = [r["step"] for r in h]
-        axes[1].plot(
-            steps, [r["logps/chosen"] for r in h], marker="o", ms=3, color="C2", label=r"$\log\pi(y_w)$"
-        )
-        axes[1].plot(
-            steps, [r["logps/rejected"] for r in h], marker="o", ms=3, color="C3", label=r"$\log\pi(y_l)$"
-        )
-        if rows:
-            star = {r["policy"]: r for r in rows}.get("pi* (exact)")
-            if star is not None and "d_logp_chosen" in star:
+        star = {r["policy"]: r for r in rows or []}.get("pi* (exact)", {})
+        for key, d_key, color, y in (
+            ("logps/chosen", "d_logp_chosen", "C2", "y_w"),
+            ("logps/rejected", "d_logp_rejected", "C3", "y_l"),
+        ):
+            axes[1].plot(steps, [r[key] for r in h], marker="o", ms=3, color=color, label=rf"$\log\pi({y})$")
+            if d_key in star:  # where the exact π* puts the same pairs
                 axes[1].axhline(
-                    h[0]["logps/chosen"] + star["d_logp_chosen"],
-                    color="C2",
-                    ls="--",
-                    lw=1,
-                    label=r"$\pi^*$: $\log\pi^*(y_w)$",
-                )
-                axes[1].axhline(
-                    h[0]["logps/rejected"] + star["d_logp_rejected"],
-                    color="C3",
-                    ls="--",
-                    lw=1,
-                    label=r"$\pi^*$: $\log\pi^*(y_l)$",
+                    h[0][key] + star[d_key], color=color, ls="--", lw=1, label=rf"$\pi^*$: $\log\pi^*({y})$"
                 )
         axes[1].set_xlabel("DPO step")
         axes[1].set_ylabel("mean log-prob over the pairs")

@@ -372,14 +372,15 @@ def train_rlhf_lm(
         with torch.no_grad(), autocast(dev, bf16):
             scores = rm(task, prompt, y)
             ref_logp = response_log_probs(ref_model, task, prompt, y)
-            old_logp = response_log_probs(policy, task, prompt, y)
-        kl = old_logp - ref_logp  # (B·k,) sequence-level log-ratio
-        R = kl_penalized_reward(scores, old_logp, ref_logp, beta).view(-1, k)  # (B, k)
-        adv = rloo_advantages(R).reshape(-1)
         clipfrac = 0.0
-        for _ in range(1 if method == "rloo" else ppo_epochs):
+        for epoch in range(1 if method == "rloo" else ppo_epochs):
             with autocast(dev, bf16):
                 logp = response_log_probs(policy, task, prompt, y)
+            if epoch == 0:  # the sampling policy's log-probs: the first forward pass, before any update
+                old_logp = logp.detach()
+                kl = old_logp - ref_logp  # (B·k,) sequence-level log-ratio
+                R = kl_penalized_reward(scores, old_logp, ref_logp, beta).view(-1, k)  # (B, k)
+                adv = rloo_advantages(R).reshape(-1)
             if method == "rloo":
                 loss = reinforce_loss(logp, adv)
             else:
