@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from ._validate import as_float_array, as_index_array, check_beta, check_distrib
 from .displacement_tracking import displacement_step
 from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
 from .optimal_policy import kl_divergence, optimal_policy
-from .policies import make_policy
+from .policies import TrainedPolicy, make_policy
 from .rl import _check_real
 
 
@@ -70,7 +70,7 @@ def total_variation(p, q) -> float:
 
 
 @dataclass
-class DPOResult:
+class DPOResult(TrainedPolicy):
     """The output of :func:`fit_dpo`.
 
     Attributes
@@ -89,33 +89,10 @@ class DPOResult:
     obstruction : None, or why the loss has no minimiser on these data (:func:`dpo_obstruction`)
     """
 
-    model: torch.nn.Module
-    history: list = field(default_factory=list)
     beta: float = 0.0
     loss_type: str = "sigmoid"
     converged: bool = False
     obstruction: str | None = None
-
-    @property
-    def policy(self) -> np.ndarray:
-        """π_θ as a (n_prompts, n_responses) array of probabilities (the same as ``.pi``)."""
-        return self.pi
-
-    @property
-    def pi(self) -> np.ndarray:
-        """The fitted policy as a (n_prompts, n_responses) array of probabilities."""
-        with torch.no_grad():
-            return self.model.log_probs().exp().numpy()
-
-    @property
-    def logp(self) -> np.ndarray:
-        """log π_θ, (n_prompts, n_responses), −inf off π_ref's support."""
-        with torch.no_grad():
-            return self.model.log_probs().numpy()
-
-    def curve(self, key: str) -> np.ndarray:
-        """One metric along training, e.g. ``result.curve("rewards/margins")``."""
-        return np.array([h[key] for h in self.history], dtype=np.float64)
 
 
 def _check_preferences(preferences, pi_ref: np.ndarray) -> np.ndarray:

@@ -8,12 +8,14 @@ policy keeps probability exactly 0 there (the support of π_θ is the support of
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
 
 from ._validate import as_float_array, check_distribution
 
-__all__ = ["TabularPolicy", "LogLinearPolicy", "make_policy"]
+__all__ = ["TabularPolicy", "LogLinearPolicy", "make_policy", "TrainedPolicy"]
 
 
 def _ref_logp(pi_ref) -> torch.Tensor:
@@ -70,3 +72,36 @@ class LogLinearPolicy(torch.nn.Module):
 def make_policy(pi_ref, features=None) -> torch.nn.Module:
     """A :class:`TabularPolicy` at π_ref, or a :class:`LogLinearPolicy` at π_ref when ``features`` is given."""
     return TabularPolicy(pi_ref) if features is None else LogLinearPolicy(pi_ref, features)
+
+
+@dataclass
+class TrainedPolicy:
+    """What a training loop returns: the trained module and its per-step history.
+
+    ``model`` is the torch module; ``policy`` (alias ``pi``) and ``logp`` read π_θ and log π_θ off it as
+    (n_prompts, n_responses) float64 arrays; ``curve(key)`` is one logged metric along training.
+    """
+
+    model: torch.nn.Module
+    history: list = field(default_factory=list)
+
+    @property
+    def pi(self) -> np.ndarray:
+        """π_θ as a (n_prompts, n_responses) array of probabilities."""
+        with torch.no_grad():
+            return self.model.log_probs().exp().numpy()
+
+    @property
+    def policy(self) -> np.ndarray:
+        """π_θ as a (n_prompts, n_responses) array of probabilities (the same as ``.pi``)."""
+        return self.pi
+
+    @property
+    def logp(self) -> np.ndarray:
+        """log π_θ, (n_prompts, n_responses), −inf off π_ref's support."""
+        with torch.no_grad():
+            return self.model.log_probs().numpy()
+
+    def curve(self, key: str) -> np.ndarray:
+        """One metric along training as an array, e.g. ``result.curve("kl/to_optimal")``."""
+        return np.array([h[key] for h in self.history], dtype=np.float64)

@@ -17,14 +17,14 @@ shape and are reused by the tiny-LM chapter.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ._validate import as_float_array, check_beta, check_distribution, check_same_shape
 from .optimal_policy import kl_divergence, kl_divergence_logspace, optimal_log_policy, optimal_policy
-from .policies import make_policy
+from .policies import TrainedPolicy, make_policy
 
 __all__ = [
     "rloo_advantages",
@@ -200,7 +200,7 @@ def exact_policy_gradient(pi, pi_ref, reward, beta) -> np.ndarray:
 
 
 @dataclass
-class RLResult:
+class RLResult(TrainedPolicy):
     """The output of :func:`train_rlhf`.
 
     Attributes
@@ -218,26 +218,9 @@ class RLResult:
     method, beta : what was run
     """
 
-    model: torch.nn.Module
-    history: list = field(default_factory=list)
     pi_star: np.ndarray | None = None
     method: str = ""
     beta: float = 0.0
-
-    @property
-    def policy(self) -> np.ndarray:
-        """π_θ as a (n_prompts, n_responses) array of probabilities (the same as ``.pi``)."""
-        return self.pi
-
-    @property
-    def pi(self) -> np.ndarray:
-        """The final policy as a (n_prompts, n_responses) array."""
-        with torch.no_grad():
-            return self.model.log_probs().exp().numpy()
-
-    def curve(self, key: str) -> np.ndarray:
-        """The history of one metric as an array, e.g. ``result.curve("kl/to_optimal")``."""
-        return np.array([h[key] for h in self.history], dtype=np.float64)
 
     @property
     def final_kl(self) -> float:

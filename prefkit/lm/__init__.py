@@ -15,6 +15,4 @@ from .plotting import *  # noqa: F403
 from .task import *  # noqa: F403
 from .train import *  # noqa: F403
 
-__all__ = [
-    name for mod in (model, task, exact, train, checkpoint, pipeline, plotting) for name in mod.__all__
-]
+__all__ = [name for mod in (model, task, exact, train, checkpoint, pipeline, plotting) for name in mod.__all__]

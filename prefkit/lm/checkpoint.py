@@ -64,9 +64,7 @@ def _torch_load(path: Path, what: str):
         ) from None
 
 
-def save_checkpoint(
-    path, model, task: SyntheticLanguage, kind: str = "policy", meta: dict | None = None
-) -> Path:
+def save_checkpoint(path, model, task: SyntheticLanguage, kind: str = "policy", meta: dict | None = None) -> Path:
     """Write ``model`` (a GPT, or a RewardModel with ``.trunk``) to ``path`` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,11 +131,7 @@ def load_preferences(path, task: SyntheticLanguage):
     path = Path(path)
     payload = _torch_load(path, "preference file")
     keys = ("kind", "task", "prompt", "chosen", "rejected")
-    if (
-        not isinstance(payload, dict)
-        or any(k not in payload for k in keys)
-        or payload["kind"] != "preferences"
-    ):
+    if not isinstance(payload, dict) or any(k not in payload for k in keys) or payload["kind"] != "preferences":
         raise ValueError(f"preference file {str(path)!r} is not a prefkit preference file")
     if payload["task"] != task.to_dict():
         raise ValueError(

@@ -32,24 +32,23 @@ __all__ = ["main", "build_parser"]
 STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo", "pipeline")
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+def _int_at_least(lo: int, what: str):
+    """An argparse type: an integer ≥ ``lo`` (the message names the argument via argparse)."""
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            v = None
+        if v is None or v < lo:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {s!r}")
+        return v
+
+    return parse
 
 
-def _nonnegative_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {s!r}")
-    return v
+_positive_int = _int_at_least(1, "positive")
+_nonnegative_int = _int_at_least(0, "non-negative")
 
 
 def _positive_float(s: str) -> float:
@@ -77,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tiny: ~100k params, V=8, L=4, exact evaluation (CPU); small: same model, V=4, L=3 (tests); "
         "scale: ~25M params, V=32, L=4, Monte-Carlo evaluation (GPU)",
     )
-    p.add_argument(
-        "--workdir", default="runs/lm", help="folder for checkpoints and histories (default runs/lm)"
-    )
+    p.add_argument("--workdir", default="runs/lm", help="folder for checkpoints and histories (default runs/lm)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of everything (default 0)")
     p.add_argument("--beta", type=_positive_float, default=1.0, help="KL coefficient β (default 1.0)")
     p.add_argument("--steps", type=_positive_int, default=None, help="training steps of this stage")
@@ -127,9 +124,7 @@ def _config(args):
         if args.batch_size is not None and s in ("sft", "rm", "dpo"):
             kw[f"{s}_batch_size"] = args.batch_size
     elif args.steps is not None or args.lr is not None or args.batch_size is not None:
-        raise ValueError(
-            "--steps, --lr and --batch-size apply to one stage; the pipeline uses each stage's default"
-        )
+        raise ValueError("--steps, --lr and --batch-size apply to one stage; the pipeline uses each stage's default")
     if args.pairs_per_prompt is not None:
         kw["pairs_per_prompt"] = args.pairs_per_prompt
     if args.k is not None:
@@ -223,9 +218,7 @@ def _run_stage(args) -> int:
         out = train_stage("sft", cfg, task)
         save_checkpoint(work / "sft.pt", out.model, task, meta={"beta": cfg.beta})
         if (work / "prefs.pt").is_file() or (work / "rm.pt").is_file():
-            print(
-                f"note: {work}/prefs.pt and rm.pt (if any) come from an earlier pi_ref; delete them to redo"
-            )
+            print(f"note: {work}/prefs.pt and rm.pt (if any) come from an earlier pi_ref; delete them to redo")
     else:
         ref, task, _ = load_model(work / "sft.pt", dev)
         ref = clone(ref)

@@ -52,16 +52,12 @@ def enumerate_log_probs(model, task: SyntheticLanguage, prompts=None, batch_size
     """
     V, L = task.vocab, task.response_len
     if V**L > MAX_ENUMERATE:
-        raise ValueError(
-            f"V^L = {V**L} responses exceeds MAX_ENUMERATE={MAX_ENUMERATE}; use monte_carlo_metrics"
-        )
+        raise ValueError(f"V^L = {V**L} responses exceeds MAX_ENUMERATE={MAX_ENUMERATE}; use monte_carlo_metrics")
     prompts = np.arange(task.n_prompts) if prompts is None else np.asarray(prompts)
     was_training = model.training
     model.eval()
     dev = next(model.parameters()).device
-    prefixes = torch.as_tensor(
-        all_responses(V, L - 1) if L > 1 else np.zeros((1, 0), int), device=dev
-    )  # (M, L-1)
+    prefixes = torch.as_tensor(all_responses(V, L - 1) if L > 1 else np.zeros((1, 0), int), device=dev)  # (M, L-1)
     M = prefixes.shape[0]
     Y = torch.as_tensor(all_responses(V, L), device=dev)  # (N, L)
     owner = torch.arange(V**L, device=dev) // V  # the length-(L−1) prefix of each response
@@ -132,9 +128,7 @@ def monte_carlo_metrics(
         prompt = np.full(n_samples, x)
         y = sample_responses(model, task, prompt, generator=g)
         y_ref = sample_responses(ref_model, task, prompt, generator=g)
-        lr = (
-            response_log_probs(model, task, prompt, y) - response_log_probs(ref_model, task, prompt, y)
-        ).double()
+        lr = (response_log_probs(model, task, prompt, y) - response_log_probs(ref_model, task, prompt, y)).double()
         r = torch.as_tensor(task.true_reward(prompt, y.cpu().numpy()))
         r_ref = torch.as_tensor(task.true_reward(prompt, y_ref.cpu().numpy()))
         log_Z = torch.logsumexp(r_ref / beta, 0) - np.log(n_samples)
@@ -158,9 +152,7 @@ class ExactEvaluator:
     log-policy at construction time. Falls back to :func:`monte_carlo_metrics` when V^L > MAX_ENUMERATE.
     """
 
-    def __init__(
-        self, ref_model, task: SyntheticLanguage, beta: float, init_model=None, batch_size: int = 8192
-    ):
+    def __init__(self, ref_model, task: SyntheticLanguage, beta: float, init_model=None, batch_size: int = 8192):
         self.task, self.beta, self.batch_size = task, float(beta), batch_size
         self.ref_model = ref_model
         self.exact = task.n_responses <= MAX_ENUMERATE
@@ -169,9 +161,7 @@ class ExactEvaluator:
             self.reward = task.true_reward_table()
             self.star_logp = optimal_log_policy(np.exp(self.ref_logp), self.reward, beta)
             self.init_logp = (
-                self.ref_logp
-                if init_model is None
-                else enumerate_log_probs(init_model, task, batch_size=batch_size)
+                self.ref_logp if init_model is None else enumerate_log_probs(init_model, task, batch_size=batch_size)
             )
 
     def log_policy(self, model) -> np.ndarray:
@@ -250,8 +240,6 @@ def check_kl_to_optimal(fn, seed: int = 0) -> float:
         raise AssertionError(f"expected shape {want.shape}, got {got.shape}")
     err = float(np.max(np.abs(got - want)))
     if not err <= 1e-8:
-        raise AssertionError(
-            f"KL(pi||pi*) is off by {err:.3g} (expected {want.round(4)}, got {got.round(4)})"
-        )
+        raise AssertionError(f"KL(pi||pi*) is off by {err:.3g} (expected {want.round(4)}, got {got.round(4)})")
     print(f"correct: max abs error {err:.2e}")
     return err

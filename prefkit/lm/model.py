@@ -82,9 +82,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         B, T, C = h.shape
         q, k, v = self.qkv(h).split(C, dim=2)  # 3 × (B, T, C)
-        q, k, v = (
-            t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v)
-        )  # (B, nh, T, hd)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
         )  # (B, nh, T, hd)

@@ -246,15 +246,11 @@ def train_stage(
         return train_dpo_lm(policy, ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
     if stage == "online-dpo":
         kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr)
-        return train_online_dpo_lm(
-            policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common
-        )
+        return train_online_dpo_lm(policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
     raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
 
 
-def run_pipeline(
-    cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print
-) -> PipelineResult:
+def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print) -> PipelineResult:
     """SFT → preferences → reward model → RLHF and DPO (optionally online DPO), with exact evaluation.
 
     ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` ("sft" always runs); "rlhf" and
@@ -300,9 +296,7 @@ def run_pipeline(
                 f"agreement with r* {h['eval/true_accuracy']:.3f}"
             )
         else:
-            what = {"rlhf": f"rlhf ({cfg.rlhf_method})", "dpo": f"dpo ({cfg.dpo_loss_type})"}.get(
-                stage, stage
-            )
+            what = {"rlhf": f"rlhf ({cfg.rlhf_method})", "dpo": f"dpo ({cfg.dpo_loss_type})"}.get(stage, stage)
             steps = getattr(cfg, stage.replace("-", "_") + "_steps")
             echo(f"{what}: {steps} steps in {r.wall_s:.1f}s")
     rm_table = rm.table(task) if (rm is not None and evaluator.exact) else None
@@ -339,9 +333,7 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
                     "d_logp_chosen": float(np.mean(logp[x, w] - ref[x, w])),
                     "d_logp_rejected": float(np.mean(logp[x, l] - ref[x, l])),
                     "d_mass_neither": float(
-                        np.mean(
-                            np.exp(ref[x, w]) + np.exp(ref[x, l]) - np.exp(logp[x, w]) - np.exp(logp[x, l])
-                        )
+                        np.mean(np.exp(ref[x, w]) + np.exp(ref[x, l]) - np.exp(logp[x, w]) - np.exp(logp[x, l]))
                     ),
                 }
             )
@@ -356,17 +348,11 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
             rows.append(row(label, None, evaluator.evaluate(models[name])))
             continue
         logp = evaluator.log_policy(models[name])
-        rows.append(
-            row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta))
-        )
+        rows.append(row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta)))
     if evaluator.exact:
         for label, logp in (("pi* (exact)", evaluator.star_logp), ("pi*_RM (exact)", star_rm)):
             if logp is not None:
-                rows.append(
-                    row(
-                        label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta)
-                    )
-                )
+                rows.append(row(label, logp, exact_metrics(logp, evaluator.ref_logp, evaluator.reward, evaluator.beta)))
     return rows
 
 

@@ -22,9 +22,7 @@ def plot_lm_training(histories: dict, rows: list | None = None, axes=None):
     for name in ("rlhf", "dpo", "online-dpo"):
         h = [r for r in histories.get(name, []) if "exact/kl_star" in r]
         if h:
-            axes[0].plot(
-                [r["step"] for r in h], [r["exact/kl_star"] for r in h], marker="o", ms=3, label=name
-            )
+            axes[0].plot([r["step"] for r in h], [r["exact/kl_star"] for r in h], marker="o", ms=3, label=name)
     axes[0].set_xlabel("training step")
     axes[0].set_ylabel(r"exact KL$(\pi_\theta \,\|\, \pi^*)$")
     axes[0].set_ylim(bottom=0)

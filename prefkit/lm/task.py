@@ -74,9 +74,7 @@ class SyntheticLanguage:
         if self.prompt_len < self.response_len:
             raise ValueError(f"prompt_len ({self.prompt_len}) must be ≥ response_len ({self.response_len})")
         if self.n_prompts > self.vocab**self.prompt_len:
-            raise ValueError(
-                f"n_prompts={self.n_prompts} exceeds the {self.vocab**self.prompt_len} possible prompts"
-            )
+            raise ValueError(f"n_prompts={self.n_prompts} exceeds the {self.vocab**self.prompt_len} possible prompts")
         for name in ("copy", "repeat", "noise", "reward_scale"):
             if not np.isfinite(float(getattr(self, name))):
                 raise ValueError(f"{name} must be finite")
@@ -160,9 +158,7 @@ class SyntheticLanguage:
     def true_reward(self, prompt, responses) -> np.ndarray:
         """r*(x, y) = s·Σ_t 1[y_t = (x_t + 1) mod V] for prompt ids (...,) and responses (..., L)."""
         x = self.prompts[np.asarray(prompt)][..., : self.response_len]
-        return self.reward_scale * ((np.asarray(responses) == (x + 1) % self.vocab).sum(-1)).astype(
-            np.float64
-        )
+        return self.reward_scale * ((np.asarray(responses) == (x + 1) % self.vocab).sum(-1)).astype(np.float64)
 
     def true_reward_table(self) -> np.ndarray:
         """r*(x, y) for every prompt and response: (n_prompts, V^L)."""

@@ -77,9 +77,7 @@ class Preferences:
 
     def as_indices(self, V: int) -> np.ndarray:
         """(m, 3) int array (prompt, index(y_w), index(y_l)), the tabular chapters' format."""
-        return np.stack(
-            [self.prompt, response_index(self.chosen, V), response_index(self.rejected, V)], axis=1
-        )
+        return np.stack([self.prompt, response_index(self.chosen, V), response_index(self.rejected, V)], axis=1)
 
     def to_dict(self) -> dict:
         return {k: torch.as_tensor(getattr(self, k)) for k in ("prompt", "chosen", "rejected")}
@@ -179,9 +177,7 @@ def train_sft(
             acc = (logits.argmax(-1) == target).float().mean().item()
             lp = enumerate_log_probs(model, task)
             kl = float(np.mean(np.sum(np.exp(data_logp) * (data_logp - lp), -1)))
-            history.append(
-                {"step": step + 1, "loss": loss.item(), "mean_token_accuracy": acc, "sft/kl_data": kl}
-            )
+            history.append({"step": step + 1, "loss": loss.item(), "mean_token_accuracy": acc, "sft/kl_data": kl})
             bar.set_postfix_str(f"loss={loss.item():.3f} KL(data||pi)={kl:.3f}")
     wall = time.perf_counter() - t0
     return TrainResult(model, history, wall, steps * batch_size * task.seq_len / wall)
@@ -252,10 +248,7 @@ class RewardModel(nn.Module):
         for x in range(task.n_prompts):
             for s in range(0, len(Y), batch_size):
                 out[x, s : s + batch_size] = (
-                    self(task, np.full(len(Y[s : s + batch_size]), x), Y[s : s + batch_size])
-                    .double()
-                    .cpu()
-                    .numpy()
+                    self(task, np.full(len(Y[s : s + batch_size]), x), Y[s : s + batch_size]).double().cpu().numpy()
                 )
         self.train(was)
         return out
@@ -304,7 +297,8 @@ def train_reward_model(
                 rec.update(reward_model_accuracy(rm, task, eval_pairs))
             history.append(rec)
             bar.set_postfix_str(f"loss={rec['loss']:.3f}")
-    return TrainResult(rm, history, time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    return TrainResult(rm, history, wall, steps * 2 * batch_size * task.seq_len / wall)
 
 
 @torch.no_grad()
@@ -359,15 +353,11 @@ def train_rlhf_lm(
     check_positive_ints(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=ppo_epochs)
     if not isinstance(k, int) or k < 2:
         raise ValueError(f"k must be an integer >= 2 (RLOO needs a leave-one-out baseline), got {k!r}")
-    dev, g, rng, opt, bar = _start(
-        policy, lr=lr, seed=seed, steps=steps, desc=f"rlhf ({method})", progress=progress
-    )
+    dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"rlhf ({method})", progress=progress)
     history, t0, n_tok = [], time.perf_counter(), 0
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
-        prompt = np.repeat(
-            rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False), k
-        )
+        prompt = np.repeat(rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False), k)
         y = sample_responses(policy, task, prompt, generator=g)
         with torch.no_grad(), autocast(dev, bf16):
             scores = rm(task, prompt, y)
@@ -450,9 +440,7 @@ def train_dpo_lm(
     check_positive_ints(steps=steps, batch_size=batch_size)
     if len(prefs) == 0:
         raise ValueError("prefs is empty")
-    dev, _, rng, opt, bar = _start(
-        policy, lr=lr, seed=seed, steps=steps, desc=f"dpo ({loss_type})", progress=progress
-    )
+    dev, _, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"dpo ({loss_type})", progress=progress)
     prefs_idx = prefs.as_indices(task.vocab)
     ref_w, ref_l = _ref_logps(ref_model, task, prefs, dev, bf16)
     history, t0 = [], time.perf_counter()
@@ -519,9 +507,7 @@ def train_online_dpo_lm(
     check_positive_ints(steps=steps, prompts_per_step=prompts_per_step)
     if samples_per_prompt != 2:
         raise ValueError(f"samples_per_prompt must be 2, got {samples_per_prompt!r}")
-    dev, g, rng, opt, bar = _start(
-        policy, lr=lr, seed=seed, steps=steps, desc="online dpo", progress=progress
-    )
+    dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc="online dpo", progress=progress)
     history, t0 = [], time.perf_counter()
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
