@@ -309,6 +309,16 @@ def test_training_loops_log_trl_names_and_displacement():
         train_rlhf_lm(pol, ref, rm, task, 1.0, method="grpo", steps=1, progress=False)
     with pytest.raises(ValueError, match="k"):
         train_rlhf_lm(pol, ref, rm, task, 1.0, k=1, steps=1, progress=False)
+    from prefkit.lm import train_stage
+
+    for stage, kw, word in [
+        ("grpo", dict(ref=ref), "stage"),
+        ("dpo", {}, "ref"),
+        ("dpo", dict(ref=ref), "prefs"),
+        ("rlhf", dict(ref=ref), "rm"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            train_stage(stage, cfg, task, **kw)
 
 
 @settings(max_examples=50, deadline=None)

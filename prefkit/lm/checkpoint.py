@@ -66,8 +66,6 @@ def _torch_load(path: Path, what: str):
 
 def save_checkpoint(path, model, task: SyntheticLanguage, kind: str = "policy", meta: dict | None = None) -> Path:
     """Write ``model`` (a GPT, or a RewardModel with ``.trunk``) to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = model.config
     meta = dict(meta or {})
     if hasattr(model, "pool"):
@@ -79,8 +77,7 @@ def save_checkpoint(path, model, task: SyntheticLanguage, kind: str = "policy", 
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta,
     }
-    atomic_write(path, lambda f: torch.save(payload, f))
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path, kind: str | None = None) -> dict:

@@ -213,6 +213,8 @@ def train_stage(
     ``prefs``), evaluated by ``evaluator`` every ``cfg.eval_every`` steps. Returns the loop's
     :class:`TrainResult`.
     """
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     common = dict(seed=cfg.seed, bf16=cfg.bf16, progress=cfg.progress)
     if stage == "sft":
         return train_sft(
@@ -244,10 +246,8 @@ def train_stage(
     if stage == "dpo":
         kw = dict(steps=cfg.dpo_steps, batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr)
         return train_dpo_lm(policy, ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
-    if stage == "online-dpo":
-        kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr)
-        return train_online_dpo_lm(policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
-    raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr)
+    return train_online_dpo_lm(policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
 
 
 def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print) -> PipelineResult:
