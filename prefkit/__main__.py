@@ -19,12 +19,17 @@ def _tour(args) -> int:
 
     torch.set_num_threads(1)
     threadpool_limits(1)  # numpy/scipy's BLAS as well
-    from .tour import TourContext, format_table, run_tour
+    from .tour import TourContext, format_table, registry, run_tour
 
     figdir = Path(args.figures).resolve()
     ctx = TourContext(figdir=figdir, fast=args.fast, seed=args.seed)
     print(f"prefkit tour: running every registered check ({'fast' if args.fast else 'full'} setting)")
     t0 = time.perf_counter()
+    if args.only and not any(args.only in e.chapter or args.only in e.name for e in registry()):
+        chapters = sorted({e.chapter for e in registry()})
+        print(f"no check matches --only {args.only!r}; it matches the text of a chapter or a check name. "
+              f"Chapters: {', '.join(chapters)}")
+        return 2
     claims, errors = run_tour(ctx, only=args.only)
     print()
     print(format_table(claims))

@@ -9,6 +9,7 @@ which raises ``AssertionError`` when a claim fails.
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,9 @@ class Claim:
     def __str__(self) -> str:
         mark = "PASS" if self.passed else "FAIL"
         return f"[{mark}] {self.claim}: measured {_fmt(self.measured)} {self.tolerance_str()}"
+
+    def _ipython_display_(self):
+        """In a notebook, :func:`expect` has already printed the claim: show nothing more."""
 
 
 def _fmt(x) -> str:
@@ -155,22 +159,21 @@ def run_tour(ctx: TourContext, only: str | None = None, echo=print) -> tuple[lis
     return claims, errors
 
 
-def format_table(claims: list[Claim]) -> str:
-    """The tour's table: chapter · claim · measured · tolerance · pass."""
+def format_table(claims: list[Claim], claim_width: int = 72) -> str:
+    """The tour's table: chapter · claim · measured · tolerance · pass (long claims wrap at ``claim_width``)."""
     rows = [("chapter", "claim", "measured", "tolerance", "pass")]
     for c in claims:
         rows.append((c.chapter.split()[0], c.claim, _fmt(c.measured), c.tolerance_str(), "yes" if c.passed else "NO"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    widths[1] = min(widths[1], 78)
+    widths[1] = min(widths[1], claim_width)
     lines = []
     for i, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0]), _clip(r[1], widths[1]).ljust(widths[1]), r[2].rjust(widths[2]),
+        # a long claim wraps onto continuation lines instead of being cut: its end often names the tolerance
+        parts = textwrap.wrap(r[1], widths[1]) or [""]
+        cells = [r[0].ljust(widths[0]), parts[0].ljust(widths[1]), r[2].rjust(widths[2]),
                  r[3].ljust(widths[3]), r[4]]
-        lines.append("  ".join(cells))
+        lines.append("  ".join(cells).rstrip())
+        lines.extend(" " * (widths[0] + 2) + "  " + p for p in parts[1:])
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def _clip(s: str, w: int) -> str:
-    return s if len(s) <= w else s[: w - 1] + "…"

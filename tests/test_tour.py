@@ -23,11 +23,18 @@ def test_table_has_columns():
     assert "claim" in t and "measured" in t and "tolerance" in t and "yes" in t
 
 
+def test_table_wraps_long_claims_instead_of_cutting():
+    text = "word " * 40 + "END"
+    t = format_table([Claim(text, 1.0, "<=", 2.0, "1 BT")], claim_width=30)
+    assert "END" in t and "…" not in t
+
+
 def test_cli_tour_with_no_matching_checks_fails(tmp_path, capsys):
     from prefkit.__main__ import main
 
-    # a tour that ran no claim must not pass
-    assert main(["tour", "--only", "no-such-check", "--figures", str(tmp_path)]) == 1
+    # a tour that ran no claim must not pass, and says why
+    assert main(["tour", "--only", "no-such-check", "--figures", str(tmp_path)]) == 2
+    assert "no check matches" in capsys.readouterr().out
 
 
 def test_every_chapter_registers_checks():

@@ -56,14 +56,20 @@ def check_gibbs(ctx):
 @register(CHAPTER, "beta limits")
 def check_limits(ctx):
     P = _instances(ctx)[0]
-    e = beta_limit_errors(P.pi_ref, P.reward, beta_small=1e-3, beta_large=1e6)
+    # β small relative to the smallest reward gap g between the best and second-best response, so that the
+    # distance to the argmax policy, ≈ e^(−g/β), is small but far above round-off and the bound is exercised.
+    top2 = np.sort(np.where(P.pi_ref > 0, P.reward, -np.inf), axis=-1)[:, -2:]
+    beta_small = float(np.min(top2[:, 1] - top2[:, 0])) / 15.0
+    e = beta_limit_errors(P.pi_ref, P.reward, beta_small=beta_small, beta_large=1e6)
     return [
         claim("beta = 1e6: max |pi* - pi_ref|", e["large"], at_most=1e-5),
         claim("the error falls like 1/beta: error(beta=1e5) / error(beta=1e6) - 10",
               abs(large_beta_rate(P.pi_ref, P.reward, 1e5, 10.0) - 10.0), at_most=1e-3),
-        claim("beta = 1e-3: max |pi* - argmax policy| minus its exact bound "
+        claim("beta = (smallest reward gap)/15: max |pi* - argmax policy| minus its exact bound "
               "sum pi_ref e^(-gap/beta) / pi_ref(argmax) (round-off)", e["small"] - e["small_bound"],
               at_most=1e-15),
+        claim("... and the bound is tight there: error / bound", e["small"] / e["small_bound"],
+              within=(0.5, 1.0 + 1e-9)),
     ]
 
 
