@@ -186,6 +186,21 @@ def test_checkpoint_roundtrip_and_errors(tmp_path, small):
         load_model(path, kind="reward_model")
 
 
+def test_lm_config_bad_input():
+    from prefkit.lm import LMConfig
+
+    for kw, word in [
+        (dict(dpo_loss_type="nope"), "dpo_loss_type"),
+        (dict(device="tpu"), "device"),
+        (dict(preset="huge"), "preset"),
+        (dict(dpo_steps=0), "dpo_steps"),
+        (dict(beta=-1.0), "beta"),
+        (dict(seed=-1), "seed"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            LMConfig(**kw)
+
+
 @pytest.mark.parametrize(
     "argv, word",
     [
@@ -242,6 +257,24 @@ def test_cli_stages_end_to_end(tmp_path, capsys):
         load_preferences(tmp_path / "prefs.pt", other)
     save_preferences(tmp_path / "p2.pt", prefs, task)
     assert np.array_equal(load_preferences(tmp_path / "p2.pt", task).chosen, prefs.chosen)
+
+
+def test_cli_pipeline_writes_summary(tmp_path, capsys, monkeypatch):
+    """The pipeline command end to end (a few steps per stage): checkpoints, histories, summary table."""
+    import json
+
+    from prefkit.lm import LMConfig, cli
+
+    few = dict(sft_steps=3, rm_steps=2, rlhf_steps=2, dpo_steps=2, online_dpo_steps=2, pairs_per_prompt=4)
+    cfg = LMConfig(preset="small", device="cpu", progress=False, rlhf_k=2, eval_every=1, **few)
+    monkeypatch.setattr(cli, "_config", lambda args: cfg)
+    assert lm_main(["pipeline", "--workdir", str(tmp_path), "--online-dpo"]) == 0
+    out = capsys.readouterr().out
+    assert "pi* (exact)" in out and "KL(pi||pi*)" in out
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [r["policy"] for r in rows][:4] == ["pi_ref (SFT)", "rlhf", "dpo", "online-dpo"]
+    for name in ("sft", "rm", "rlhf", "dpo", "online_dpo"):
+        assert (tmp_path / f"{name}.pt").is_file() and (tmp_path / f"history_{name}.json").is_file()
 
 
 def test_training_loops_log_trl_names_and_displacement():

@@ -20,3 +20,9 @@ def check_positive_ints(owner: str = "", /, **values) -> None:
 def fields_of(obj, names) -> dict:
     """``{name: getattr(obj, name)}`` for the given names (for :func:`check_positive_ints` on a dataclass)."""
     return {n: getattr(obj, n) for n in names}
+
+
+def check_seed(seed) -> None:
+    """A seed must be a non-negative integer (``np.random.default_rng`` rejects negative ones)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")

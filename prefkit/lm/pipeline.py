@@ -15,7 +15,7 @@ import torch
 
 from .._validate import check_beta
 from ..optimal_policy import kl_divergence_logspace, optimal_log_policy
-from ._validate import check_positive_ints, fields_of
+from ._validate import check_positive_ints, check_seed, fields_of
 from .exact import MAX_ENUMERATE, ExactEvaluator
 from .model import GPT, count_parameters, scale_config, tiny_config
 from .task import SyntheticLanguage
@@ -96,8 +96,15 @@ class LMConfig:
         if self.preset not in ("tiny", "small", "scale"):
             raise ValueError(f"preset must be 'tiny', 'small' or 'scale', got {self.preset!r}")
         check_beta(self.beta)
+        check_seed(self.seed)
         if self.rlhf_method not in ("rloo", "ppo"):
             raise ValueError(f"rlhf_method must be 'rloo' or 'ppo', got {self.rlhf_method!r}")
+        from ..losses import LOSSES
+
+        if self.dpo_loss_type not in LOSSES:  # fail now, not after minutes of SFT and reward modelling
+            raise ValueError(f"dpo_loss_type must be one of {sorted(LOSSES)}, got {self.dpo_loss_type!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         counts = (
             "sft_steps",
             "sft_batch_size",

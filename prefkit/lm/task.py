@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_positive_ints, fields_of
+from ._validate import check_positive_ints, check_seed, fields_of
 
 __all__ = [
     "SyntheticLanguage",
@@ -67,8 +67,7 @@ class SyntheticLanguage:
 
     def __post_init__(self):
         check_positive_ints(**fields_of(self, ("vocab", "response_len", "prompt_len", "n_prompts")))
-        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_seed(self.seed)
         if self.vocab < 2:
             raise ValueError(f"vocab must be ≥ 2, got {self.vocab}")
         if self.prompt_len < self.response_len:

@@ -213,7 +213,8 @@ class RewardModel(nn.Module):
     ``pool="sum"`` (default): r_φ = Σ_t (w·h_t + b) over the L response positions, a token-level head summed
     over the response; ``pool="last"``: r_φ = w·h_last + b, the usual head on the final token's hidden state.
     On the chapter-7 language, whose r* is a sum over positions, the summed head fits the same preference data
-    far better (held-out agreement with r* ≈ 0.87 vs ≈ 0.80 at the default sizes), so it is the default.
+    far better (with ``LMConfig()``'s SFT model, pairs and 1,000 RM steps, seed 0: held-out agreement with the
+    sign of r* 0.948 vs 0.851, held-out label accuracy 0.652 vs 0.617), so it is the default.
     """
 
     def __init__(self, trunk, pool: str = "sum"):
