@@ -53,7 +53,7 @@ def check_pipeline(ctx):
             at_most=0.2,
         ),
         claim(
-            "DPO raises the exact expected true reward E[r*] by at least",
+            "DPO gain in exact expected true reward, E_pi_DPO[r*] - E_pi_ref[r*]",
             rows["dpo"]["reward"] - rows["pi_ref (SFT)"]["reward"],
             at_least=1.0,
         ),

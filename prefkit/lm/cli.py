@@ -65,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ..losses import LOSSES
 
     p = argparse.ArgumentParser(
-        prog="python -m prefkit lm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m prefkit lm",
+        description=__doc__.replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("stage", choices=STAGES, help="which pipeline stage to run")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
