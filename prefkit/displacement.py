@@ -64,9 +64,6 @@ __all__ = [
     "ches_correlation_over_training",
     "measure_ches_filter",
     "measure_mitigations",
-    "check_ches_exercise",
-    "check_squeeze_exercise",
-    "check_catastrophe_exercise",
 ]
 
 
@@ -905,62 +902,6 @@ def measure_ches_filter(*, n_pairs: int = 80, steps: int = 20, lr: float = 0.05,
     pop = embedding_population(n_pairs, seed=seed)
     return ches_filter_experiment(pop, beta=beta, fraction=fraction, steps=steps, lr=lr, optimizer="sgd",
                                   seed=seed)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# exercise checkers (notebook 06; reference solutions in solutions/ch6_displacement.py)
-
-
-def check_ches_exercise(fn, *, seed: int = 0, n: int = 20) -> float:
-    """Check a student's ``fn(hidden_chosen, hidden_rejected, length_normalized) -> float`` against
-    :func:`ches_score` on random (T, d) inputs; returns the max abs error (AssertionError above 1e-8)."""
-    rng = np.random.default_rng(seed)
-    err = 0.0
-    for i in range(n):
-        d = int(rng.integers(1, 6))
-        hw, hl = rng.normal(size=(int(rng.integers(1, 5)), d)), rng.normal(size=(int(rng.integers(1, 5)), d))
-        norm = bool(i % 2)
-        err = max(err, abs(float(fn(hw, hl, norm)) - ches_score(hw, hl, length_normalized=norm)))
-    assert err <= 1e-8, f"CHES differs from the definition by {err:.3g}"
-    print(f"ches: correct (max abs error {err:.1e} over {n} random pairs)")
-    return err
-
-
-def check_squeeze_exercise(fn, *, seed: int = 0, n: int = 20) -> float:
-    """Check ``fn(pi, rejected) -> (n_responses,)`` first-order change of log π under one unit step lowering
-    log π(y_l), against :func:`squeeze_first_order`; returns the max abs error."""
-    rng = np.random.default_rng(seed)
-    err = 0.0
-    for _ in range(n):
-        k = int(rng.integers(2, 8))
-        pi = rng.dirichlet(np.full(k, 0.5))
-        l = int(rng.integers(k))
-        err = max(err, float(np.max(np.abs(np.asarray(fn(pi, l), float) - squeeze_first_order(pi, l)))))
-    assert err <= 1e-8, f"squeezing rate differs from the exact first-order change by {err:.3g}"
-    print(f"squeeze: correct (max abs error {err:.1e} over {n} random distributions)")
-    return err
-
-
-def check_catastrophe_exercise(fn, *, steps: int = 150, lr: float = 0.05, beta: float = 0.1) -> dict:
-    """Check ``fn() -> (W, h0)``: unembeddings W (n_tokens ≥ 3, d) and a start h0 (d,) in the unconstrained-
-    features model such that DPO on token 1 ≻ token 2 makes token 0 the top gainer, lowers π(token 1) and
-    lifts π(token 0) above 0.5 from below 0.2."""
-    W, h0 = fn()
-    W = as_float_array(W, "W", ndim=2)
-    h0 = as_float_array(h0, "h0", ndim=1)
-    if W.shape[0] < 3 or W.shape[1] != h0.shape[0]:
-        raise ValueError(f"need W of shape (n_tokens ≥ 3, d) and h0 of shape (d,), got {W.shape}, {h0.shape}")
-    prob = DisplacementProblem(_softmax_rows(W @ h0)[None], np.array([[0, 1, 2]]), W[None])
-    run = train_displacement(prob, beta, steps=steps, lr=lr)
-    p0, p1 = np.exp(run.logp[0, 0]), np.exp(run.logp[-1, 0])
-    out = {"p0_start": float(p0[0]), "p0_end": float(p1[0]), "dlogp_1": float(np.log(p1[1] / p0[1])),
-           "top_gainer": int(np.argmax(p1 - p0))}
-    assert p0[0] < 0.2, f"token 0 must start unlikely (π = {p0[0]:.3f} ≥ 0.2)"
-    assert out["top_gainer"] == 0, f"the top gainer is token {out['top_gainer']}, not 0"
-    assert out["dlogp_1"] < 0, "π(token 1) did not fall"
-    assert p1[0] > 0.5, f"π(token 0) only reached {p1[0]:.3f}"
-    print(f"catastrophe: correct (π(0): {p0[0]:.3f} → {p1[0]:.3f}; Δ log π(1) = {out['dlogp_1']:.2f})")
-    return out
 
 
 def measure_mitigations(*, n_pairs: int = 80, steps: int = 200, lr: float = 0.05, beta: float = 0.1,

@@ -1,4 +1,5 @@
-"""Reference solutions to the exercises of notebook 06 (likelihood displacement)."""
+"""Reference solutions to the exercises of notebook 06 (likelihood displacement); the checkers are in
+:mod:`prefkit.exercises`, and notebook 06 imports these only while a student's stub is unimplemented."""
 
 import numpy as np
 

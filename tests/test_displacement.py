@@ -8,9 +8,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from prefkit.displacement import (
-    check_catastrophe_exercise,
-    check_ches_exercise,
-    check_squeeze_exercise,
     ches_displacement_correlation,
     ches_filter_experiment,
     ches_score,
@@ -369,18 +366,19 @@ def test_checkers_accept_solutions_and_reject_wrong_answers():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from prefkit.exercises import check_catastrophe, check_ches, check_squeeze_rate
     from solutions import ch6_displacement as sol
 
-    check_ches_exercise(sol.ches_solution)
-    check_squeeze_exercise(sol.squeeze_rate_solution)
-    check_catastrophe_exercise(sol.catastrophe_solution)
+    check_ches(sol.ches_solution)
+    check_squeeze_rate(sol.squeeze_rate_solution)
+    check_catastrophe(sol.catastrophe_solution)
     with pytest.raises(AssertionError):
-        check_ches_exercise(lambda hw, hl, norm: float(np.sum(hw) * np.sum(hl)))
+        check_ches(lambda hw, hl, norm: float(np.sum(hw) * np.sum(hl)))
     with pytest.raises(AssertionError):
-        check_squeeze_exercise(lambda pi, l: np.asarray(pi) - 1.0)
+        check_squeeze_rate(lambda pi, l: np.asarray(pi) - 1.0)
     with pytest.raises(AssertionError):  # "Yes" does not point along W_No − W_Never: no catastrophe
         W_wrong = np.array([[0.0, 3.0], [2.0, 0.2], [2.0, 0.8]])
-        check_catastrophe_exercise(lambda: (W_wrong, np.array([1.5, 0.0])))
+        check_catastrophe(lambda: (W_wrong, np.array([1.5, 0.0])))
 
 
 # ------------------------------------------------------------------------------- displacement_step

@@ -270,9 +270,10 @@ def test_fuzz_presets_feed_the_pipeline(n, m, seed, scale, ref):
 
 
 def test_ch3_checkers_accept_reference_and_reject_wrong_answers():
+    from prefkit.exercises import check_reinforce_loss, check_rloo_advantages
     from solutions import ch3_classical_rlhf as sol
 
-    assert sol.check_reinforce_loss(sol.reinforce_loss) and sol.check_rloo_advantages(sol.rloo_advantages)
+    assert check_reinforce_loss(sol.reinforce_loss) and check_rloo_advantages(sol.rloo_advantages)
     wrong_losses = (
         lambda logp, adv: -(logp * adv).mean(),            # no detach: gradient flows into A
         lambda logp, adv: -(logp * adv.detach()).sum(),    # sum instead of mean
@@ -280,7 +281,7 @@ def test_ch3_checkers_accept_reference_and_reject_wrong_answers():
     )
     for bad in wrong_losses:
         with pytest.raises(AssertionError):
-            sol.check_reinforce_loss(bad)
+            check_reinforce_loss(bad)
     wrong_advantages = (
         lambda r: r - r.mean(-1, keepdim=True),             # baseline includes the sample itself
         lambda r: r - r.sum(-1, keepdim=True) / r.shape[-1],
@@ -288,4 +289,4 @@ def test_ch3_checkers_accept_reference_and_reject_wrong_answers():
     )
     for bad in wrong_advantages:
         with pytest.raises(AssertionError):
-            sol.check_rloo_advantages(bad)
+            check_rloo_advantages(bad)
