@@ -22,6 +22,7 @@ _MODULES = (
     "free_lunch",
     "displacement_tracking",
     "displacement",
+    "exercises",
 )
 
 __all__ = ["Claim", "expect"]
