@@ -87,3 +87,27 @@ def check_weights(weights, m: int, name: str = "weights") -> np.ndarray:
     if np.any(w < 0):
         raise ValueError(f"{name} must be non-negative")
     return w
+
+
+def check_real(v, name: str, *, lo: float | None = None, lo_open: bool = False, hi: float | None = None) -> float:
+    """A finite real number (not a bool) with lo ≤ v (lo < v if ``lo_open``) and v < hi; ValueError naming ``name``."""
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a number, got {v!r}")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {v!r}") from None
+    if not np.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    if lo is not None and (x < lo or (lo_open and x == lo)):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
+    if hi is not None and x >= hi:
+        raise ValueError(f"{name} must be < {hi}, got {v!r}")
+    return x
+
+
+def check_int(v, name: str, lo: int) -> int:
+    """An integer (not a bool, not a float) ≥ ``lo``; ValueError naming ``name``."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    return int(v)

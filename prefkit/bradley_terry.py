@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import expit, log_expit
 
-from ._validate import as_float_array, as_index_array, check_weights
+from ._validate import as_float_array, as_index_array, check_real, check_weights
 
 __all__ = [
     "sigmoid",
@@ -86,20 +86,7 @@ def bt_probability(strength_i, strength_j, order_effect=0.0):
             "strength_i and strength_j are infinite with the same sign for some pair: "
             "P(i beats j) is undefined"
         )
-    return sigmoid(d + _finite_float(order_effect, "order_effect"))
-
-
-def _finite_float(x, name):
-    """``x`` as a finite float, else a ValueError naming ``name`` (a bool is rejected)."""
-    if isinstance(x, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a finite number, got {x!r}")
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number, got {x!r}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {x!r}")
-    return v
+    return sigmoid(d + check_real(order_effect, "order_effect"))
 
 
 def _prepare(comparisons, n_items, weights, winner_first):
@@ -161,7 +148,7 @@ def bt_log_likelihood(strengths, comparisons, weights=None, *, winner_first=None
     """
     theta = as_float_array(strengths, "strengths", ndim=1)
     pairs, _, w, wf = _prepare(comparisons, len(theta), weights, winner_first)
-    delta = _finite_float(order_effect, "order_effect")
+    delta = check_real(order_effect, "order_effect")
     if delta != 0.0 and wf is None:
         raise ValueError("order_effect needs winner_first")
     sign = 0.0 if wf is None else np.where(wf, 1.0, -1.0)
@@ -515,7 +502,7 @@ def fit_bradley_terry(
         raise ValueError(f"method must be 'newton' or 'mm', got {method!r}")
     if method == "mm" and l2 > 0:
         raise ValueError("method='mm' fits the MLE only (l2 must be 0); use method='newton' for l2 > 0")
-    tol = _finite_float(tol, "tol")
+    tol = check_real(tol, "tol")
     if tol <= 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
     if max_iter is None:

@@ -26,18 +26,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validate import as_float_array, as_index_array, check_beta, check_distribution, check_weights
+from ._validate import (
+    as_float_array,
+    as_index_array,
+    check_beta,
+    check_distribution,
+    check_int,
+    check_real,
+    check_weights,
+)
 from .displacement_tracking import displacement_step
 from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
 from .optimal_policy import kl_divergence, optimal_policy
 from .policies import TrainedPolicy, make_policy
-from .rl import _check_real
-
-
-def _check_int(v, name: str, lo: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
 
 __all__ = [
     "DPOResult",
@@ -286,13 +287,13 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     w = check_weights(weights, len(prefs))
     if w.sum() <= 0:
         raise ValueError("weights must not all be zero")
-    sft = _check_real(sft_coef, "sft_coef", lo=0.0)
+    sft = check_real(sft_coef, "sft_coef", lo=0.0)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    _check_int(steps, "steps", 0)
-    _check_int(record_every, "record_every", 1)
-    lr = DEFAULT_LR[optimizer] if lr is None else _check_real(lr, "lr", lo=0.0, lo_open=True)
-    tol = _check_real(tol, "tol", lo=0.0)
+    check_int(steps, "steps", 0)
+    check_int(record_every, "record_every", 1)
+    lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", lo=0.0, lo_open=True)
+    tol = check_real(tol, "tol", lo=0.0)
 
     pol = make_policy(p_ref, features) if policy is None else policy
     if features is not None:
@@ -501,10 +502,10 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
         unknown ``loss_type`` or ``optimizer``.
     """
     b = check_beta(beta)
-    _check_int(rounds, "rounds", 1)
-    _check_int(pairs_per_round, "pairs_per_round", 1)
-    _check_int(steps_per_round, "steps_per_round", 1)
-    _check_int(seed, "seed", 0)
+    check_int(rounds, "rounds", 1)
+    check_int(pairs_per_round, "pairs_per_round", 1)
+    check_int(steps_per_round, "steps_per_round", 1)
+    check_int(seed, "seed", 0)
     _check_loss_type(loss_type)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -654,7 +655,7 @@ def finite_sample_errors(problem, beta, sizes, *, n_seeds: int = 4, seed: int = 
     target = optimal_policy(problem.pi_ref, problem.reward, beta)
     errs = np.zeros((len(sizes), n_seeds))
     for i, n in enumerate(sizes):
-        _check_int(n, "sizes (each N)", 1)
+        check_int(n, "sizes (each N)", 1)
         for s in range(n_seeds):
             prefs = problem.sample_preferences(int(n), np.random.default_rng([seed, s, int(n)]))
             why = dpo_obstruction(problem.pi_ref, prefs)

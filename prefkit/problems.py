@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from ._validate import as_float_array, as_index_array, check_distribution
+from ._validate import as_float_array, as_index_array, check_distribution, check_int, check_real
 from .bradley_terry import bt_probability
 from .optimal_policy import optimal_policy
 
@@ -209,25 +209,6 @@ def three_response_toy(reward=(1.0, 0.0, -1.0), pi_ref=None) -> Problem:
     return Problem(p, r, features=np.eye(r.shape[1])[None], name="three_response_toy")
 
 
-def _check_int(v, name: str, lo: int) -> int:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
-
-
-def _check_finite(v, name: str, *, positive: bool = False, nonnegative: bool = False) -> float:
-    if isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a number, got {v!r}")
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {v!r}") from None
-    if not np.isfinite(x) or (positive and x <= 0) or (nonnegative and x < 0):
-        cond = " and > 0" if positive else " and >= 0" if nonnegative else ""
-        raise ValueError(f"{name} must be finite{cond}, got {v!r}")
-    return x
-
-
 def random_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0, *, d: int = 3,
                    reward_scale: float = 1.0, ref_scale: float = 1.0, support: float = 1.0,
                    realizable: bool = True, ref_from_features: bool = False) -> Problem:
@@ -249,12 +230,12 @@ def random_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0, *, d
         at π_ref can represent it exactly. Default False: π_ref's logits are independent Gaussians (a
         log-linear policy then parametrises log π_ref + ⟨θ, φ⟩).
     """
-    n_prompts = _check_int(n_prompts, "n_prompts", 1)
-    n_responses = _check_int(n_responses, "n_responses", 2)
-    d = _check_int(d, "d", 1)
-    reward_scale = _check_finite(reward_scale, "reward_scale")
-    ref_scale = _check_finite(ref_scale, "ref_scale", nonnegative=True)
-    support = _check_finite(support, "support")
+    n_prompts = check_int(n_prompts, "n_prompts", 1)
+    n_responses = check_int(n_responses, "n_responses", 2)
+    d = check_int(d, "d", 1)
+    reward_scale = check_real(reward_scale, "reward_scale")
+    ref_scale = check_real(ref_scale, "ref_scale", lo=0.0)
+    support = check_real(support, "support")
     if not 0 < support <= 1:
         raise ValueError(f"support must be in (0, 1], got {support!r}")
     rng = np.random.default_rng(seed)
@@ -291,11 +272,11 @@ def tanh_cauchy_bins(n_actions: int = 100, mode: int = 20, scale: float = 0.1) -
     visible mass in the two end bins (≈ 0.020 at action 0 and 0.011 at action 99). Tajwar et al. histogram
     samples of a tanh-Cauchy instead; this is the exact limit of that histogram.
     """
-    n_actions = _check_int(n_actions, "n_actions", 2)
-    mode = _check_int(mode, "mode", 0)
+    n_actions = check_int(n_actions, "n_actions", 2)
+    mode = check_int(mode, "mode", 0)
     if mode >= n_actions:
         raise ValueError(f"mode must be in [0, n_actions), got {mode!r}")
-    scale = _check_finite(scale, "scale", positive=True)
+    scale = check_real(scale, "scale", lo=0.0, lo_open=True)
     edges = np.linspace(-1.0, 1.0, n_actions + 1)
     loc = np.arctanh(-1.0 + 2.0 * (mode + 0.5) / n_actions)
     c = np.arctanh(edges[1:-1])
@@ -313,9 +294,9 @@ def tajwar_bandit(n_actions: int = 100, *, mode: int = 20, mu: float = 70.0, wid
     r*(a) = exp(−((a − μ)/10)²) with μ = 70 (their ``reward_4``). Features (for log-linear policies and linear
     reward models): 10 Gaussian bumps φ_k(a) = exp(−((a − 10k)/width)²), k = 0..9, so r* = φ_7 is realizable.
     """
-    n_actions = _check_int(n_actions, "n_actions", 2)
-    mu = _check_finite(mu, "mu")
-    width = _check_finite(width, "width", positive=True)
+    n_actions = check_int(n_actions, "n_actions", 2)
+    mu = check_real(mu, "mu")
+    width = check_real(width, "width", lo=0.0, lo_open=True)
     a = np.arange(n_actions, dtype=np.float64)
     pi_ref = tanh_cauchy_bins(n_actions, mode, scale)[None]
     centres = np.arange(0, n_actions, 10, dtype=np.float64)

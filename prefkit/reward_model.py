@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validate import as_float_array, as_index_array, check_distribution, check_weights
-from .rl import _check_real, _check_tensor
+from ._validate import as_float_array, as_index_array, check_distribution, check_real, check_weights
+from .rl import _check_tensor
 
 __all__ = [
     "reward_loss",
@@ -230,8 +230,8 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     if lr is not None:
-        lr = _check_real(lr, "lr", lo=0.0, lo_open=True)
-    center_coef = _check_real(center_coef, "center_coef", lo=0.0)
+        lr = check_real(lr, "lr", lo=0.0, lo_open=True)
+    center_coef = check_real(center_coef, "center_coef", lo=0.0)
     if np.any(prefs[:, 0] >= n_prompts):
         raise ValueError(f"preferences has a prompt index >= n_prompts={n_prompts}")
     if np.any(prefs[:, 1:] >= n_responses):

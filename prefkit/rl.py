@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validate import as_float_array, check_beta, check_distribution, check_same_shape
+from ._validate import as_float_array, check_beta, check_distribution, check_real, check_same_shape
 from .optimal_policy import kl_divergence, kl_divergence_logspace, optimal_log_policy, optimal_policy
 from .policies import TrainedPolicy, make_policy
 
@@ -228,24 +228,6 @@ class RLResult(TrainedPolicy):
         return float(self.history[-1]["kl/to_optimal"])
 
 
-def _check_real(v, name: str, *, lo: float | None = None, lo_open: bool = False,
-                hi: float | None = None) -> float:
-    """A finite real number with lo ≤ v (lo < v if ``lo_open``) and v < hi; ValueError naming ``name``."""
-    if isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a number, got {v!r}")
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {v!r}") from None
-    if not np.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {v!r}")
-    if lo is not None and (x < lo or (lo_open and x == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v!r}")
-    if hi is not None and x >= hi:
-        raise ValueError(f"{name} must be < {hi}, got {v!r}")
-    return x
-
-
 def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, steps: int = 300,
                lr: float | None = None, k: int = 8, seed: int = 0, optimizer: str = "adam",
                clip_eps: float = 0.2, ppo_epochs: int = 4, baseline_decay: float = 0.9, lr_decay: float = 0.0,
@@ -304,10 +286,10 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
         raise ValueError(f"k must be >= 2 for method={method!r}, got {k}")
     if lr is None:
         lr = DEFAULT_LR[method]
-    lr = _check_real(lr, "lr", lo=0.0, lo_open=True)
-    lr_decay = _check_real(lr_decay, "lr_decay", lo=0.0)
-    baseline_decay = _check_real(baseline_decay, "baseline_decay", lo=0.0, hi=1.0)
-    clip_eps = _check_real(clip_eps, "clip_eps", lo=0.0, lo_open=True, hi=1.0)
+    lr = check_real(lr, "lr", lo=0.0, lo_open=True)
+    lr_decay = check_real(lr_decay, "lr_decay", lo=0.0)
+    baseline_decay = check_real(baseline_decay, "baseline_decay", lo=0.0, hi=1.0)
+    clip_eps = check_real(clip_eps, "clip_eps", lo=0.0, lo_open=True, hi=1.0)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if features is not None and policy is not None:
