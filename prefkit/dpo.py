@@ -158,15 +158,20 @@ def dpo_obstruction(pi_ref, preferences, *, weights=None, loss_type: str = "sigm
     None, or a sentence saying which responses of which prompt (or which direction of θ) run off to
     infinity.
     """
+    p_ref, prefs, w, loss_type, eps = _check_data(pi_ref, preferences, weights, loss_type, label_smoothing)
+    phi = None if features is None else as_float_array(features, "features", ndim=3)
+    return _obstruction(p_ref, prefs, w, loss_type, eps, phi)
+
+
+def _check_data(pi_ref, preferences, weights, loss_type, label_smoothing):
+    """The checks shared by :func:`fit_dpo` and :func:`dpo_obstruction`: (p_ref, prefs, w, loss_type, eps)."""
     loss_type = _check_loss_type(loss_type)
     eps = check_label_smoothing(label_smoothing, loss_type)
     p_ref = check_distribution(pi_ref, "pi_ref")
     if p_ref.ndim != 2:
         raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {p_ref.shape}")
     prefs = _check_preferences(preferences, p_ref)
-    w = check_weights(weights, len(prefs))
-    phi = None if features is None else as_float_array(features, "features", ndim=3)
-    return _obstruction(p_ref, prefs, w, loss_type, eps, phi)
+    return p_ref, prefs, check_weights(weights, len(prefs)), loss_type, eps
 
 
 def _obstruction(p_ref, prefs, w, loss_type, eps, phi) -> str | None:
@@ -278,13 +283,7 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         shape or negative or all zero, sft_coef < 0, lr ≤ 0, tol < 0 (each named).
     """
     b = check_beta(beta)
-    loss_type = _check_loss_type(loss_type)
-    eps = check_label_smoothing(label_smoothing, loss_type)
-    p_ref = check_distribution(pi_ref, "pi_ref")
-    if p_ref.ndim != 2:
-        raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {p_ref.shape}")
-    prefs = _check_preferences(preferences, p_ref)
-    w = check_weights(weights, len(prefs))
+    p_ref, prefs, w, loss_type, eps = _check_data(pi_ref, preferences, weights, loss_type, label_smoothing)
     if w.sum() <= 0:
         raise ValueError("weights must not all be zero")
     sft = check_real(sft_coef, "sft_coef", lo=0.0)
