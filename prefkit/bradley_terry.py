@@ -492,12 +492,7 @@ def fit_bradley_terry(
         items that never lost to (or never beat) an item outside the group.
     """
     pairs, n, w, wf = _prepare(comparisons, n_items, weights, winner_first)
-    try:
-        l2 = float(l2)
-    except (TypeError, ValueError):
-        raise ValueError(f"l2 must be a number >= 0, got {l2!r}") from None
-    if not math.isfinite(l2) or l2 < 0:
-        raise ValueError(f"l2 must be finite and >= 0, got {l2!r}")
+    l2 = check_real(l2, "l2", lo=0.0)
     if method not in ("newton", "mm"):
         raise ValueError(f"method must be 'newton' or 'mm', got {method!r}")
     if method == "mm" and l2 > 0:
