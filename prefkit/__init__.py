@@ -1,38 +1,146 @@
 """prefkit: a numerical laboratory for preference learning.
 
 Classical RLHF and DPO on problems small enough that every quantity has an exact answer, with the theory checked
-against those answers. One module per idea; this namespace re-exports every public name (see ``__all__``).
+against those answers. This namespace lists the names a user calls. The numpy parts (Bradley-Terry, the closed
+form, the problems, the data loaders) are imported at once; the torch parts (policies, reward models, RL, DPO,
+displacement) load on first use, so ``import prefkit`` does not import torch.
 
-Note: ``prefkit.optimal_policy`` is the *function* π* (the module of the same name is reached with
-``from prefkit.optimal_policy import ...`` or ``importlib.import_module("prefkit.optimal_policy")``).
+The chapters (experiments, claims, exercises, the tour) are in :mod:`prefkit.course`, which the library never
+imports; the tiny transformer is :mod:`prefkit.lm`.
 """
 
-import importlib as _importlib
+from typing import TYPE_CHECKING
 
-_MODULES = (
-    "bradley_terry",
-    "loaders",
-    "optimal_policy",
-    "problems",
-    "policies",
-    "reward_model",
-    "rl",
-    "losses",
-    "dpo",
-    "free_lunch",
-    "displacement_tracking",
-    "displacement",
-    "exercises",
+# --- numpy only: imported with the package ---------------------------------------------------------------------
+from .bradley_terry import (
+    BradleyTerryFit,
+    bt_fisher_information,
+    bt_log_likelihood,
+    bt_log_likelihood_gradient,
+    bt_probability,
+    fit_bradley_terry,
+    log_sigmoid,
+    mle_obstruction,
+    sample_comparisons,
+    sigmoid,
+)
+from .closed_form import (
+    argmax_policy,
+    implied_reward,
+    kl_divergence,
+    kl_divergence_logspace,
+    kl_regularized_objective,
+    log_partition,
+    optimal_log_policy,
+    optimal_policy,
+    reward_gap_up_to_shift,
+    rewards_from_preference_probabilities,
+)
+from .loaders import PairwiseData, load_baseball, load_llmfao, load_pairwise_csv
+from .problems import (
+    Problem,
+    random_problem,
+    read_preferences_jsonl,
+    tajwar_bandit,
+    tanh_cauchy_bins,
+    three_response_toy,
+    write_preferences_jsonl,
 )
 
-__all__ = ["Claim", "expect"]
-for _name in _MODULES:
-    _mod = _importlib.import_module(f"{__name__}.{_name}")
-    for _public in _mod.__all__:
-        globals()[_public] = getattr(_mod, _public)
-    __all__ += list(_mod.__all__)
-del _name, _mod, _public
+# --- torch: loaded on first use (name -> module) ---------------------------------------------------------------
+_LAZY = {
+    # policies
+    "TabularPolicy": "policies", "LogLinearPolicy": "policies", "make_policy": "policies",
+    "TrainedPolicy": "policies",
+    # reward models
+    "reward_loss": "reward_model", "RewardModelResult": "reward_model", "fit_reward_model": "reward_model",
+    "preference_accuracy": "reward_model", "reward_recovery_error": "reward_model",
+    # RL
+    "rloo_advantages": "rl", "reinforce_loss": "rl", "ppo_clip_loss": "rl", "kl_penalized_reward": "rl",
+    "rlhf_objective": "rl", "exact_policy_gradient": "rl", "RLResult": "rl", "train_rlhf": "rl",
+    "reward_kl_frontier": "rl", "classical_rlhf": "rl", "gap_decomposition": "rl",
+    # preference losses and DPO
+    "LOSSES": "losses", "preference_loss": "losses", "implied_rewards": "losses", "preference_metrics": "losses",
+    "DPOResult": "dpo", "fit_dpo": "dpo", "fit_dpo_online": "dpo", "dpo_obstruction": "dpo",
+    "total_variation": "dpo", "dpo_solution_set": "dpo", "dpo_loss_value": "dpo",
+    "ipo_optimum": "free_lunch",
+    # likelihood displacement
+    "displacement_step": "displacement_tracking", "logratio_gradient": "displacement",
+    "logp_chosen_velocity": "displacement", "ches_score": "displacement", "ches_scores": "displacement",
+    "response_hidden_states": "displacement", "squeeze_first_order": "displacement",
+}
 
-from .tour import Claim, expect  # noqa: E402
+if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported explicitly
+    from .displacement import (  # noqa: F401
+        ches_score,
+        ches_scores,
+        logp_chosen_velocity,
+        logratio_gradient,
+        response_hidden_states,
+        squeeze_first_order,
+    )
+    from .displacement_tracking import displacement_step  # noqa: F401
+    from .dpo import (  # noqa: F401
+        DPOResult,
+        dpo_loss_value,
+        dpo_obstruction,
+        dpo_solution_set,
+        fit_dpo,
+        fit_dpo_online,
+        total_variation,
+    )
+    from .free_lunch import ipo_optimum  # noqa: F401
+    from .losses import LOSSES, implied_rewards, preference_loss, preference_metrics  # noqa: F401
+    from .policies import LogLinearPolicy, TabularPolicy, TrainedPolicy, make_policy  # noqa: F401
+    from .reward_model import (  # noqa: F401
+        RewardModelResult,
+        fit_reward_model,
+        preference_accuracy,
+        reward_loss,
+        reward_recovery_error,
+    )
+    from .rl import (  # noqa: F401
+        RLResult,
+        classical_rlhf,
+        exact_policy_gradient,
+        gap_decomposition,
+        kl_penalized_reward,
+        ppo_clip_loss,
+        reinforce_loss,
+        reward_kl_frontier,
+        rlhf_objective,
+        rloo_advantages,
+        train_rlhf,
+    )
 
-__version__ = "0.1.0"
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prefkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = [
+    # Bradley-Terry
+    "BradleyTerryFit", "bt_fisher_information", "bt_log_likelihood", "bt_log_likelihood_gradient", "bt_probability",
+    "fit_bradley_terry", "log_sigmoid", "mle_obstruction", "sample_comparisons", "sigmoid",
+    # the closed form
+    "argmax_policy", "implied_reward", "kl_divergence", "kl_divergence_logspace", "kl_regularized_objective",
+    "log_partition", "optimal_log_policy", "optimal_policy", "reward_gap_up_to_shift",
+    "rewards_from_preference_probabilities",
+    # data and problems
+    "PairwiseData", "load_baseball", "load_llmfao", "load_pairwise_csv", "Problem", "random_problem",
+    "read_preferences_jsonl", "tajwar_bandit", "tanh_cauchy_bins", "three_response_toy", "write_preferences_jsonl",
+    *_LAZY,
+]
+
+__version__ = "0.2.0"

@@ -1,5 +1,10 @@
-"""Command line: ``python -m prefkit tour`` runs every numerical check; ``python -m prefkit lm ...`` runs the
-tiny-transformer pipelines (see ``python -m prefkit lm --help``)."""
+"""Command line.
+
+  python -m prefkit tour        run every numerical check, print the table, write the figures
+  python -m prefkit student DIR write the student edition of the notebooks (outputs cleared, no solutions)
+  python -m prefkit grade NB... execute submitted notebooks and check their exercises
+  python -m prefkit lm ...      the tiny-transformer pipelines (see `python -m prefkit lm --help`)
+"""
 
 from __future__ import annotations
 
@@ -12,58 +17,104 @@ from pathlib import Path
 
 def _tour(args) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
-    # The checks work on tiny tensors: one thread each is fastest, and several threads per process only
+    # The checks work on tiny arrays: one thread each is fastest, and several threads per process only
     # fight over the cores (measured under load: a DPO check took 34 s with the default threads, 3 s with one).
-    import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
-    threadpool_limits(1)  # numpy/scipy's BLAS as well
-    from .tour import TourContext, format_table, registry, run_tour
+    threadpool_limits(1)  # numpy/scipy's BLAS
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch, when a chapter imports it
+    from .course.claims import chapters
+    from .course.tour import TourContext, format_table, run_tour, unmeasured
 
     figdir = Path(args.figures).resolve()
-    ctx = TourContext(figdir=figdir, fast=args.fast, seed=args.seed)
-    print(f"prefkit tour: running every registered check ({'fast' if args.fast else 'full'} setting)")
-    t0 = time.perf_counter()
-    if args.only and not any(args.only in e.chapter or args.only in e.name for e in registry()):
-        chapters = sorted({e.chapter for e in registry()})
-        print(f"no check matches --only {args.only!r}; it matches the text of a chapter or a check name. "
-              f"Chapters: {', '.join(chapters)}")
+    ctx = TourContext(figdir=figdir, fast=args.fast, seed=args.seed, dpi=args.dpi, figure_format=args.figure_format)
+    log = sys.stderr
+    labels = [ch.label for ch in chapters()]
+    if args.only and not any(args.only in lab or args.only == lab.split()[0] for lab in labels) and not any(
+            args.only in name for ch in chapters() for name, _ in ch.checks):
+        print(f"no check matches --only {args.only!r}; give a chapter number, or text of a chapter title or a "
+              f"check name. Chapters: {'; '.join(labels)}")
         return 2
-    claims, errors = run_tour(ctx, only=args.only)
-    print()
-    print(format_table(claims))
+    print(f"prefkit tour: running every check ({'fast' if args.fast else 'full'} setting, seed {args.seed})",
+          file=log)
+    t0 = time.perf_counter()
+    claims, errors = run_tour(ctx, only=args.only, echo=lambda s: print(s, file=log, flush=True))
+    if not args.only:
+        errors += [f"claim {s.id} is defined but no check measured it" for s in unmeasured(claims)]
+    print(format_table(claims, fmt=args.format))
     n_fail = sum(not c.passed for c in claims)
-    print()
+    out = log if args.format != "text" else sys.stdout
     for e in errors:
-        print(f"ERROR in check {e}")
-    print(f"{len(claims) - n_fail}/{len(claims)} claims passed in {time.perf_counter() - t0:.0f}s. "
-          f"Figures written to {figdir}/")
+        print(f"ERROR in {e}", file=out)
+    print(f"{len(claims) - n_fail}/{len(claims)} claims passed in {time.perf_counter() - t0:.0f} s; "
+          f"figures written to {figdir}/", file=out)
     return 1 if (n_fail or errors or not claims) else 0
+
+
+def _student(args) -> int:
+    from .course.grading import write_student_edition
+
+    written = write_student_edition(args.out_dir, args.notebooks)
+    print(f"wrote {len(written)} notebooks (outputs cleared, no reference solutions) to {Path(args.out_dir)}/")
+    return 0
+
+
+def _grade(args) -> int:
+    from .course.grading import format_grades, grade, write_csv
+
+    missing = [p for p in args.notebooks if not Path(p).is_file()]
+    if missing:
+        print(f"no such notebook: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    rows = grade(args.notebooks, timeout=args.timeout)
+    print(format_grades(rows))
+    if args.csv:
+        write_csv(rows, args.csv)
+        print(f"wrote {args.csv}")
+    return 0
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m prefkit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("tour", help="run every numerical check, print the table, write the figures")
-    t.add_argument("--figures", default="figures", help="folder for the chapter figures (default: ./figures)")
-    t.add_argument("--only", default=None, help="run only checks whose chapter or name contains this text")
-    t.add_argument("--fast", action="store_true", default=None,
-                   help="use the fast setting (default: on when PREFKIT_FAST=1)")
-    t.add_argument("--seed", type=int, default=0, help="base seed for every check (default 0)")
-    sub.add_parser("lm", help="tiny transformer LM pipelines; see `python -m prefkit lm --help`", add_help=False)
     if argv[:1] == ["lm"]:
         from .lm.cli import main as lm_main
 
         return lm_main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m prefkit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("tour", help="run every numerical check, print the table, write the figures")
+    t.add_argument("--figures", default="figures", help="folder for the chapter figures (default: ./figures)")
+    t.add_argument("--only", default=None, help="a chapter number, or text of a chapter title or a check name")
+    t.add_argument("--fast", action="store_true", default=None,
+                   help="use the fast setting (default: on when PREFKIT_FAST=1)")
+    t.add_argument("--seed", type=int, default=0, help="base seed for every check (default 0)")
+    t.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="how to print the table")
+    t.add_argument("--dpi", type=int, default=150, help="figure resolution (default 150)")
+    t.add_argument("--figure-format", choices=("png", "svg", "pdf"), default="png", help="figure file format")
+    s = sub.add_parser("student", help="write the student edition of the notebooks into OUT_DIR")
+    s.add_argument("out_dir", metavar="OUT_DIR")
+    s.add_argument("--notebooks", default=None, help="the notebooks folder (default: the clone's notebooks/)")
+    g = sub.add_parser("grade", help="execute submitted notebooks and check their exercises")
+    g.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    g.add_argument("--csv", default=None, help="also write the table as CSV to this file")
+    g.add_argument("--timeout", type=int, default=300, help="seconds per cell before a notebook is stopped")
+    sub.add_parser("lm", help="tiny transformer LM pipelines; see `python -m prefkit lm --help`", add_help=False)
     args = parser.parse_args(argv)
-    if args.command == "tour":
-        if args.fast is None:
-            from .config import is_fast
+    try:
+        if args.command == "tour":
+            if args.fast is None:
+                from .config import is_fast
 
-            args.fast = is_fast()
-        return _tour(args)
+                args.fast = is_fast()
+            return _tour(args)
+        if args.command == "student":
+            return _student(args)
+        if args.command == "grade":
+            return _grade(args)
+    except ValueError as e:
+        print(f"python -m prefkit {args.command}: {e}", file=sys.stderr)
+        return 2
     return 2
 
 

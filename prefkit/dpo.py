@@ -37,7 +37,7 @@ from ._validate import (
 )
 from .displacement_tracking import displacement_step
 from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
-from .optimal_policy import kl_divergence, optimal_policy
+from .closed_form import kl_divergence, optimal_policy
 from .policies import TrainedPolicy, make_policy
 
 __all__ = [
@@ -760,7 +760,7 @@ def change_of_variables_steps(problem, beta) -> dict:
        loss in the tabular logits at π*); :func:`population_recovery_error` shows it is *the* minimiser.
     """
     from .bradley_terry import bt_probability
-    from .optimal_policy import implied_reward, log_partition
+    from .closed_form import implied_reward, log_partition
 
     b = check_beta(beta)
     p_ref = problem.pi_ref

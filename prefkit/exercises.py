@@ -17,7 +17,7 @@ from .bradley_terry import bt_log_likelihood, fit_bradley_terry, mle_obstruction
 from .displacement import DisplacementProblem, _softmax_rows, ches_score, squeeze_first_order, train_displacement
 from .free_lunch import azar_preferences, ipo_optimum
 from .losses import preference_loss
-from .optimal_policy import log_partition, optimal_policy
+from .closed_form import log_partition, optimal_policy
 from .rl import reinforce_loss, rloo_advantages
 
 __all__ = [

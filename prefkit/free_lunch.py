@@ -28,7 +28,7 @@ import torch
 from ._validate import as_index_array, check_beta, check_distribution, check_weights
 from .dpo import dpo_loss_value, fit_dpo, fit_dpo_online, total_variation
 from .losses import preference_loss
-from .optimal_policy import kl_divergence, optimal_policy
+from .closed_form import kl_divergence, optimal_policy
 from .problems import Problem, tajwar_bandit
 
 __all__ = [
@@ -271,7 +271,7 @@ def xu_example(beta: float = 0.1, *, problem: Problem | None = None, rlhf_steps:
       ``l2=0``: the exact BT data on one pair in both orders have a finite MLE, r̂(y1) − r̂(y2) = r*(y1) −
       r*(y2); L-BFGS from 0 keeps the minimum-norm shift and r̂(y3) = 0, its value at initialisation, since
       no pair moves it), then the KL-regularised optimum π_ref·exp(r̂/β)/Z
-      (:func:`prefkit.optimal_policy.optimal_policy`), also reached by :func:`prefkit.rl.train_rlhf` (exact
+      (:func:`prefkit.closed_form.optimal_policy`), also reached by :func:`prefkit.rl.train_rlhf` (exact
       gradient) in the same log-linear class. (A ridge l2 > 0 would shrink the gap to about
       (r*(y1) − r*(y2))·(1 − O(l2)), and RLHF's policy would be only approximately in the DPO set.)
 

@@ -31,7 +31,20 @@ __all__ = [
     "load_pairwise_csv",
 ]
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+def _data_dir() -> Path:
+    """The shipped data: the package ``prefkit.data`` (``data/`` of the repository, inside the wheel when
+    installed), read with importlib.resources; ``data/`` next to the package when prefkit runs uninstalled."""
+    try:
+        from importlib.resources import files
+
+        return Path(str(files("prefkit.data")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "data"
+
+
+DATA_DIR = _data_dir()
 
 
 @dataclass

@@ -24,7 +24,7 @@ from scipy.special import softmax
 
 from ._validate import as_float_array, as_index_array, check_distribution, check_int, check_real
 from .bradley_terry import bt_probability
-from .optimal_policy import optimal_policy
+from .closed_form import optimal_policy
 
 __all__ = [
     "Problem",

@@ -8,7 +8,7 @@ A reward model r_φ(x, y) is fitted to preference pairs (x, y_w, y_l) by minimis
 term with coefficient c is Eisenstein et al. 2023's, as in TRL's
 ``RewardTrainer(center_rewards_coefficient=c)``). Bradley-Terry only sees reward differences within a prompt,
 so r_φ is identified at best up to a per-prompt shift f(x)
-(:func:`prefkit.optimal_policy.reward_gap_up_to_shift` measures the distance modulo that shift).
+(:func:`prefkit.closed_form.reward_gap_up_to_shift` measures the distance modulo that shift).
 
 Three models: ``"tabular"`` (one free reward per (x, y)), ``"linear"`` (r = ⟨w, φ(x, y)⟩) and ``"mlp"`` (a
 small torch MLP on φ(x, y), or on one-hot (x, y) without features).
@@ -171,7 +171,7 @@ def reward_recovery_error(reward, reward_true, pi_ref=None) -> float:
     equivalence class that Bradley-Terry preferences identify.
 
     This is the RMS distance modulo f(x), the natural summary of a fitted reward model;
-    :func:`prefkit.optimal_policy.reward_gap_up_to_shift` is the worst-case (max-norm) one, used for exact
+    :func:`prefkit.closed_form.reward_gap_up_to_shift` is the worst-case (max-norm) one, used for exact
     identities. Both vanish on the same pairs, and this one is ≤ 2× that one.
     """
     a = as_float_array(reward, "reward", ndim=2)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ._validate import as_float_array, check_beta, check_distribution, check_real, check_same_shape
-from .optimal_policy import kl_divergence, kl_divergence_logspace, optimal_log_policy, optimal_policy
+from .closed_form import kl_divergence, kl_divergence_logspace, optimal_log_policy, optimal_policy
 from .policies import TrainedPolicy, make_policy
 
 __all__ = [
@@ -526,7 +526,7 @@ def frontier_excess(pi_ref, reward, kl, expected_reward, betas=None) -> float:
     ≤ β·log Z + β·KL(π‖π_ref) (prompt means). Returns max over points of E_π[r] − min_β (β·mean log Z + β·KL),
     the minimum taken over ``betas`` (default a log grid 1e-3..1e3).
     """
-    from .optimal_policy import log_partition
+    from .closed_form import log_partition
 
     bs = np.geomspace(1e-3, 1e3, 121) if betas is None else as_float_array(betas, "betas", ndim=1)
     kl = np.atleast_1d(as_float_array(kl, "kl"))

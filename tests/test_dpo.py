@@ -18,7 +18,7 @@ from prefkit.dpo import (
     fit_dpo_online,
     total_variation,
 )
-from prefkit.optimal_policy import optimal_policy
+from prefkit.closed_form import optimal_policy
 from prefkit.problems import random_problem, three_response_toy
 
 TRL_KEYS = {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",

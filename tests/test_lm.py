@@ -26,7 +26,7 @@ from prefkit.lm import (
     tiny_config,
 )
 from prefkit.lm.cli import main as lm_main
-from prefkit.optimal_policy import kl_divergence, log_partition, optimal_policy
+from prefkit.closed_form import kl_divergence, log_partition, optimal_policy
 
 torch.set_num_threads(1)
 

@@ -171,7 +171,7 @@ def test_tajwar_bandit_errors_name_the_argument(kw, match):
 def test_ref_from_features_gives_log_linear_pi_ref_and_pi_star(support):
     """log π_ref = ref_scale·⟨θ_ref, φ⟩ + f(x) on the support, and π* = π_ref e^{r*/β}/Z is log-linear in φ
     too; a log-linear policy at θ = 0 is π_ref itself and exact PG reaches π*."""
-    from prefkit.optimal_policy import reward_gap_up_to_shift
+    from prefkit.closed_form import reward_gap_up_to_shift
     from prefkit.rl import train_rlhf
 
     P = random_problem(3, 5, seed=2, ref_scale=1.5, ref_from_features=True, support=support)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prefkit.bradley_terry import log_sigmoid
-from prefkit.optimal_policy import reward_gap_up_to_shift
+from prefkit.closed_form import reward_gap_up_to_shift
 from prefkit.problems import random_problem, tajwar_bandit
 from prefkit.reward_model import (
     fit_reward_model,

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import softmax
 
-from prefkit.optimal_policy import kl_regularized_objective, optimal_policy
+from prefkit.closed_form import kl_regularized_objective, optimal_policy
 from prefkit.policies import TabularPolicy
 from prefkit.problems import random_problem, three_response_toy
 from prefkit.rl import (
@@ -143,7 +143,7 @@ def test_frontier_is_monotone_and_dominates():
     assert np.all(np.diff(fr["kl"]) < 0) and np.all(np.diff(fr["reward"]) < 0)
     res = train_rlhf(P.pi_ref, P.reward, 0.3, method="rloo", steps=60, seed=0)
     # any policy's (KL, reward) lies on or below the frontier: E[r] ≤ β log Z + β KL(π‖π_ref) at every β
-    from prefkit.optimal_policy import log_partition
+    from prefkit.closed_form import log_partition
     for beta in (0.1, 0.3, 1.0):
         for h in res.history[::10]:
             assert h["reward/expected"] <= np.mean(beta * log_partition(P.pi_ref, P.reward, beta)) + \

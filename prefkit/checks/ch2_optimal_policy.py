@@ -1,11 +1,11 @@
 """Tour checks for chapter 2: the closed-form KL-optimal policy π* = π_ref·exp(r/β)/Z.
 
-Each claim is measured by a function of :mod:`prefkit.optimal_policy` that notebook 02 calls too.
+Each claim is measured by a function of :mod:`prefkit.closed_form` that notebook 02 calls too.
 """
 
 import numpy as np
 
-from ..optimal_policy import (
+from ..closed_form import (
     beta_limit_errors,
     brute_force_objective_gap,
     bt_identifiability_error,
@@ -77,7 +77,7 @@ def check_limits(ctx):
 def check_invariance(ctx):
     P = _instances(ctx)[1]
     e = shift_invariance_error(P.pi_ref, P.reward, [7.0, -300.0, 1e4], 0.5)
-    from ..plotting.optimal_policy import plot_optimal_policy
+    from ..plotting.closed_form import plot_optimal_policy
 
     ctx.savefig(plot_optimal_policy(P.pi_ref, P.reward, (0.1, 0.5, 2.0)), "ch2_optimal_policy.png")
     toy = three_response_toy()

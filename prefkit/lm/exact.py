@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import logsumexp
 
-from ..optimal_policy import kl_divergence, kl_divergence_logspace, optimal_log_policy
+from ..closed_form import kl_divergence, kl_divergence_logspace, optimal_log_policy
 from .task import SyntheticLanguage, all_responses, build_sequences, response_log_probs, sample_responses
 
 __all__ = [
@@ -224,7 +224,7 @@ def enumeration_errors(seed: int = 0, n_check: int = 8) -> dict:
 def check_kl_to_optimal(fn, seed: int = 0) -> float:
     """Exercise checker: ``fn(logp, ref_logp, reward, beta) -> (n_prompts,)`` must give KL(π_θ‖π*) per prompt.
 
-    Compares ``fn`` with the exact value (via :func:`prefkit.optimal_policy.optimal_log_policy`) on random
+    Compares ``fn`` with the exact value (via :func:`prefkit.closed_form.optimal_log_policy`) on random
     enumerated log-policies with 4,096 responses per prompt; raises ``AssertionError`` with the error if it is
     above 1e-8, and returns the error otherwise.
     """

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .._validate import check_beta
-from ..optimal_policy import kl_divergence_logspace, optimal_log_policy
+from ..closed_form import kl_divergence_logspace, optimal_log_policy
 from ._validate import check_positive_ints, check_seed, fields_of
 from .exact import MAX_ENUMERATE, ExactEvaluator
 from .model import GPT, count_parameters, scale_config, tiny_config

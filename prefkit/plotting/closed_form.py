@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..optimal_policy import optimal_policy
+from ..closed_form import optimal_policy
 
 __all__ = ["plot_optimal_policy", "plot_shift_invariance"]
 

@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 from scipy.special import softmax
 
 from prefkit.bradley_terry import bt_probability
-from prefkit.optimal_policy import (
+from prefkit.closed_form import (
     argmax_policy,
     implied_reward,
     kl_divergence,
@@ -185,7 +185,7 @@ def test_fuzz_finite_or_valueerror(logits, reward, beta, zero):
 def test_beta_small_error_within_exact_gap_bound():
     """max|π*(β) − argmax| ≤ Σ_{y∉M} π_ref e^{−gap/β} / π_ref(M) (+ round-off) on the tour's instances, seeds
     0–39; the bound is tight when one response dominates the sum (seed 20: 5.6e-7 at β = 1e-3)."""
-    from prefkit.optimal_policy import beta_limit_errors
+    from prefkit.closed_form import beta_limit_errors
 
     for seed in range(40):
         P = random_problem(3, 5, seed=seed, support=0.8, reward_scale=2.0)
@@ -200,7 +200,7 @@ def test_beta_small_error_within_exact_gap_bound():
 
 
 def test_large_beta_error_falls_like_one_over_beta():
-    from prefkit.optimal_policy import large_beta_rate
+    from prefkit.closed_form import large_beta_rate
 
     pi_ref, reward = _instance(1)
     assert large_beta_rate(pi_ref, reward, 1e5, 10.0) == pytest.approx(10.0, abs=1e-3)
@@ -208,7 +208,7 @@ def test_large_beta_error_falls_like_one_over_beta():
 
 
 def test_bt_probabilities_pin_r_down_up_to_f():
-    from prefkit.optimal_policy import bt_identifiability_error, rewards_from_preference_probabilities
+    from prefkit.closed_form import bt_identifiability_error, rewards_from_preference_probabilities
 
     pi_ref, reward = _instance(2)
     e = bt_identifiability_error(reward)
@@ -221,7 +221,7 @@ def test_bt_probabilities_pin_r_down_up_to_f():
 
 
 def test_kl_logspace_is_the_kl():
-    from prefkit.optimal_policy import kl_divergence_logspace
+    from prefkit.closed_form import kl_divergence_logspace
 
     pi_ref, reward = _instance(5)
     ps = optimal_policy(pi_ref, reward, 0.3)
@@ -233,7 +233,7 @@ def test_kl_logspace_is_the_kl():
 
 
 def test_more_errors_name_the_argument():
-    from prefkit.optimal_policy import brute_force_objective_gap, shift_invariance_error
+    from prefkit.closed_form import brute_force_objective_gap, shift_invariance_error
 
     pi_ref, reward = _instance(0)
     with pytest.raises(ValueError, match="beta"):

@@ -1,0 +1,136 @@
+"""The tour: run every chapter's checks and print one row per claim (claim · measured · tolerance · pass).
+
+``python -m prefkit tour`` calls :func:`run_tour` and :func:`format_table`. A check is a function ``fn(ctx)`` that a
+chapter registers with ``CHAPTER.check(name)``; it measures quantities and returns the judged claims (a list of
+:class:`~prefkit.course.claims.Claim`, or a dict ``{ClaimSpec: measured}``), and may save figures with
+``ctx.savefig``. Every claim a chapter defines must be measured by some check: a claim the tour never measured is
+reported as an error.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .claims import Claim, ClaimSpec, chapters
+
+__all__ = ["TourContext", "run_tour", "format_table", "unmeasured"]
+
+
+@dataclass
+class TourContext:
+    """What a check receives: whether to run fast, where to write figures (and how), and a base seed."""
+
+    figdir: Path | None = None
+    fast: bool = False
+    seed: int = 0
+    dpi: int = 150
+    figure_format: str = "png"
+
+    def savefig(self, fig, name: str) -> Path | None:
+        """Save ``fig`` as ``figdir/name`` (the suffix follows ``figure_format``) and close it."""
+        import matplotlib.pyplot as plt
+
+        path = None
+        if self.figdir is not None:
+            self.figdir.mkdir(parents=True, exist_ok=True)
+            path = (self.figdir / name).with_suffix("." + self.figure_format)
+            fig.savefig(path, dpi=self.dpi, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+
+@dataclass
+class CheckError:
+    chapter: str
+    check: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"{self.chapter} / {self.check}: {self.error}"
+
+
+def _as_claims(out) -> list[Claim]:
+    if isinstance(out, dict):
+        return [spec.judge(m) for spec, m in out.items()]
+    out = list(out)
+    for c in out:
+        if not isinstance(c, Claim):
+            raise TypeError(f"a check must return Claims or {{ClaimSpec: measured}}, got {type(c).__name__}")
+    return out
+
+
+def run_tour(ctx: TourContext, only: str | None = None, echo=print) -> tuple[list[Claim], list[CheckError]]:
+    """Run every chapter's checks (or those whose chapter label or check name contains ``only``).
+
+    Returns the claims and the errors (a check that raised is reported, never hidden; its claims count as failed).
+    """
+    claims: list[Claim] = []
+    errors: list[CheckError] = []
+    for ch in chapters():
+        for name, fn in ch.checks:
+            if only and only not in ch.label and only not in name and only != str(ch.number):
+                continue
+            t0 = time.perf_counter()
+            try:
+                out = _as_claims(fn(ctx))
+            except Exception as exc:  # a crashing check is reported, never hidden
+                errors.append(CheckError(ch.label, name, f"{type(exc).__name__}: {exc}"))
+                out = []
+            claims.extend(out)
+            echo(f"  {ch.label:<30.30} {name:<44.44} {len(out):>2} claims {time.perf_counter() - t0:5.1f}s")
+    return claims, errors
+
+
+def unmeasured(claims: list[Claim]) -> list[ClaimSpec]:
+    """The defined claims that no check measured (each is an error when the whole tour ran)."""
+    seen = {c.spec.id for c in claims}
+    return [s for ch in chapters() for s in ch.claims.values() if s.id not in seen]
+
+
+def _groups(claims: list[Claim]):
+    """Claims grouped as (heading, claims): by chapter and section; precision rows under their own heading."""
+    titles = {ch.number: ch.title for ch in chapters()}
+    order: dict[tuple, list[Claim]] = {}
+    for c in claims:
+        s = c.spec
+        key = (s.chapter, s.kind == "precision", s.section)
+        order.setdefault(key, []).append(c)
+    out = []
+    for (number, precision, section), cs in sorted(order.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        head = f"Chapter {number}: {titles.get(number, '')}"
+        head += " · numerical precision" if precision else (f" · {section}" if section else "")
+        out.append((head, cs))
+    return out
+
+
+def format_table(claims: list[Claim], fmt: str = "text", width: int = 100) -> str:
+    """The tour's table in ``fmt`` ``"text"`` (fits ``width`` columns), ``"markdown"`` or ``"json"``."""
+    if fmt == "json":
+        return json.dumps([c.as_dict() for c in claims], indent=1, ensure_ascii=False)
+    if fmt == "markdown":
+        lines = []
+        for head, cs in _groups(claims):
+            lines += [f"**{head}**", "", "| claim | measured | tolerance | pass |", "|---|---|---|---|"]
+            for c in cs:
+                text = c.text.replace("|", "\\|")
+                lines.append(f"| {text} | {c.measured_str()} | {c.spec.tolerance_str()} | "
+                             f"{'yes' if c.passed else '**NO**'} |")
+            lines.append("")
+        return "\n".join(lines)
+    if fmt != "text":
+        raise ValueError(f"fmt must be 'text', 'markdown' or 'json', got {fmt!r}")
+    wm, wt, wp = 9, 16, 4
+    wc = width - wm - wt - wp - 6
+    lines = [f"{'claim':<{wc}}  {'measured':>{wm}}  {'tolerance':<{wt}}  pass", "-" * width]
+    for head, cs in _groups(claims):
+        lines.append(head)
+        for c in cs:
+            parts = textwrap.wrap(c.text, wc - 2) or [""]
+            mark = "yes" if c.passed else "NO"
+            lines.append(f"  {parts[0]:<{wc - 2}}  {c.measured_str():>{wm}}  {c.spec.tolerance_str():<{wt}}  {mark}")
+            lines.extend("    " + p for p in parts[1:])
+    return "\n".join(line.rstrip() for line in lines)
