@@ -1,44 +1,78 @@
+import json
+
 import pytest
 
-from prefkit.tour import Claim, claim, expect, format_table
+from prefkit.course.claims import Chapter, chapters, claim_spec, expect
+from prefkit.course.tour import format_table
+
+
+def _chapter():
+    ch = Chapter(99, "Test", "99_test.ipynb")
+    ch.claim("small", "a small error", at_most=1e-8, section="1. S")
+    ch.claim("big", "a large value", at_least=0.5, section="1. S")
+    ch.claim("band", "a value in a band", within=(-0.6, -0.4), section="2. T")
+    ch.claim("round", "round-off", at_most=1e-12, section="2. T", kind="precision")
+    ch.claim("flag", "the thing holds", flag=True, section="2. T")
+    return ch
 
 
 def test_claim_ops():
-    assert claim("a", 1e-9, at_most=1e-8).passed
-    assert not claim("a", 1e-7, at_most=1e-8).passed
-    assert claim("a", 0.9, at_least=0.5).passed
-    assert claim("a", -0.5, within=(-0.6, -0.4)).passed
-    assert not claim("a", float("nan"), at_most=1.0).passed
+    c = _chapter().claims
+    assert c["small"].judge(1e-9).passed and not c["small"].judge(1e-7).passed
+    assert c["big"].judge(0.9).passed and not c["big"].judge(0.1).passed
+    assert c["band"].judge(-0.5).passed and not c["band"].judge(0.0).passed
+    assert not c["small"].judge(float("nan")).passed
+    assert c["flag"].judge(True).passed and not c["flag"].judge(False).passed
+    assert c["flag"].judge(1).measured_str() == "yes"
 
 
-def test_expect_raises_on_failure():
-    with pytest.raises(AssertionError):
-        expect("fails", 2.0, at_most=1.0, quiet=True)
-    with pytest.raises(ValueError):
-        claim("two tolerances", 1.0, at_most=2.0, at_least=0.0)
+def test_a_claim_is_defined_once_with_one_tolerance():
+    ch = _chapter()
+    with pytest.raises(ValueError, match="defined twice"):
+        ch.claim("small", "again", at_most=1.0)
+    with pytest.raises(ValueError, match="exactly one"):
+        ch.claim("two", "two tolerances", at_most=2.0, at_least=0.0)
+    with pytest.raises(ValueError, match="no tolerance"):
+        ch.claim("f", "flag with a tolerance", flag=True, at_most=1.0)
 
 
-def test_table_has_columns():
-    t = format_table([Claim("x", 1.0, "<=", 2.0, "1 BT")])
-    assert "claim" in t and "measured" in t and "tolerance" in t and "yes" in t
+def test_expect_uses_the_registered_claim():
+    spec = next(iter(chapters()[1].claims.values()))
+    assert claim_spec(spec.id) is spec
+    bad = spec.tolerance + 1.0 if spec.op == "<=" else (spec.tolerance - 1.0 if spec.op == ">=" else 1e9)
+    with pytest.raises(AssertionError, match="FAIL"):
+        expect(spec.id, bad, quiet=True)
+    with pytest.raises(ValueError, match="no claim"):
+        claim_spec("ch2.no_such_claim")
+    with pytest.raises(ValueError, match="look like"):
+        claim_spec("gibbs")
 
 
-def test_table_wraps_long_claims_instead_of_cutting():
-    text = "word " * 40 + "END"
-    t = format_table([Claim(text, 1.0, "<=", 2.0, "1 BT")], claim_width=30)
-    assert "END" in t and "…" not in t
+def test_table_fits_100_columns_and_groups_precision_rows():
+    ch = _chapter()
+    claims = [s.judge(0.0) for s in ch.claims.values()]
+    text = format_table(claims)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "numerical precision" in text and "yes" in text and "NO" in text
+    long = ch.claim("long", "word " * 40 + "END", at_most=1.0, section="1. S")
+    assert "END" in format_table([long.judge(0.0)])
+
+
+def test_markdown_and_json_formats():
+    claims = [s.judge(0.0) for s in _chapter().claims.values()]
+    md = format_table(claims, fmt="markdown")
+    assert "| claim | measured | tolerance | pass |" in md
+    rows = json.loads(format_table(claims, fmt="json"))
+    assert {r["id"] for r in rows} == {c.id for c in claims} and all("passed" in r for r in rows)
 
 
 def test_cli_tour_with_no_matching_checks_fails(tmp_path, capsys):
     from prefkit.__main__ import main
 
-    # a tour that ran no claim must not pass, and says why
     assert main(["tour", "--only", "no-such-check", "--figures", str(tmp_path)]) == 2
     assert "no check matches" in capsys.readouterr().out
 
 
-def test_every_chapter_registers_checks():
-    from prefkit.tour import registry
-
-    chapters = {e.chapter.split()[0] for e in registry()}
-    assert {"1", "2", "3", "4", "5", "6", "7"} <= chapters, chapters
+def test_every_chapter_registers_checks_and_claims():
+    for ch in chapters():
+        assert ch.checks and ch.claims, f"chapter {ch.number} has no checks or no claims"

@@ -1,0 +1,87 @@
+"""``python -m prefkit grade`` and ``python -m prefkit student``: a notebook with correct answers passes every
+exercise, one with wrong answers fails each with its checker's hint, one that raises is graded and does not stop the
+others; the student edition has no outputs and no reference solutions."""
+
+import inspect
+import json
+import textwrap
+
+import nbformat
+import pytest
+
+from prefkit.__main__ import main
+from prefkit.course.exercises import _reference, exercises_of
+from prefkit.course.grading import grade, write_student_edition
+
+CHAPTER = 2  # a numpy chapter with two exercises: quick to execute
+
+
+def _notebook(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["prefkit"] = {"chapter": CHAPTER}
+    nb.cells = [nbformat.v4.new_code_cell(textwrap.dedent(c)) for c in cells]
+    nbformat.write(nb, path)
+    return path
+
+
+def _renamed_source(fn, name):
+    src = textwrap.dedent(inspect.getsource(fn))
+    return src.replace(f"def {fn.__name__}(", f"def {name}(", 1)
+
+
+@pytest.fixture(scope="module")
+def submissions(tmp_path_factory):
+    d = tmp_path_factory.mktemp("submissions")
+    exs = exercises_of(CHAPTER)
+    refs = {ex.stub: _reference(ex) for ex in exs}
+    if any(r is None for r in refs.values()):
+        pytest.skip("the reference solutions are absent (student edition)")
+    imports = "import numpy as np\nimport scipy\nfrom scipy.special import logsumexp\n"
+    right = [imports] + [_renamed_source(r, stub) for stub, r in refs.items()]
+    # wrong: each answer off by a sign (a plausible slip); the solutions module is loaded under another name
+    wrong = [imports] + [_renamed_source(r, "_ref_" + stub) + f"\ndef {stub}(*a, **k):\n    return -_ref_{stub}(*a, **k)\n"
+                         for stub, r in refs.items()]
+    broken = ["raise RuntimeError('a cell that crashes')"] + [f"def {stub}(*a, **k):\n    return 1 / 0\n"
+                                                             for stub in refs]
+    return {
+        "right": _notebook(d / "02_right.ipynb", right),
+        "wrong": _notebook(d / "02_wrong.ipynb", wrong),
+        "broken": _notebook(d / "02_broken.ipynb", broken),
+        "garbage": (d / "02_garbage.ipynb"),
+    }
+
+
+def test_grade_right_wrong_broken(submissions, tmp_path, capsys):
+    submissions["garbage"].write_text("not json", encoding="utf-8")
+    paths = [submissions[k] for k in ("right", "wrong", "broken", "garbage")]
+    rows = grade(paths, timeout=120)
+    by = {}
+    for r in rows:
+        by.setdefault(r.notebook, []).append(r)
+    n = len(exercises_of(CHAPTER))
+    assert [r.status for r in by["02_right.ipynb"]] == ["pass"] * n
+    wrong = by["02_wrong.ipynb"]
+    assert len(wrong) == n and all(r.status == "fail" and r.hint for r in wrong), wrong
+    broken = by["02_broken.ipynb"]
+    assert len(broken) == n and all(r.status == "error" and "ZeroDivisionError" in r.hint for r in broken)
+    assert by["02_garbage.ipynb"][0].status == "error"
+    # the command line writes the same table, and a CSV for a gradebook
+    csv_path = tmp_path / "grades.csv"
+    assert main(["grade", str(paths[0]), str(paths[1]), "--csv", str(csv_path), "--timeout", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "02_right.ipynb" in out and "FAIL" in out and f"{n}/{2 * n} exercises pass" in out
+    assert csv_path.read_text(encoding="utf-8").splitlines()[0] == "notebook,exercise,status,hint"
+
+
+def test_student_edition(tmp_path):
+    out = tmp_path / "student"
+    written = write_student_edition(out)
+    assert written and {p.name for p in written} == {p.name for p in out.iterdir()}
+    for p in written:
+        nb = json.loads(p.read_text(encoding="utf-8"))
+        for c in nb["cells"]:
+            if c["cell_type"] == "code":
+                assert c["outputs"] == [] and c["execution_count"] is None
+    assert not list(out.rglob("solutions")) and not list(out.rglob("*.py"))
+    with pytest.raises(ValueError, match="notebooks folder itself"):
+        write_student_edition(out, out)
