@@ -37,6 +37,18 @@ from .closed_form import (
     rewards_from_preference_probabilities,
 )
 from .loaders import PairwiseData, load_baseball, load_llmfao, load_pairwise_csv
+from .nash import exploitability, nash_equilibrium, nash_md, nash_md_step, regularized_nash
+from .plackett_luce import (
+    PlackettLuceFit,
+    all_rankings,
+    fit_plackett_luce,
+    pl_fisher_information,
+    pl_log_likelihood,
+    pl_log_likelihood_gradient,
+    pl_log_probability,
+    pl_mle_obstruction,
+    sample_rankings,
+)
 from .problems import (
     Problem,
     random_problem,
@@ -64,6 +76,8 @@ _LAZY = {
     "DPOResult": "dpo", "fit_dpo": "dpo", "fit_dpo_online": "dpo", "dpo_obstruction": "dpo",
     "total_variation": "dpo", "dpo_solution_set": "dpo", "dpo_loss_value": "dpo",
     "ipo_optimum": "free_lunch",
+    # DPO on rankings (Plackett-Luce)
+    "listwise_loss": "listwise", "ranking_probabilities": "listwise", "fit_listwise_dpo": "listwise",
     # likelihood displacement
     "displacement_step": "displacement_tracking", "logratio_gradient": "displacement",
     "logp_chosen_velocity": "displacement", "ches_score": "displacement", "ches_scores": "displacement",
@@ -90,6 +104,7 @@ if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported exp
         total_variation,
     )
     from .free_lunch import ipo_optimum  # noqa: F401
+    from .listwise import fit_listwise_dpo, listwise_loss, ranking_probabilities  # noqa: F401
     from .losses import LOSSES, implied_rewards, preference_loss, preference_metrics  # noqa: F401
     from .policies import LogLinearPolicy, TabularPolicy, TrainedPolicy, make_policy  # noqa: F401
     from .reward_model import (  # noqa: F401
@@ -137,6 +152,10 @@ __all__ = [
     "argmax_policy", "implied_reward", "kl_divergence", "kl_divergence_logspace", "kl_regularized_objective",
     "log_partition", "optimal_log_policy", "optimal_policy", "reward_gap_up_to_shift",
     "rewards_from_preference_probabilities",
+    # Plackett-Luce rankings and preferences without a reward (chapter 9)
+    "PlackettLuceFit", "all_rankings", "fit_plackett_luce", "pl_fisher_information", "pl_log_likelihood",
+    "pl_log_likelihood_gradient", "pl_log_probability", "pl_mle_obstruction", "sample_rankings",
+    "exploitability", "nash_equilibrium", "nash_md", "nash_md_step", "regularized_nash",
     # data and problems
     "PairwiseData", "load_baseball", "load_llmfao", "load_pairwise_csv", "Problem", "random_problem",
     "read_preferences_jsonl", "tajwar_bandit", "tanh_cauchy_bins", "three_response_toy", "write_preferences_jsonl",
