@@ -67,6 +67,11 @@ class _Rankings:
     m: int
     groups: list
 
+    @cached_property
+    def pair_index(self) -> np.ndarray:
+        """Flat index a·n + b of every (position a, position b) pair of every ranking, group by group."""
+        return np.concatenate([(R[:, :, None] * self.n + R[:, None, :]).ravel() for _, R, _ in self.groups])
+
 
 def _prepare(rankings, n_items=None, weights=None, *, name="rankings") -> _Rankings:
     if isinstance(rankings, np.ndarray) and rankings.ndim == 2:
@@ -134,8 +139,16 @@ def _check_strengths(strengths, n):
 # the model: one (m_L, L) block at a time
 # ------------------------------------------------------------------------------------------------------------
 def _suffix_lse(T):
-    """lse[:, k] = log Σ_{j≥k} exp(T[:, j]): the log-denominator of stage k. Shape (m, L)."""
-    return np.logaddexp.accumulate(T[:, ::-1], axis=1)[:, ::-1]
+    """lse[:, k] = log Σ_{j≥k} exp(T[:, j]): the log-denominator of stage k. Shape (m, L).
+
+    A loop over the L columns (each step one vectorised logaddexp over the m rankings): numpy's
+    ``logaddexp.accumulate`` along a short axis is several times slower.
+    """
+    out = np.empty_like(T)
+    out[:, -1] = T[:, -1]
+    for k in range(T.shape[1] - 2, -1, -1):
+        np.logaddexp(T[:, k], out[:, k + 1], out=out[:, k])
+    return out
 
 
 def _cum_inv(lse, power=1):
@@ -144,8 +157,13 @@ def _cum_inv(lse, power=1):
     exp(θ_{y_j} + this) (power 1) is Σ_stages P(the item at position j is chosen at stage k): the expected
     number of times it is picked; with power 2 and θ_a + θ_b it gives Σ_k p_{k,a}·p_{k,b}.
     """
-    c = np.logaddexp.accumulate(-power * lse[:, :-1], axis=1)  # stages 0..L−2
-    return np.concatenate([c, c[:, -1:]], axis=1)
+    L = lse.shape[1]
+    out = np.empty_like(lse)
+    out[:, 0] = -power * lse[:, 0]
+    for k in range(1, L - 1):
+        np.logaddexp(out[:, k - 1], -power * lse[:, k], out=out[:, k])
+    out[:, L - 1] = out[:, L - 2]  # the last item is in every stage's set, and no stage is its own
+    return out
 
 
 def _block(theta, R, w, *, grad=True, hess=False):
@@ -177,24 +195,33 @@ def _loglik_grad(theta, data: _Rankings):
     return ll, g
 
 
-def _information(theta, data: _Rankings, dense: bool):
-    """Observed information −∇²ℓ = Σ_rankings Σ_stages [diag(p_k) − p_k p_kᵀ]: dense (n, n) or sparse CSR."""
+def _information(theta, data: _Rankings, dense: bool, with_grad: bool = False):
+    """Observed information −∇²ℓ = Σ_rankings Σ_stages [diag(p_k) − p_k p_kᵀ]: dense (n, n) or sparse CSR.
+
+    With ``with_grad``, returns (F, gradient) from the same pass over the data.
+    """
     n = data.n
-    diag = np.zeros(n)
+    diag, g = np.zeros(n), np.zeros(n)
     rows, cols, vals = [], [], []
     for _, R, w in data.groups:
         _, b, _ = _block(theta, R, w, hess=True)
-        diag += np.bincount(R.ravel(), b["E"].ravel(), n)
-        L = R.shape[1]
-        rows.append(np.broadcast_to(R[:, :, None], (len(R), L, L)).ravel())
-        cols.append(np.broadcast_to(R[:, None, :], (len(R), L, L)).ravel())
+        e = np.bincount(R.ravel(), b["E"].ravel(), n)
+        diag += e
+        if with_grad:
+            g += np.bincount(R[:, :-1].ravel(), np.repeat(w, R.shape[1] - 1), n) - e
         vals.append(b["M"].ravel())
-    r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        if not dense:
+            L = R.shape[1]
+            rows.append(np.broadcast_to(R[:, :, None], (len(R), L, L)).ravel())
+            cols.append(np.broadcast_to(R[:, None, :], (len(R), L, L)).ravel())
+    v = np.concatenate(vals)
     if dense:
-        F = -np.bincount(r * n + c, v, n * n).reshape(n, n)
+        F = -np.bincount(data.pair_index, v, n * n).reshape(n, n)
         F[np.diag_indices(n)] += diag
-        return F
-    return (sp.diags(diag) - sp.coo_matrix((v, (r, c)), shape=(n, n))).tocsr()
+    else:
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        F = (sp.diags(diag) - sp.coo_matrix((v, (r, c)), shape=(n, n))).tocsr()
+    return (F, g) if with_grad else F
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -337,9 +364,8 @@ def _newton(data: _Rankings, l2, tol, max_iter):
     converged, it = False, 0
     while it < max_iter:
         it += 1
-        _, g = _loglik_grad(theta, data)
+        F, g = _information(theta, data, dense, with_grad=True)
         g -= 2 * l2 * theta
-        F = _information(theta, data, dense)
         if dense:
             H = F + (2 * l2 * np.eye(n) if l2 > 0 else np.full((n, n), 1.0 / n))
             d = scipy.linalg.solve(H, g, assume_a="pos")
