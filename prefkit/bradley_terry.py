@@ -46,8 +46,6 @@ __all__ = [
     "BradleyTerryFit",
     "mle_obstruction",
     "sample_comparisons",
-    "recovery_experiment",
-    "coverage_experiment",
 ]
 
 
@@ -850,7 +848,7 @@ def _mm(edges: _Edges, tol, max_iter):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# synthetic data and the two experiments of the chapter
+# synthetic data
 # ------------------------------------------------------------------------------------------------------------
 def sample_comparisons(strengths, n, rng):
     """n comparisons between uniformly random pairs i ≠ j with outcomes drawn from BT.
@@ -876,53 +874,3 @@ def sample_comparisons(strengths, n, rng):
     b = b + (b >= a)  # uniform over the other items
     a_wins = rng.random(n) < sigmoid(theta[a] - theta[b])
     return np.stack([np.where(a_wins, a, b), np.where(a_wins, b, a)], axis=1).astype(np.int64)
-
-
-def recovery_experiment(n_items, sizes, n_reps, seed=0):
-    """RMS error of the MLE against the true strengths as the number of comparisons N grows.
-
-    Strengths are drawn N(0, 1) and centered; for each N in ``sizes`` the RMS error ‖θ̂ − θ‖/√n is
-    averaged over ``n_reps`` data sets. Asymptotically the error shrinks like 1/√N, so the slope of
-    log(error) against log N is −1/2.
-
-    Returns
-    -------
-    dict with ``sizes`` (k,), ``rmse`` (k,), ``slope`` (least-squares slope on the log–log scale)
-    and ``strengths``.
-    """
-    rng = np.random.default_rng(seed)
-    theta = rng.standard_normal(n_items)
-    theta -= theta.mean()
-    sizes = np.asarray(sizes, dtype=np.int64)
-    rmse = np.zeros(len(sizes))
-    for s, size in enumerate(sizes):
-        errs = []
-        for _ in range(n_reps):
-            fit = fit_bradley_terry(sample_comparisons(theta, int(size), rng), n_items)
-            errs.append(np.sqrt(np.mean((fit.strengths - theta) ** 2)))
-        rmse[s] = np.mean(errs)
-    slope = float(np.polyfit(np.log(sizes), np.log(rmse), 1)[0])
-    return {"sizes": sizes, "rmse": rmse, "slope": slope, "strengths": theta}
-
-
-def coverage_experiment(n_items, n_comparisons, n_reps, seed=0, level=0.95):
-    """Fraction of the intervals θ̂_i ± z·SE_i that contain the true θ_i, over items and repeated samples.
-
-    The standard errors come from the inverse Fisher information in the sum-zero gauge and the true
-    strengths are centered, so both sides live in the same gauge. Asymptotically the coverage is ``level``.
-
-    Returns
-    -------
-    dict with ``coverage`` (float), ``z`` (n_reps, n_items) standardized errors (θ̂ − θ)/SE.
-    """
-    from scipy.stats import norm
-
-    rng = np.random.default_rng(seed)
-    theta = rng.standard_normal(n_items)
-    theta -= theta.mean()
-    zq = norm.ppf(0.5 + level / 2)
-    zs = np.zeros((n_reps, n_items))
-    for r in range(n_reps):
-        fit = fit_bradley_terry(sample_comparisons(theta, n_comparisons, rng), n_items)
-        zs[r] = (fit.strengths - theta) / fit.stderr
-    return {"coverage": float(np.mean(np.abs(zs) <= zq)), "z": zs, "level": level}

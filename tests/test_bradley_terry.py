@@ -10,21 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefkit import (
-    BASEBALL_HOME_PUBLISHED,
-    BASEBALL_PUBLISHED,
     bt_fisher_information,
     bt_log_likelihood,
     bt_log_likelihood_gradient,
     bt_probability,
-    coverage_experiment,
     fit_bradley_terry,
     load_baseball,
     log_sigmoid,
     mle_obstruction,
-    recovery_experiment,
     sample_comparisons,
     sigmoid,
 )
+from prefkit.loaders import BASEBALL_HOME_PUBLISHED, BASEBALL_PUBLISHED
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "bt_golden.json").read_text())["cases"]
 
@@ -367,13 +364,6 @@ def test_sample_comparisons_is_seeded_and_follows_bt():
         sample_comparisons(theta, 5, 0)
     with pytest.raises(ValueError, match="strengths"):
         sample_comparisons([1.0], 5, np.random.default_rng(0))
-
-
-def test_experiments_run_small():
-    rec = recovery_experiment(8, [200, 800, 3200], n_reps=3, seed=0)
-    assert -0.75 < rec["slope"] < -0.25
-    cov = coverage_experiment(8, 1000, n_reps=20, seed=0)
-    assert 0.8 < cov["coverage"] <= 1.0
 
 
 # ---------------------------------------------------------------------------------------------------------- f

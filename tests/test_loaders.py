@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from prefkit.loaders import DATA_DIR
 from prefkit import load_baseball, load_llmfao, load_pairwise_csv
+from prefkit.loaders import DATA_DIR
 
 
 def test_baseball_counts():
