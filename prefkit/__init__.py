@@ -34,6 +34,7 @@ from .closed_form import (
     optimal_log_policy,
     optimal_policy,
     reward_gap_up_to_shift,
+    reward_kl_frontier,
     rewards_from_preference_probabilities,
 )
 from .loaders import PairwiseData, load_baseball, load_llmfao, load_pairwise_csv
@@ -67,10 +68,11 @@ _LAZY = {
     # reward models
     "reward_loss": "reward_model", "RewardModelResult": "reward_model", "fit_reward_model": "reward_model",
     "preference_accuracy": "reward_model", "reward_recovery_error": "reward_model",
-    # RL
-    "rloo_advantages": "rl", "reinforce_loss": "rl", "ppo_clip_loss": "rl", "kl_penalized_reward": "rl",
-    "rlhf_objective": "rl", "exact_policy_gradient": "rl", "RLResult": "rl", "train_rlhf": "rl",
-    "reward_kl_frontier": "rl", "classical_rlhf": "rl", "gap_decomposition": "rl",
+    # policy gradients, RL, the classical RLHF pipeline
+    "rloo_advantages": "policy_gradient", "reinforce_loss": "policy_gradient", "ppo_clip_loss": "policy_gradient",
+    "kl_penalized_reward": "policy_gradient", "rlhf_objective": "policy_gradient",
+    "exact_policy_gradient": "policy_gradient", "RLResult": "rl", "train_rlhf": "rl",
+    "RLHFPipelineResult": "rlhf_pipeline", "classical_rlhf": "rlhf_pipeline", "gap_decomposition": "rlhf_pipeline",
     # preference losses and DPO
     "LOSSES": "losses", "preference_loss": "losses", "implied_rewards": "losses", "preference_metrics": "losses",
     "DPOResult": "dpo", "fit_dpo": "dpo", "fit_dpo_online": "dpo", "dpo_obstruction": "dpo",
@@ -107,6 +109,14 @@ if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported exp
     from .listwise import fit_listwise_dpo, listwise_loss, ranking_probabilities  # noqa: F401
     from .losses import LOSSES, implied_rewards, preference_loss, preference_metrics  # noqa: F401
     from .policies import LogLinearPolicy, TabularPolicy, TrainedPolicy, make_policy  # noqa: F401
+    from .policy_gradient import (  # noqa: F401
+        exact_policy_gradient,
+        kl_penalized_reward,
+        ppo_clip_loss,
+        reinforce_loss,
+        rlhf_objective,
+        rloo_advantages,
+    )
     from .reward_model import (  # noqa: F401
         RewardModelResult,
         fit_reward_model,
@@ -114,19 +124,8 @@ if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported exp
         reward_loss,
         reward_recovery_error,
     )
-    from .rl import (  # noqa: F401
-        RLResult,
-        classical_rlhf,
-        exact_policy_gradient,
-        gap_decomposition,
-        kl_penalized_reward,
-        ppo_clip_loss,
-        reinforce_loss,
-        reward_kl_frontier,
-        rlhf_objective,
-        rloo_advantages,
-        train_rlhf,
-    )
+    from .rl import RLResult, train_rlhf  # noqa: F401
+    from .rlhf_pipeline import RLHFPipelineResult, classical_rlhf, gap_decomposition  # noqa: F401
 
 
 def __getattr__(name):
@@ -150,7 +149,7 @@ __all__ = [
     "fit_bradley_terry", "log_sigmoid", "mle_obstruction", "sample_comparisons", "sigmoid",
     # the closed form
     "argmax_policy", "implied_reward", "kl_divergence", "kl_divergence_logspace", "kl_regularized_objective",
-    "log_partition", "optimal_log_policy", "optimal_policy", "reward_gap_up_to_shift",
+    "log_partition", "optimal_log_policy", "optimal_policy", "reward_gap_up_to_shift", "reward_kl_frontier",
     "rewards_from_preference_probabilities",
     # Plackett-Luce rankings and preferences without a reward (chapter 9)
     "PlackettLuceFit", "all_rankings", "fit_plackett_luce", "pl_fisher_information", "pl_log_likelihood",

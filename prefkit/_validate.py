@@ -111,3 +111,17 @@ def check_int(v, name: str, lo: int) -> int:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
     return int(v)
+
+
+def check_tensor(t, name: str):
+    """``t`` must be a torch tensor with finite entries; ValueError naming ``name``. Returns ``t``.
+
+    torch is imported here, not at module level, so the numpy-only modules that use this file stay torch-free.
+    """
+    import torch
+
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not torch.all(torch.isfinite(t)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return t

@@ -21,8 +21,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validate import as_float_array, as_index_array, check_distribution, check_real, check_weights
-from .rl import _check_tensor
+from ._validate import (
+    as_float_array,
+    as_index_array,
+    check_distribution,
+    check_int,
+    check_real,
+    check_tensor,
+    check_weights,
+)
 
 __all__ = [
     "reward_loss",
@@ -64,14 +71,12 @@ def reward_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor, marg
     Ouyang et al. 2022, Eq. 1; Touvron et al. 2023 (Llama 2), Eq. 2 (margin); Eisenstein et al. 2023
     (centering).
     """
-    _check_tensor(reward_chosen, "reward_chosen")
-    _check_tensor(reward_rejected, "reward_rejected")
+    check_tensor(reward_chosen, "reward_chosen")
+    check_tensor(reward_rejected, "reward_rejected")
     if reward_chosen.shape != reward_rejected.shape:
         raise ValueError(f"shape mismatch: reward_chosen has shape {tuple(reward_chosen.shape)} but "
                          f"reward_rejected has shape {tuple(reward_rejected.shape)}")
-    c = float(center_coef)
-    if not (np.isfinite(c) and c >= 0):
-        raise ValueError(f"center_coef must be finite and >= 0, got {center_coef!r}")
+    c = check_real(center_coef, "center_coef", lo=0.0)
     diff = reward_chosen - reward_rejected
     if margin is not None:
         m = torch.as_tensor(margin, dtype=diff.dtype)
@@ -215,20 +220,18 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
     """
     if model not in REWARD_MODELS:
         raise ValueError(f"model must be one of {REWARD_MODELS}, got {model!r}")
-    for name, v in (("n_prompts", n_prompts), ("n_responses", n_responses)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    check_int(n_prompts, "n_prompts", 1)
+    check_int(n_responses, "n_responses", 1)
     prefs = as_index_array(preferences, "preferences", ncols=3)
     if len(prefs) == 0:
         raise ValueError("preferences is empty")
     if np.any(prefs[:, 1] == prefs[:, 2]):
         row = int(np.flatnonzero(prefs[:, 1] == prefs[:, 2])[0])
         raise ValueError(f"preferences row {row}: chosen and rejected are the same response")
-    for name, v, lo in (("steps", steps, 1), ("hidden", hidden, 1), ("seed", seed, 0)):
-        if name == "steps" and v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if steps is not None:
+        check_int(steps, "steps", 1)
+    check_int(hidden, "hidden", 1)
+    check_int(seed, "seed", 0)
     if lr is not None:
         lr = check_real(lr, "lr", lo=0.0, lo_open=True)
     center_coef = check_real(center_coef, "center_coef", lo=0.0)
@@ -244,9 +247,7 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
         if margin.ndim == 1 and margin.shape != (len(prefs),):
             raise ValueError(f"margin must have shape ({len(prefs)},), got {margin.shape}")
         margin = torch.as_tensor(margin)
-    l2 = float(l2)
-    if not (np.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be finite and >= 0, got {l2!r}")
+    l2 = check_real(l2, "l2", lo=0.0)
     phi = None
     if features is not None:
         phi = as_float_array(features, "features", ndim=3)

@@ -1,5 +1,7 @@
-"""Chapter 2 exercises: reference solutions (for instructors; notebook 02 imports them only while a student's
-stub is unimplemented; the checkers are in :mod:`prefkit.exercises`).
+"""Chapter 2 exercises: reference solutions, for instructors.
+The checkers are :func:`prefkit.course.ch2_optimal_policy.grade_log_partition` and ``grade_optimal_policy``;
+notebook 02's exercise cell (``attempt``) checks these solutions
+while a student's stub is not done, where this folder is present.
 
 Exercise 1: implement log Z(x) = log Σ_y π_ref(y|x)·exp(r(x, y)/β) stably (logsumexp over π_ref's support).
 Exercise 2: implement π* = π_ref·exp(r/β)/Z in log space.

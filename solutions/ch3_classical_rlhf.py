@@ -1,5 +1,7 @@
-"""Chapter 3 exercises: reference solutions (for instructors; notebook 03 imports them only while a student's
-stub is unimplemented; the checkers are in :mod:`prefkit.exercises`).
+"""Chapter 3 exercises: reference solutions, for instructors.
+The checkers are :func:`prefkit.course.ch3_classical_rlhf.grade_reinforce_loss` and ``grade_rloo_advantages``;
+notebook 03's exercise cell (``attempt``) checks these solutions
+while a student's stub is not done, where this folder is present.
 
 Exercise 1: implement the REINFORCE loss −mean(logp·A) with A treated as a constant.
 Exercise 2: implement RLOO advantages A_i = r_i − mean_{j≠i} r_j.

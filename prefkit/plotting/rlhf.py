@@ -10,7 +10,7 @@ __all__ = ["plot_kl_curves", "plot_frontier", "plot_reward_recovery", "plot_gap_
 
 
 def plot_kl_curves(results: dict, *, x: str = "step", ax=None):
-    """KL(π_θ‖π*) against ``x`` ("step", "cost/samples", ...) for each :class:`prefkit.rl.RLResult` in
+    """KL(π_θ‖π*) against ``x`` ("step", "cost/samples", ...) for each :class:`prefkit.RLResult` in
     ``results`` (a dict name → result), log scale. Returns the figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -25,7 +25,7 @@ def plot_kl_curves(results: dict, *, x: str = "step", ax=None):
 
 
 def plot_frontier(frontier: dict, points: dict | None = None, *, ax=None):
-    """The exact reward–KL frontier (``frontier`` from :func:`prefkit.rl.reward_kl_frontier`) and, optionally,
+    """The exact reward–KL frontier (``frontier`` from :func:`prefkit.reward_kl_frontier`) and, optionally,
     trained policies' points ``points`` = {name: (kl_array, reward_array)}. Returns the figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
@@ -60,19 +60,21 @@ def plot_reward_recovery(reward_hat, reward_true, *, ax=None, label: str = ""):
 
 
 def plot_gap_decomposition(n_pairs, gaps, *, ax=None):
-    """Regret of the final policy, β·KL(π_final‖π*(r*)), split into reward-model and RL parts, against the
-    number of preference pairs. ``gaps`` is a list of dicts from :func:`prefkit.rl.gap_decomposition`. Returns
-    the figure."""
+    """Regret of the final policy, J(π*) − J(π_final), against the number of preference pairs, with the part due to
+    the reward model, J(π*) − J(π*(r̂)), and RL's part. ``gaps`` is a list of dicts with ``regret/total``,
+    ``regret/reward_model`` and either ``shortfall/rl`` (RL's shortfall on the reward it was given, measured
+    directly) or ``regret/rl`` (the remainder, from :func:`prefkit.gap_decomposition`). Returns the figure."""
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 3.4))
     fig = ax.figure
     n = np.asarray(n_pairs, dtype=np.float64)
     rm = np.array([g["regret/reward_model"] for g in gaps])
-    rl = np.array([g["regret/rl"] for g in gaps])
+    key, label = ("shortfall/rl", "RL shortfall on r̂") if "shortfall/rl" in gaps[0] else ("regret/rl", "|RL|")
+    rl = np.array([g[key] for g in gaps])
     tot = np.array([g["regret/total"] for g in gaps])
     ax.loglog(n, tot, "ko-", label="total")
     ax.loglog(n, rm, "s--", label="reward model")
-    ax.loglog(n, np.maximum(np.abs(rl), 1e-12), "^:", label="|RL|")
+    ax.loglog(n, np.maximum(np.abs(rl), 1e-12), "^:", label=label)
     ax.set_xlabel("preference pairs")
     ax.set_ylabel(r"regret $\beta\,$KL")
     ax.legend(fontsize=8)
