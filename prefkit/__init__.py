@@ -39,6 +39,7 @@ from .closed_form import (
 )
 from .loaders import PairwiseData, load_baseball, load_llmfao, load_pairwise_csv
 from .nash import exploitability, nash_equilibrium, nash_md, nash_md_step, regularized_nash
+from .optima import dpo_landing_point, dpo_solution_set, ipo_optimum
 from .plackett_luce import (
     PlackettLuceFit,
     all_rankings,
@@ -74,10 +75,9 @@ _LAZY = {
     "exact_policy_gradient": "policy_gradient", "RLResult": "rl", "train_rlhf": "rl",
     "RLHFPipelineResult": "rlhf_pipeline", "classical_rlhf": "rlhf_pipeline", "gap_decomposition": "rlhf_pipeline",
     # preference losses and DPO
-    "LOSSES": "losses", "preference_loss": "losses", "implied_rewards": "losses", "preference_metrics": "losses",
+    "LOSSES": "losses", "preference_loss": "losses", "dpo_rewards": "losses", "preference_metrics": "losses",
     "DPOResult": "dpo", "fit_dpo": "dpo", "fit_dpo_online": "dpo", "dpo_obstruction": "dpo",
-    "total_variation": "dpo", "dpo_solution_set": "dpo", "dpo_loss_value": "dpo",
-    "ipo_optimum": "free_lunch",
+    "total_variation": "dpo", "dpo_loss_value": "dpo",
     # DPO on rankings (Plackett-Luce)
     "listwise_loss": "listwise", "ranking_probabilities": "listwise", "fit_listwise_dpo": "listwise",
     # likelihood displacement
@@ -100,14 +100,12 @@ if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported exp
         DPOResult,
         dpo_loss_value,
         dpo_obstruction,
-        dpo_solution_set,
         fit_dpo,
         fit_dpo_online,
         total_variation,
     )
-    from .free_lunch import ipo_optimum  # noqa: F401
     from .listwise import fit_listwise_dpo, listwise_loss, ranking_probabilities  # noqa: F401
-    from .losses import LOSSES, implied_rewards, preference_loss, preference_metrics  # noqa: F401
+    from .losses import LOSSES, dpo_rewards, preference_loss, preference_metrics  # noqa: F401
     from .policies import LogLinearPolicy, TabularPolicy, TrainedPolicy, make_policy  # noqa: F401
     from .policy_gradient import (  # noqa: F401
         exact_policy_gradient,
@@ -151,6 +149,8 @@ __all__ = [
     "argmax_policy", "implied_reward", "kl_divergence", "kl_divergence_logspace", "kl_regularized_objective",
     "log_partition", "optimal_log_policy", "optimal_policy", "reward_gap_up_to_shift", "reward_kl_frontier",
     "rewards_from_preference_probabilities",
+    # where DPO-family losses are minimised, in closed form
+    "dpo_solution_set", "dpo_landing_point", "ipo_optimum",
     # Plackett-Luce rankings and preferences without a reward (chapter 9)
     "PlackettLuceFit", "all_rankings", "fit_plackett_luce", "pl_fisher_information", "pl_log_likelihood",
     "pl_log_likelihood_gradient", "pl_log_probability", "pl_mle_obstruction", "sample_rankings",

@@ -1,4 +1,4 @@
-"""DPO on tabular and log-linear policies (chapter 4): fit, recover π*, and what the data leave free.
+"""Fitting a policy by DPO: the deterministic solver, Adam/SGD for training dynamics, and on-policy rounds.
 
 The change of variables (Rafailov et al. 2023, §4): substituting r(x, y) = β·log(π(y|x)/π_ref(y|x)) + β·log
 Z(x) into Bradley-Terry, log Z(x) cancels in r(x, y_w) − r(x, y_l), so maximum likelihood on preferences is
@@ -9,12 +9,12 @@ a loss on the policy alone,
 with ℓ one of :data:`prefkit.losses.LOSSES` (DPO: ℓ(m) = −log σ(m)). With exact BT probabilities from r*
 over every pair of a prompt's responses (weights p and 1 − p), the minimiser of the tabular DPO loss is π*
 of r* at the same β (Rafailov et al. 2023, Theorem 1). Where the pairs do not connect a prompt's responses,
-only the differences along the comparison graph's edges are identified (:func:`dpo_solution_set`).
+only the differences along the comparison graph's edges are identified (:func:`prefkit.optima.dpo_solution_set`).
 
-Functions here: :func:`fit_dpo` (one run, any loss type, tabular or log-linear, deterministic L-BFGS/Newton or
-Adam/SGD), :func:`fit_dpo_online` (iterative, on-policy DPO), and the exact answers the fits are checked
-against: :func:`dpo_solution_set`, :func:`dpo_landing_point`, :func:`total_variation`, and the experiments
-:func:`population_recovery_error`, :func:`finite_sample_errors`, :func:`beta_sweep`.
+Functions here: :func:`fit_dpo` (one run, any loss type, tabular or log-linear; by default the deterministic
+L-BFGS solver to a tight tolerance, Newton, Adam or SGD on request), :func:`fit_dpo_online` (iterative, on-policy
+DPO), :func:`dpo_obstruction` (why a loss has no minimiser on given data), :func:`dpo_loss_value` and
+:func:`total_variation`. The closed-form answers the fits are checked against are in :mod:`prefkit.optima`.
 """
 
 from __future__ import annotations
@@ -26,40 +26,32 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validate import (
-    as_float_array,
-    as_index_array,
-    check_beta,
-    check_distribution,
-    check_int,
-    check_real,
-    check_weights,
-)
+from ._validate import as_float_array, check_beta, check_distribution, check_int, check_real, check_weights
+from .closed_form import kl_divergence
 from .displacement_tracking import displacement_step
 from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
-from .closed_form import kl_divergence, optimal_policy
+from .optima import _check_preferences, _components
 from .policies import TrainedPolicy, make_policy
 
 __all__ = [
     "DPOResult",
+    "ConvergenceWarning",
     "fit_dpo",
     "fit_dpo_online",
     "dpo_obstruction",
+    "dpo_loss_value",
     "OPTIMIZERS",
     "total_variation",
-    "dpo_solution_set",
-    "dpo_landing_point",
-    "population_recovery_error",
-    "finite_sample_errors",
-    "fit_error_slope",
-    "beta_sweep",
-    "dpo_loss_value",
-    "partial_coverage_demo",
-    "change_of_variables_steps",
 ]
 
 OPTIMIZERS = ("lbfgs", "newton", "adam", "sgd")
 DEFAULT_LR = {"lbfgs": 1.0, "newton": 1.0, "adam": 0.05, "sgd": 0.5}
+DEFAULT_STEPS = {"lbfgs": 2000, "newton": 100, "adam": 200, "sgd": 200}
+DEFAULT_TOL = 1e-10  # max-abs gradient at which the deterministic solvers stop
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """A fit stopped before its gradient reached the tolerance (or the loss has no minimiser on the data)."""
 
 
 def total_variation(p, q) -> float:
@@ -70,7 +62,7 @@ def total_variation(p, q) -> float:
     return float(np.max(0.5 * np.abs(p - q).sum(axis=-1)))
 
 
-@dataclass
+@dataclass(repr=False)
 class DPOResult(TrainedPolicy):
     """The output of :func:`fit_dpo`.
 
@@ -95,28 +87,15 @@ class DPOResult(TrainedPolicy):
     converged: bool = False
     obstruction: str | None = None
 
-
-def _check_preferences(preferences, pi_ref: np.ndarray) -> np.ndarray:
-    n_prompts, n_responses = pi_ref.shape
-    prefs = as_index_array(preferences, "preferences", ncols=3)
-    if len(prefs) == 0:
-        raise ValueError("preferences is empty")
-    if np.any(prefs[:, 0] >= n_prompts):
-        raise ValueError(f"preferences has prompt index {int(prefs[:, 0].max())}, out of range for "
-                         f"{n_prompts} prompts")
-    if np.any(prefs[:, 1:] >= n_responses):
-        raise ValueError(f"preferences has response index {int(prefs[:, 1:].max())}, out of range for "
-                         f"{n_responses} responses")
-    same = prefs[:, 1] == prefs[:, 2]
-    if np.any(same):
-        i = int(np.flatnonzero(same)[0])
-        raise ValueError(f"preferences row {i} {prefs[i].tolist()}: chosen and rejected are the same "
-                         "response")
-    off = (pi_ref[prefs[:, 0], prefs[:, 1]] == 0) | (pi_ref[prefs[:, 0], prefs[:, 2]] == 0)
-    if np.any(off):
-        i = int(np.flatnonzero(off)[0])
-        raise ValueError(f"preferences row {i} {prefs[i].tolist()} uses a response with pi_ref = 0")
-    return prefs
+    def __repr__(self) -> str:  # short: the module and the history would print thousands of numbers
+        n_prompts, n = self.model.log_probs().shape
+        last = self.history[-1] if self.history else {}
+        steps = last.get("step", last.get("round", 0))
+        loss = f", loss={last['loss']:.6g}" if "loss" in last else ""
+        grad = f", grad_norm={last['grad_norm']:.2g}" if "grad_norm" in last else ""
+        obs = ", obstruction=yes" if self.obstruction else ""
+        return (f"DPOResult({type(self.model).__name__} {n_prompts}x{n}, loss_type={self.loss_type!r}, "
+                f"beta={self.beta:g}, steps={steps}{loss}{grad}, converged={self.converged}{obs})")
 
 
 # Losses whose infimum can lie at infinity, and the c of their recession function (see dpo_obstruction).
@@ -236,8 +215,8 @@ def _diverging_direction(D: np.ndarray, w: np.ndarray, c: float) -> bool:
 
 def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoid",
             label_smoothing: float = 0.0,
-            features=None, sft_coef: float = 0.0, optimizer: str = "adam", steps: int = 200,
-            lr: float | None = None, tol: float = 1e-10, policy=None, callback=None,
+            features=None, sft_coef: float = 0.0, optimizer: str = "lbfgs", steps: int | None = None,
+            lr: float | None = None, tol: float | None = None, policy=None, callback=None,
             record_every: int = 1) -> DPOResult:
     """Fit a tabular (or log-linear) policy by a DPO-family loss on preference pairs, full batch.
 
@@ -257,12 +236,16 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     features : (n_prompts, n_responses, d) array, optional: a log-linear policy π ∝ π_ref·exp(θᵀφ) with one θ
         shared by all prompts, instead of a free logit per (x, y)
     sft_coef : float ≥ 0, the RPO coefficient
-    optimizer : ``"lbfgs"`` (deterministic, strong-Wolfe line search; use it for population claims),
-        ``"newton"`` (full Hessian, minimum-norm step by least squares; small problems only), ``"adam"``,
-        ``"sgd"`` (plain gradient descent, the gradient flow of the loss)
-    steps : maximum number of optimiser steps (one L-BFGS / Newton iteration counts as one step)
+    optimizer : ``"lbfgs"`` (the default: the exact solver, deterministic, strong-Wolfe line search, run to
+        a max-abs gradient of ``tol``; the minimiser the theory is about), ``"newton"`` (full Hessian,
+        minimum-norm step by least squares; small problems only), or, for training dynamics, ``"adam"`` and
+        ``"sgd"`` (plain gradient descent, the gradient flow of the loss), which take ``steps`` steps
+    steps : maximum number of optimiser steps (one L-BFGS / Newton iteration counts as one step); default
+        2000 for L-BFGS, 100 for Newton, 200 for Adam and SGD
     lr : step size (default 1 for Newton, 0.05 for Adam, 0.5 for SGD; L-BFGS picks its own by line search)
-    tol : stop when the max-abs gradient is below ``tol`` (L-BFGS and Newton only)
+    tol : max-abs gradient at which the run counts as converged. L-BFGS and Newton stop there (default 1e-10)
+        and warn (:class:`ConvergenceWarning`) when they stop short of it. Adam and SGD run all ``steps``
+        unless ``tol`` is given; then they stop early at it and warn if they never reach it.
     policy : a :mod:`prefkit.policies` module to continue training (default: a fresh one at π_ref)
     callback : optional ``callback(step, policy)``, called at step 0 (before training) and after every step
     record_every : record the history every this many steps (and at the last)
@@ -272,8 +255,9 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     :class:`DPOResult` with ``.policy`` (array), ``.model`` (torch module), ``.history``, ``.converged`` and
     ``.obstruction``. When the loss has no minimiser on these data (:func:`dpo_obstruction`, e.g. DPO on
     deterministic preferences), ``converged`` is False and ``obstruction`` says why; L-BFGS and Newton then
-    also emit a ``RuntimeWarning``. This is not an error: the run is the "DPO drives π(y_a) → 1" of Azar et
-    al. (2023), and the returned policy is a point on the way to infinity that depends on ``steps``/``tol``.
+    also emit a :class:`ConvergenceWarning` (a ``RuntimeWarning``). This is not an error: the run is the "DPO
+    drives π(y_a) → 1" of Azar et al. (2023), and the returned policy is a point on the way to infinity that
+    depends on ``steps``/``tol``.
 
     Raises
     ------
@@ -289,10 +273,13 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     sft = check_real(sft_coef, "sft_coef", lo=0.0)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    check_int(steps, "steps", 0)
+    steps = DEFAULT_STEPS[optimizer] if steps is None else check_int(steps, "steps", 0)
     check_int(record_every, "record_every", 1)
     lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", lo=0.0, lo_open=True)
-    tol = check_real(tol, "tol", lo=0.0)
+    exact = optimizer in ("lbfgs", "newton")
+    tol_given = tol is not None
+    tol = DEFAULT_TOL if tol is None else check_real(tol, "tol", lo=0.0)
+    early_stop = exact or tol_given
 
     pol = make_policy(p_ref, features) if policy is None else policy
     if features is not None:
@@ -363,12 +350,16 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     record(0, loss, gnorm)
     if callback is not None:
         callback(0, pol)
-    converged = optimizer in ("lbfgs", "newton") and gnorm < tol
+    converged = early_stop and gnorm <= tol
     if optimizer == "lbfgs":
         if not converged and steps > 0:
             converged = _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, pol,
                                      record_every)
-        return _result(pol, history, b, loss_type, converged, obstruction, optimizer)
+        left = steps - counts["grad_steps"]  # L-BFGS's line search gave up before its step budget: polish
+        if not converged and left > 0 and obstruction is None and sum(q.numel() for q in params) <= _POLISH_MAX_PARAMS:
+            converged = _newton_polish(params, objective, loss_and_grad, tol, counts, record, callback, pol,
+                                       min(left, 20))
+        return _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn=True)
     for t in range(1, steps + 1):
         if converged:
             break
@@ -379,23 +370,31 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         counts["grad_steps"] += 1
         if callback is not None:
             callback(t, pol)
-        if optimizer == "newton" or t % record_every == 0 or t == steps:
+        if early_stop or t % record_every == 0 or t == steps:
             loss, gnorm = loss_and_grad()
-            converged = optimizer == "newton" and gnorm < tol
+            converged = early_stop and gnorm <= tol
             if t % record_every == 0 or t == steps or converged:
                 record(t, loss, gnorm)
-    return _result(pol, history, b, loss_type, converged, obstruction, optimizer)
+    if not early_stop:  # Adam/SGD for a fixed number of steps: converged says whether the gradient vanished
+        converged = history[-1]["grad_norm"] <= tol
+    return _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn=early_stop)
 
 
-def _result(pol, history, b, loss_type, converged, obstruction, optimizer) -> DPOResult:
-    """converged=False, with a RuntimeWarning from the deterministic optimisers (which would otherwise claim
-    convergence on a vanishing gradient), when the loss has no minimiser."""
+def _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn) -> DPOResult:
+    """The DPOResult, with a :class:`ConvergenceWarning` when a run that had a tolerance stopped short of it, or
+    (deterministic optimisers, which would otherwise claim convergence on a vanishing gradient) when the loss
+    has no minimiser; converged is then False."""
     if obstruction is not None:
         if optimizer in ("lbfgs", "newton"):
             warnings.warn(f"fit_dpo: the loss has no minimiser, so converged=False: {obstruction}. The "
                           f"policy returned is where {optimizer} stopped on its way to infinity.",
-                          RuntimeWarning, stacklevel=3)
+                          ConvergenceWarning, stacklevel=3)
         converged = False
+    elif warn and not converged:
+        last = history[-1]
+        warnings.warn(f"fit_dpo ({optimizer}) stopped after {last['step']} steps with max |gradient| "
+                      f"{last['grad_norm']:.2e} > tol={tol:g}: the policy is not the minimiser to that "
+                      f"tolerance (raise steps, or loosen tol)", ConvergenceWarning, stacklevel=3)
     return DPOResult(model=pol, history=history, beta=b, loss_type=loss_type, converged=bool(converged),
                      obstruction=obstruction)
 
@@ -438,6 +437,35 @@ def _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, po
                    options={"maxiter": steps, "maxcor": 50, "gtol": tol, "ftol": 0.0, "maxls": 50})
     fg(res.x)
     return last["gnorm"] <= tol
+
+
+_POLISH_MAX_PARAMS = 400  # Newton polishing builds the full Hessian: small problems only
+
+
+def _newton_polish(params, objective, loss_and_grad, tol, counts, record, callback, pol, max_steps) -> bool:
+    """Newton steps after L-BFGS stops short of ``tol`` because its line search can no longer see the loss
+    decrease (round-off: near the optimum the decrease g²/H falls below the loss's resolution, e.g. at large β).
+    Newton needs no line search. A step is kept only if it lowers the max-abs gradient. Returns converged."""
+    flat = [q.detach().clone() for q in params]
+    _, g0 = loss_and_grad()
+    for _ in range(max_steps):
+        _newton_step(params, objective, 1.0)
+        loss, g = loss_and_grad()
+        if not g < g0:  # no progress: undo the step and stop
+            with torch.no_grad():
+                for q, v in zip(params, flat, strict=True):
+                    q.copy_(v)
+            loss, g = loss_and_grad()
+            break
+        flat = [q.detach().clone() for q in params]
+        g0 = g
+        counts["grad_steps"] += 1
+        if callback is not None:
+            callback(counts["grad_steps"], pol)
+        if g <= tol:
+            break
+    record(counts["grad_steps"], loss, g)
+    return g <= tol
 
 
 def _newton_step(params, objective, lr: float) -> None:
@@ -545,154 +573,6 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
                      obstruction=res.obstruction)
 
 
-# ----------------------------------------------------------------------------------------------------------
-# exact answers: the solution set under partial coverage, and where gradient methods land
-
-
-def _components(n: int, edges: np.ndarray) -> np.ndarray:
-    """Connected-component label of each of n vertices of the undirected graph with the given (k, 2) edges."""
-    parent = list(range(n))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for i, j in edges:
-        parent[find(int(i))] = find(int(j))
-    roots = [find(i) for i in range(n)]
-    _, labels = np.unique(roots, return_inverse=True)
-    return labels
-
-
-def dpo_solution_set(pi_ref, reward, beta, preferences) -> dict:
-    """The set of tabular policies that minimise the population DPO loss when the pairs leave gaps.
-
-    With exact BT data on r* over the observed pairs only, the tabular DPO loss depends on the logits z_x only
-    through the differences z_x(i) − z_x(j) along observed pairs, and is minimised exactly when
-    β·[log π/π_ref](i) − β·[log π/π_ref](j) = r*(i) − r*(j) on every observed pair. So within each connected
-    component C of prompt x's comparison graph, log π = log π_ref + r*/β + c_{x,C}, and the offsets c_{x,C}
-    (one per component, responses never compared form their own component) are free:
-
-        π(y|x) = π_ref(y|x)·exp(r*(x, y)/β + c_{x,C(y)}) / Σ_y' π_ref(y'|x)·exp(r*(x, y')/β + c_{x,C(y')}).
-
-    Returns
-    -------
-    dict with ``components`` ((n_prompts, n_responses) int labels, −1 off π_ref's support), ``n_free``
-    (number of free offsets: Σ_x (#components − 1)) and ``policy(offsets)``, a function mapping a list of
-    per-prompt offset arrays (one value per component) to a member of the solution set.
-    """
-    b = check_beta(beta)
-    p = check_distribution(pi_ref, "pi_ref")
-    r = as_float_array(reward, "reward")
-    prefs = _check_preferences(preferences, p)
-    n_prompts, n = p.shape
-    comps = np.full((n_prompts, n), -1)
-    for xi in range(n_prompts):
-        on = np.flatnonzero(p[xi] > 0)
-        e = prefs[prefs[:, 0] == xi][:, 1:]
-        lab = _components(n, e)
-        _, lab_on = np.unique(lab[on], return_inverse=True)
-        comps[xi, on] = lab_on
-
-    def policy(offsets):
-        out = np.zeros_like(p)
-        for xi in range(n_prompts):
-            on = comps[xi] >= 0
-            c = np.asarray(offsets[xi], float)[comps[xi, on]]
-            logits = np.log(p[xi, on]) + r[xi, on] / b + c
-            z = np.exp(logits - logits.max())
-            out[xi, on] = z / z.sum()
-        return out
-
-    n_free = int(sum(comps[xi].max() for xi in range(n_prompts)))
-    return {"components": comps, "n_free": n_free, "policy": policy}
-
-
-def dpo_landing_point(pi_ref, reward, beta, preferences) -> np.ndarray:
-    """The member of :func:`dpo_solution_set` that gradient descent (and L-BFGS, Newton with the minimum-norm
-    step) reaches from tabular logits initialised at log π_ref.
-
-    The gradient of the loss in the logits z_x is Dᵀg with rows e_w − e_l (the normaliser cancels), so z_x −
-    z_x(0) stays in the row space of D: it sums to zero over every component and is 0 on responses never
-    compared. Hence c_{x,C} = −mean_{y∈C} r*(x, y)/β: the minimum-Euclidean-norm change of the logits.
-    (Adam's per-coordinate scaling leaves that space, so Adam may land elsewhere in the set.)
-    """
-    S = dpo_solution_set(pi_ref, reward, beta, preferences)
-    r = as_float_array(reward, "reward")
-    b = check_beta(beta)
-    comps = S["components"]
-    offsets = []
-    for xi in range(comps.shape[0]):
-        k = comps[xi].max() + 1
-        offsets.append(np.array([-np.mean(r[xi][comps[xi] == c]) / b for c in range(k)]))
-    return S["policy"](offsets)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the chapter's experiments (called by notebook 04 and the tour, so both compute the same numbers)
-
-
-def population_recovery_error(problem, beta, *, loss_type: str = "sigmoid", features=None, steps: int = 200,
-                              pairs="all") -> float:
-    """TV(π_DPO, π*) after fitting DPO by L-BFGS to exact BT probabilities from r* over every pair."""
-    prefs, w = problem.preference_probabilities(pairs)
-    res = fit_dpo(problem.pi_ref, prefs, beta, weights=w, loss_type=loss_type, features=features,
-                  optimizer="lbfgs", steps=steps, tol=1e-12)
-    return total_variation(res.pi, optimal_policy(problem.pi_ref, problem.reward, beta))
-
-
-def finite_sample_errors(problem, beta, sizes, *, n_seeds: int = 4, seed: int = 0,
-                         steps: int = 200) -> np.ndarray:
-    """Mean over seeds of TV(π̂_N, π*) for DPO fitted (L-BFGS) to N pairs sampled from π_ref, for each N.
-
-    If the sampled "who beat whom" graph of some prompt is not strongly connected, the tabular DPO loss has
-    no minimiser (Zermelo 1929; chapter 1) and π̂_N is not defined: each sample is checked with
-    :func:`dpo_obstruction`, and a ValueError names the N (and seed) that is too small.
-    """
-    target = optimal_policy(problem.pi_ref, problem.reward, beta)
-    errs = np.zeros((len(sizes), n_seeds))
-    for i, n in enumerate(sizes):
-        check_int(n, "sizes (each N)", 1)
-        for s in range(n_seeds):
-            prefs = problem.sample_preferences(int(n), np.random.default_rng([seed, s, int(n)]))
-            why = dpo_obstruction(problem.pi_ref, prefs)
-            if why is not None:
-                raise ValueError(f"sizes: N={int(n)} is too small (seed {s}): {why}; pick N larger")
-            # The loss is a weighted mean over rows, so identical rows can be merged into counts: same minimiser,
-            # and the fit costs O(distinct pairs) instead of O(N).
-            rows, counts = np.unique(prefs, axis=0, return_counts=True)
-            res = fit_dpo(problem.pi_ref, rows, beta, weights=counts.astype(np.float64), optimizer="lbfgs",
-                          steps=steps, tol=1e-9)
-            errs[i, s] = total_variation(res.pi, target)
-    return errs.mean(axis=1)
-
-
-def fit_error_slope(sizes, errors) -> float:
-    """Least-squares slope of log(error) against log(N); N^{-1/2} statistics give −0.5."""
-    return float(np.polyfit(np.log(np.asarray(sizes, float)), np.log(np.asarray(errors, float)), 1)[0])
-
-
-def beta_sweep(problem, betas, *, steps: int = 200) -> dict:
-    """Fit population DPO at each β; returns arrays ``tv`` (to π*_β), ``kl_to_ref``, ``reward`` (E_π r*) and
-    ``reward_gap`` (max over pairs of |β·Δlog-ratio − Δr*|: the implied reward recovers r* up to a shift)."""
-    out = {k: [] for k in ("tv", "kl_to_ref", "reward", "reward_gap")}
-    prefs, w = problem.preference_probabilities("all")
-    for beta in betas:
-        res = fit_dpo(problem.pi_ref, prefs, beta, weights=w, optimizer="lbfgs", steps=steps, tol=1e-12)
-        pi = res.pi
-        out["tv"].append(total_variation(pi, optimal_policy(problem.pi_ref, problem.reward, beta)))
-        out["kl_to_ref"].append(float(np.mean(kl_divergence(pi, problem.pi_ref))))
-        out["reward"].append(float(np.mean((pi * problem.reward).sum(-1))))
-        on = problem.pi_ref > 0
-        implied = np.where(on, beta * (res.logp - np.log(np.where(on, problem.pi_ref, 1.0))), 0.0)
-        x, i, j = prefs.T
-        gap = np.abs((implied[x, i] - implied[x, j]) - (problem.reward[x, i] - problem.reward[x, j]))
-        out["reward_gap"].append(float(gap.max()))
-    return {k: np.array(v) for k, v in out.items()} | {"betas": np.asarray(betas, float)}
-
-
 def dpo_loss_value(pi, pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoid") -> float:
     """The (weighted-mean) DPO-family loss of a tabular policy ``pi`` on ``preferences``, as a float."""
     p_ref = check_distribution(pi_ref, "pi_ref")
@@ -706,85 +586,3 @@ def dpo_loss_value(pi, pi_ref, preferences, beta, *, weights=None, loss_type: st
     return float(np.sum(w * losses) / np.sum(w))
 
 
-def partial_coverage_demo(problem, beta, observed, *, n_members: int = 5, seed: int = 0) -> dict:
-    """Population DPO on one prompt's data restricted to the ``observed`` unordered pairs [(i, j), ...].
-
-    Returns a dict: ``components`` and ``n_free`` (:func:`dpo_solution_set`); ``members`` (random members of
-    the solution set, offsets ~ N(0, 2²)); ``member_loss_spread`` (max − min of their losses: 0 up to
-    round-off); ``member_tv`` (largest TV between two members: the optimum is not unique); ``landing`` and
-    ``tv_lbfgs``/``tv_newton``/``tv_sgd``/``tv_adam`` (TV from each optimiser's fit to
-    :func:`dpo_landing_point`); ``loss_gap_adam`` (Adam's loss minus the optimum) and ``pi_star`` with
-    ``tv_landing_pi_star``.
-    """
-    b = check_beta(beta)
-    prefs, w = problem.preference_probabilities("all")
-    obs = {tuple(sorted(map(int, e))) for e in observed}
-    keep = np.array([(min(i, j), max(i, j)) in obs for _, i, j in prefs])
-    if not keep.any():
-        raise ValueError("observed selects no pair of the problem")
-    prefs, w = prefs[keep], w[keep]
-    S = dpo_solution_set(problem.pi_ref, problem.reward, b, prefs)
-    rng = np.random.default_rng(seed)
-    n_comp = [int(c.max()) + 1 for c in S["components"]]
-    members = [S["policy"]([rng.normal(0, 2, k) for k in n_comp]) for _ in range(n_members)]
-    losses = [dpo_loss_value(m, problem.pi_ref, prefs, b, weights=w) for m in members]
-    landing = dpo_landing_point(problem.pi_ref, problem.reward, b, prefs)
-    opt_loss = dpo_loss_value(landing, problem.pi_ref, prefs, b, weights=w)
-    out = {"components": S["components"], "n_free": S["n_free"], "members": members,
-           "member_loss_spread": float(max(losses) - min(losses)),
-           "member_tv": max(total_variation(a, c) for a in members for c in members),
-           "landing": landing, "pi_star": optimal_policy(problem.pi_ref, problem.reward, b)}
-    out["tv_landing_pi_star"] = total_variation(landing, out["pi_star"])
-    settings = {"lbfgs": dict(steps=300), "newton": dict(steps=30), "sgd": dict(steps=1000, lr=20.0),
-                "adam": dict(steps=400)}
-    for name, kw in settings.items():
-        res = fit_dpo(problem.pi_ref, prefs, b, weights=w, optimizer=name, tol=1e-12,
-                      record_every=kw["steps"], **kw)
-        out[f"tv_{name}"] = total_variation(res.pi, landing)
-        out[f"pi_{name}"] = res.pi
-        if name == "adam":
-            out["loss_gap_adam"] = dpo_loss_value(res.pi, problem.pi_ref, prefs, b, weights=w) - opt_loss
-    return out
-
-
-def change_of_variables_steps(problem, beta) -> dict:
-    """The DPO derivation (Rafailov et al. 2023, §4 and Appendix A.2), one numerical step at a time.
-
-    1. π* = π_ref·exp(r*/β)/Z (chapter 2); ``log_Z`` per prompt by logsumexp.
-    2. Invert it: r_implied = β·log(π*/π_ref) equals r* − β·log Z(x) (``implied_shift_error``: max over the
-       support of |r* − r_implied − β·log Z(x)|).
-    3. Substitute into Bradley-Terry: σ(r_implied(y_w) − r_implied(y_l)) = σ(r*(y_w) − r*(y_l)), Z cancels in
-       the difference (``bt_error``: max abs difference over all pairs).
-    4. So the BT negative log-likelihood of r* on the exact data equals the DPO loss of π* (``loss_error``).
-    5. And π* is a stationary point of the DPO loss (``grad_at_pi_star``: max-abs gradient of the population
-       loss in the tabular logits at π*); :func:`population_recovery_error` shows it is *the* minimiser.
-    """
-    from .bradley_terry import bt_probability
-    from .closed_form import implied_reward, log_partition
-
-    b = check_beta(beta)
-    p_ref = problem.pi_ref
-    on = p_ref > 0
-    pi_star = optimal_policy(p_ref, problem.reward, b)
-    log_Z = log_partition(p_ref, problem.reward, b)  # (n_prompts,)
-    r_imp = implied_reward(pi_star, p_ref, b)  # −inf off the support
-    shift = np.where(on, problem.reward - r_imp - b * log_Z[:, None], 0.0)
-    prefs, w = problem.preference_probabilities("all")
-    x, i, j = prefs.T
-    bt_imp = bt_probability(r_imp[x, i], r_imp[x, j])
-    bt_true = bt_probability(problem.reward[x, i], problem.reward[x, j])
-    nll = float(np.sum(w * -np.log(bt_true)) / np.sum(w))
-    dpo = dpo_loss_value(pi_star, p_ref, prefs, b, weights=w)
-    pol = make_policy(p_ref)
-    with torch.no_grad():
-        pol.logits.copy_(torch.as_tensor(np.where(on, np.log(np.where(on, pi_star, 1.0)), 0.0)))
-    lp = pol.log_probs()
-    ref = torch.as_tensor(np.log(np.where(on, p_ref, 1.0)))
-    wt = torch.as_tensor(w / w.sum())
-    loss = (wt * preference_loss(lp[x, i], lp[x, j], ref[x, i], ref[x, j], b)).sum()
-    loss.backward()
-    return {"pi_star": pi_star, "log_Z": log_Z, "implied_reward": r_imp,
-            "implied_shift_error": float(np.abs(shift).max()),
-            "bt_error": float(np.abs(bt_imp - bt_true).max()),
-            "bt_nll": nll, "dpo_loss_at_pi_star": dpo, "loss_error": abs(nll - dpo),
-            "grad_at_pi_star": float(pol.logits.grad.abs().max())}

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ._validate import check_beta
 
-__all__ = ["LOSSES", "preference_loss", "implied_rewards", "preference_metrics", "check_label_smoothing"]
+__all__ = ["LOSSES", "preference_loss", "dpo_rewards", "preference_metrics", "check_label_smoothing"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -281,8 +281,12 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
     return losses
 
 
-def implied_rewards(logp, ref_logp, beta):
-    """DPO's implied reward β·(log π_θ − log π_ref) (Rafailov et al. 2023, Eq. 5 without the β·log Z(x) term).
+def dpo_rewards(logp, ref_logp, beta):
+    """DPO's rewards: β times the log-ratio, β·(log π_θ(y|x) − log π_ref(y|x)), for chosen or rejected responses.
+
+    Rafailov et al. 2023, Eq. 5 without the β·log Z(x) term; TRL logs them as ``rewards/chosen`` and
+    ``rewards/rejected``. (:func:`prefkit.closed_form.implied_reward` is the same quantity for a whole policy
+    table, −inf off π_ref's support.)
 
     Works on torch tensors (returns a tensor, differentiable) or arrays (returns a float64 array);
     shapes must match.

@@ -1,5 +1,6 @@
-"""Chapter 4 exercises: reference solutions (for instructors; notebook 04 imports them only while a student's
-stub is unimplemented; the checkers are in :mod:`prefkit.exercises`).
+"""Chapter 4 exercises: reference solutions, for instructors. Notebook 04's exercise cells check these only while
+the student's stub is unimplemented and solutions/ is present; the checkers are ``grade_dpo_loss`` and
+``grade_dpo_grad`` in :mod:`prefkit.course.ch4_dpo`.
 
 Exercise 1: implement the per-pair DPO loss −log σ(β·[(logp_w − ref_w) − (logp_l − ref_l)]) in numpy, stably.
 Exercise 2: implement its gradient with respect to logp_chosen, −β·σ(−margin) (Rafailov et al. 2023, §4).

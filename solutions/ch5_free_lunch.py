@@ -1,5 +1,6 @@
-"""Chapter 5 exercises: reference solutions (for instructors; notebook 05 imports them only while a student's
-stub is unimplemented; the checkers are in :mod:`prefkit.exercises`).
+"""Chapter 5 exercises: reference solutions, for instructors. Notebook 05's exercise cells check these only while
+the student's stub is unimplemented and solutions/ is present; the checkers are ``grade_ipo_all_pairs`` and
+``grade_ipo_weighted_gap`` in :mod:`prefkit.course.ch5_free_lunch`.
 
 Exercise 1: IPO's optimum when every pair of n responses is observed equally often, i ≻ j with probability
 P[i, j], from any π_ref.

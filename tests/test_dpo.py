@@ -1,4 +1,5 @@
-"""prefkit.dpo: population DPO recovers π*, what partial coverage leaves free, and bad input."""
+"""prefkit.dpo and prefkit.optima: population DPO recovers π*, what partial coverage leaves free, the default
+solver, and bad input."""
 
 import warnings
 
@@ -8,17 +9,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prefkit.closed_form import optimal_policy
 from prefkit.dpo import (
-    dpo_landing_point,
+    ConvergenceWarning,
     dpo_loss_value,
     dpo_obstruction,
-    dpo_solution_set,
-    finite_sample_errors,
     fit_dpo,
     fit_dpo_online,
     total_variation,
 )
-from prefkit.closed_form import optimal_policy
+from prefkit.optima import dpo_landing_point, dpo_solution_set
 from prefkit.problems import random_problem, three_response_toy
 
 TRL_KEYS = {"rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
@@ -49,7 +49,8 @@ def test_history_has_trl_metrics_and_displacement():
     P = three_response_toy()
     prefs, w = P.preference_probabilities()
     calls = []
-    res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, steps=5, callback=lambda t, pol: calls.append(t))
+    res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, optimizer="adam", steps=5,
+                  callback=lambda t, pol: calls.append(t))
     assert calls == list(range(6)) and len(res.history) == 6
     for row in res.history:
         assert TRL_KEYS | DISPLACEMENT_KEYS | {"loss", "step"} <= set(row)
@@ -60,8 +61,8 @@ def test_history_has_trl_metrics_and_displacement():
 def test_sft_coef_adds_rpo_term():
     P = three_response_toy()
     prefs = np.array([[0, 0, 1], [0, 1, 2]])
-    a = fit_dpo(P.pi_ref, prefs, 0.5, steps=0).history[0]["loss"]
-    b = fit_dpo(P.pi_ref, prefs, 0.5, steps=0, sft_coef=0.3).history[0]["loss"]
+    a = fit_dpo(P.pi_ref, prefs, 0.5, optimizer="adam", steps=0).history[0]["loss"]
+    b = fit_dpo(P.pi_ref, prefs, 0.5, optimizer="adam", steps=0, sft_coef=0.3).history[0]["loss"]
     assert b - a == pytest.approx(-0.3 * np.log(1 / 3))
 
 
@@ -196,10 +197,50 @@ def test_obstruction_conditions():
     assert dpo_obstruction(pi_ref, [[0, 0, 1]], features=phi_flat) is None
 
 
-def test_finite_sample_errors_checks_n():
-    P = random_problem(1, 4, seed=1, reward_scale=1.5)
-    with pytest.raises(ValueError, match="N=5 is too small"):
-        finite_sample_errors(P, 0.5, [5, 500], n_seeds=2)
+# ----------------------------------------------------------------------------------------------------------
+# the default is the exact solver; a run that stops short of its tolerance warns; the repr is short
+
+
+@pytest.mark.parametrize("beta", [0.01, 0.02, 0.1, 10.0])
+def test_default_fit_is_the_optimum(beta):
+    """Issue 10: with default arguments fit_dpo returns π* (it used to be 200 Adam steps, far off at small β)."""
+    P = random_problem(3, 5, seed=0, reward_scale=2.0, support=0.8)
+    prefs, w = P.preference_probabilities()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_dpo(P.pi_ref, prefs, beta, weights=w)
+    assert res.converged and res.history[-1]["grad_norm"] <= 1e-10
+    assert total_variation(res.pi, optimal_policy(P.pi_ref, P.reward, beta)) < 1e-6
+    adam = fit_dpo(P.pi_ref, prefs, beta, weights=w, optimizer="adam")  # training dynamics: explicit, no warning
+    if beta <= 0.02:
+        assert total_variation(adam.pi, optimal_policy(P.pi_ref, P.reward, beta)) > 0.01
+
+
+def test_stopping_short_warns():
+    P = random_problem(2, 4, seed=3, reward_scale=2.0)
+    prefs, w = P.preference_probabilities()
+    with pytest.warns(ConvergenceWarning, match="stopped after 1 steps"):
+        res = fit_dpo(P.pi_ref, prefs, 0.1, weights=w, steps=1)
+    assert not res.converged
+    with pytest.warns(ConvergenceWarning, match="adam"):
+        fit_dpo(P.pi_ref, prefs, 0.1, weights=w, optimizer="adam", steps=10, tol=1e-8)
+    assert issubclass(ConvergenceWarning, RuntimeWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_dpo(P.pi_ref, prefs, 0.1, weights=w, optimizer="adam", steps=10)  # no tol: no warning
+        assert not res.converged
+        # with a tolerance, Adam stops as soon as it is met
+        res = fit_dpo(P.pi_ref, prefs, 1.0, weights=w, optimizer="adam", steps=3000, tol=1e-3, lr=0.1)
+        assert res.converged and res.history[-1]["step"] < 3000
+
+
+def test_repr_is_short():
+    P = random_problem(3, 5, seed=0)
+    prefs, w = P.preference_probabilities()
+    res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, optimizer="adam", steps=300)
+    assert len(repr(res)) < 200 and "DPOResult(TabularPolicy 3x5" in repr(res)
+    on = fit_dpo_online(P, 0.5, rounds=2, pairs_per_round=20, steps_per_round=5)
+    assert len(repr(on)) < 200
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -1,19 +1,22 @@
-"""prefkit.free_lunch: IPO's closed form, DPO's missing minimiser, Xu's unseen response, Tajwar's table."""
+"""Chapter 5's library parts and experiments: IPO's closed form (prefkit.optima), DPO's missing minimiser,
+Xu's solution sets, Tajwar's table (prefkit.course.ch5_free_lunch)."""
 
 import numpy as np
 import pytest
 
-from prefkit.dpo import fit_dpo, total_variation
-from prefkit.free_lunch import (
+from prefkit.course.ch5_free_lunch import (
     azar_dpo_run,
     azar_preferences,
     dpo_ray_losses,
     format_table,
     ipo_brute_force,
-    ipo_optimum,
     tajwar_comparison,
-    xu_example,
+    tajwar_margins,
+    xu_same_class,
+    xu_solution_sets,
 )
+from prefkit.dpo import fit_dpo, total_variation
+from prefkit.optima import ipo_optimum
 
 UNIFORM = np.full((1, 3), 1 / 3)
 
@@ -32,7 +35,7 @@ def test_ipo_closed_form_vs_brute_force_and_fit(observed, tau):
     prefs, w = azar_preferences(observed)
     closed = ipo_optimum(pi_ref, prefs, tau, w)
     assert total_variation(ipo_brute_force(pi_ref, prefs, tau, w), closed) < 1e-6
-    fit = fit_dpo(pi_ref, prefs, tau, weights=w, loss_type="ipo", optimizer="lbfgs", steps=200, tol=1e-12)
+    fit = fit_dpo(pi_ref, prefs, tau, weights=w, loss_type="ipo", tol=1e-12)
     assert total_variation(fit.pi, closed) < 1e-8
 
 
@@ -56,12 +59,27 @@ def test_dpo_has_no_minimiser_on_deterministic_data():
     assert curve_c[-1, 2] < 1e-4  # the unobserved action is drained
 
 
-def test_xu_example():
-    xu = xu_example(0.1)
-    assert xu["dpo_pi3"] > 0.9 and xu["rlhf_pi3"] < 0.01
-    assert xu["rm_gap_error"] < 1e-6 and xu["rlhf_implied_gap_error"] < 1e-6  # no ridge bias
-    assert abs(xu["rlhf_dpo_loss_gap"]) < 1e-10
-    assert xu["reward_model"][0, 2] == 0.0  # never compared: no gradient ever moves it from 0
+@pytest.mark.parametrize("seed", [0, 3])
+def test_xu_same_class_agree(seed):
+    """Linear RM and log-linear policy in the same features: RLHF's optimum is DPO's (issue 10)."""
+    xu = xu_same_class(0.1, seed=seed)
+    assert xu["tv"] < 1e-6
+    rm = xu["reward_model"][0]
+    # the linear reward model extrapolates to y3 as r(y1) − r(y2), as DPO's policy does
+    assert rm[2] == pytest.approx(rm[0] - rm[1], abs=1e-12)
+
+
+@pytest.mark.parametrize("beta", [0.3, 1.0])
+def test_xu_solution_sets(beta):
+    s = xu_solution_sets(beta, seed=1)
+    assert s["rlhf_pi"][2] == 0.0 and s["rlhf_spread"] < 1e-12  # KL pins y3 at π_ref's 0
+    assert s["rlhf_loss_gap"] < 1e-12 and s["member_loss_gap"] < 1e-12  # all minimise the DPO loss ...
+    assert s["strict_tv"] > 0.98  # ... yet DPO's set reaches far beyond RLHF's one policy
+    assert s["land_ref_tv"] < 1e-6 and s["land_init_tv"] < 1e-6 and s["land_init"][2] > 0
+    # the predicted member keeps π0's ratio π(y3)/sqrt(π(y1)·π(y2)) (the gradient moves z1, z2 by ±s)
+    g = lambda p: p[2] / np.sqrt(p[0] * p[1])  # noqa: E731
+    assert g(s["land_init"]) == pytest.approx(g(s["pi0"]), rel=1e-6)
+    assert s["member_rewards"][-1] < s["rlhf_reward"]  # mass on y3 (low r*) costs true reward
 
 
 def test_tajwar_table_small():
@@ -80,6 +98,8 @@ def test_tajwar_table_small():
     assert table[3]["reward"] >= max(r["reward"] for r in table[:3]) - 0.05  # π* is (about) the best
     md = format_table(table, ["method", "reward", "labels"])
     assert md.count("\n") == 5 and "| online DPO |" in md
+    m = tajwar_margins(table)
+    assert m["online_offline"] == pytest.approx(table[1]["reward"] - table[0]["reward"])
 
 
 def test_bad_input():

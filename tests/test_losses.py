@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prefkit.losses import LOSSES, implied_rewards, preference_loss, preference_metrics
+from prefkit.losses import LOSSES, dpo_rewards, preference_loss, preference_metrics
 
 
 def log_sig(x):
@@ -127,8 +127,8 @@ def test_metrics_trl_names_and_values():
     w[3] = 2.0
     mw = preference_metrics(lw, ll, rw, rl, beta, weights=w)
     assert mw["logps/chosen"] == pytest.approx(lw[3])
-    np.testing.assert_allclose(implied_rewards(lw, rw, beta), beta * (lw - rw), rtol=1e-15)
-    assert isinstance(implied_rewards(torch.tensor(lw), torch.tensor(rw), beta), torch.Tensor)
+    np.testing.assert_allclose(dpo_rewards(lw, rw, beta), beta * (lw - rw), rtol=1e-15)
+    assert isinstance(dpo_rewards(torch.tensor(lw), torch.tensor(rw), beta), torch.Tensor)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -52,7 +52,8 @@ def plot_finite_sample(sizes, errors, slope=None, *, ax=None):
 
 
 def plot_beta_sweep(sweep, *, ax=None):
-    """Expected true reward and KL(π‖π_ref) of the population-DPO fit against β (from :func:`beta_sweep`)."""
+    """Expected true reward and KL(π‖π_ref) of the population-DPO fit against β (from
+    :func:`prefkit.course.ch4_dpo.beta_sweep`)."""
     fig, ax = _ax(ax)
     b = sweep["betas"]
     ax.semilogx(b, sweep["reward"], "o-", color="C0", label=r"$E_\pi[r^*]$")
@@ -98,22 +99,28 @@ def plot_azar(az, *, axes=None):
     return fig
 
 
-def plot_xu(xu, *, ax=None):
-    """π(y3) along the DPO solution set (the free direction), with DPO's fit and RLHF's optimum marked."""
-    fig, ax = _ax(ax)
-    members = xu["dpo_set_members"]
-    t = np.linspace(-20, 20, len(members))
-    ax.plot(t, members[:, 2], color="0.5", label=r"DPO optima: $\theta + t(1, 1)$")
-    ax.axhline(xu["dpo_pi3"], color="C3", ls="--", label=f"DPO fit: {xu['dpo_pi3']:.3f}")
-    ax.axhline(xu["rlhf_pi3"], color="C0", ls="-.", label=f"RLHF optimum: {xu['rlhf_pi3']:.4f}")
-    ax.set_xlabel("$t$ (direction the data do not see)")
-    ax.set_ylabel(r"$\pi(y_3)$")
-    ax.legend(fontsize=8)
+def plot_xu(sets, *, ax=None):
+    """Policies on Xu et al.'s example as stacked bars of π(y1), π(y2), π(y3) (from
+    :func:`prefkit.course.ch5_free_lunch.xu_solution_sets`): RLHF's one solution, the DPO runs from π_ref and from
+    another start π0, and members of DPO's solution set with more mass on y3. Every bar minimises the DPO loss."""
+    fig, ax = _ax(ax, (6.5, 3.2))
+    bars = [("RLHF\n(any fitted RM)", sets["rlhf_pi"]), ("DPO run\nfrom π_ref", sets["land_ref"]),
+            ("DPO run\nfrom π0", sets["land_init"])]
+    bars += [(f"DPO optimum\nπ(y3)={t:g}", m) for t, m in zip(sets["member_masses"], sets["members"], strict=True)]
+    x = np.arange(len(bars))
+    bottom = np.zeros(len(bars))
+    for k, color in enumerate(("C0", "C1", "C3")):
+        h = np.array([p[k] for _, p in bars])
+        ax.bar(x, h, 0.6, bottom=bottom, color=color, label=f"$\\pi(y_{k + 1})$")
+        bottom += h
+    ax.set_xticks(x, [name for name, _ in bars], fontsize=7)
+    ax.set_ylabel("probability")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
 
 def plot_tajwar(table, *, ax=None):
-    """True reward and KL to π_ref per method (rows of :func:`tajwar_comparison`)."""
+    """True reward and KL to π_ref per method (rows of :func:`prefkit.course.ch5_free_lunch.tajwar_comparison`)."""
     fig, ax = _ax(ax, (6.0, 3.2))
     names = [r["method"] for r in table]
     x = np.arange(len(names))
