@@ -516,7 +516,7 @@ def grade_kl_bound(fn):
           title="where the gold curve peaks")
 def grade_gold_peak(fn):
     """``fn(alpha, beta, form) -> d*`` must give the peak of Gao et al.'s form: α/(2β) ("bon"), exp(α/β − 1) ("rl")."""
-    cases = [(1.0, 0.5, "bon"), (0.8, 0.2, "bon"), (1.0, 0.5, "rl"), (0.6, 0.4, "rl")]
+    cases = [(1.0, 0.4, "bon"), (0.9, 0.2, "bon"), (0.6, 0.4, "rl"), (1.2, 0.4, "rl")]
     for alpha, beta, form in cases:
         got = float(fn(alpha, beta, form))
         want = alpha / (2 * beta) if form == "bon" else np.exp(alpha / beta - 1)
