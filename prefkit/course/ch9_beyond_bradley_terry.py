@@ -247,7 +247,7 @@ def tour_plackett_luce(ctx):
     z2 = []
     for _ in range(reps):
         while True:
-            R = sample_rankings(theta, 150, rng, length=4)
+            R = sample_rankings(theta, 300, rng, length=4)
             if pl_mle_obstruction(R, n) is None:
                 break
         f = fit_plackett_luce(R, n)
@@ -376,7 +376,7 @@ def tour_nash_vs_rlhf(ctx):
 def _wrong_pl(theta, ranking, variant):
     t = np.asarray(theta, float)[np.asarray(ranking)]
     if variant == "reversed":
-        t = t[::-1]
+        return float(pl_log_probability(np.asarray(theta, float), [list(ranking)[::-1]])[0])
     if variant == "all_items":
         full = np.asarray(theta, float)
         lse_all = np.logaddexp.reduce(full)
@@ -418,11 +418,11 @@ def grade_pl_log_likelihood(fn):
                 raise Mistake(hint)
         raise Mistake(f"log P(4 ≻ 1 ≻ 5 ≻ 0) should be {want:.6f}, got {got:.6f}: it is Σ_k [θ_(y_k) − log Σ_(j≥k) "
                       "exp θ_(y_j)] over the stages k = 1 … K−1")
-    big = theta * 400.0  # strengths of several hundred: naive exp overflows
+    big = theta * 2000.0  # strengths of a thousand: naive exp overflows
     got = call(big, ranking)
     want = _wrong_pl(big, ranking, "right")
     if not np.isfinite(got) or abs(got - want) > 1e-6 * max(1.0, abs(want)):
-        raise Mistake("with strengths of several hundred the result overflows (exp(800) = inf): compute each "
+        raise Mistake("with strengths near a thousand the result overflows (exp(1000) = inf): compute each "
                       "log Σ exp with np.logaddexp.reduce or scipy.special.logsumexp")
     if abs(call(theta, [2, 3]) - float(np.log(sigmoid(theta[2] - theta[3])))) > 1e-9:
         raise Mistake("a ranking of two items must give Bradley-Terry's log σ(θ_a − θ_b)")
