@@ -25,6 +25,7 @@ from .bradley_terry import (
     sample_comparisons,
     sigmoid,
 )
+from .ches import ches_score, ches_scores, response_hidden_states
 from .closed_form import (
     argmax_policy,
     implied_reward,
@@ -38,6 +39,16 @@ from .closed_form import (
     reward_kl_frontier,
     rewards_from_preference_probabilities,
 )
+from .displacement_problems import (
+    DisplacementProblem,
+    EmbeddingPopulation,
+    embedding_population,
+    tabular_chain_problem,
+    tabular_one_pair_problem,
+    unconstrained_features_problem,
+    yes_no_never_problem,
+)
+from .displacement_theory import logp_chosen_velocity, logratio_gradient, squeeze_first_order
 from .loaders import PairwiseData, load_baseball, load_llmfao, load_pairwise_csv
 from .nash import exploitability, nash_equilibrium, nash_md, nash_md_step, regularized_nash
 from .optima import dpo_landing_point, dpo_solution_set, ipo_optimum
@@ -92,21 +103,13 @@ _LAZY = {
     # DPO on rankings (Plackett-Luce)
     "listwise_loss": "listwise", "ranking_probabilities": "listwise", "fit_listwise_dpo": "listwise",
     # likelihood displacement
-    "displacement_step": "displacement_tracking", "logratio_gradient": "displacement",
-    "logp_chosen_velocity": "displacement", "ches_score": "displacement", "ches_scores": "displacement",
-    "response_hidden_states": "displacement", "squeeze_first_order": "displacement",
+    "displacement_step": "displacement_tracking", "DisplacementRun": "displacement_training",
+    "train_displacement": "displacement_training", "squeeze_trajectory": "displacement_training",
 }
 
 if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported explicitly
-    from .displacement import (  # noqa: F401
-        ches_score,
-        ches_scores,
-        logp_chosen_velocity,
-        logratio_gradient,
-        response_hidden_states,
-        squeeze_first_order,
-    )
     from .displacement_tracking import displacement_step  # noqa: F401
+    from .displacement_training import DisplacementRun, squeeze_trajectory, train_displacement  # noqa: F401
     from .dpo import (  # noqa: F401
         DPOResult,
         dpo_loss_value,
@@ -172,6 +175,10 @@ __all__ = [
     # data and problems
     "PairwiseData", "load_baseball", "load_llmfao", "load_pairwise_csv", "Problem", "random_problem",
     "read_preferences_jsonl", "tajwar_bandit", "tanh_cauchy_bins", "three_response_toy", "write_preferences_jsonl",
+    # likelihood displacement: the gradient facts, CHES, the problems
+    "logratio_gradient", "logp_chosen_velocity", "squeeze_first_order", "ches_score", "ches_scores",
+    "response_hidden_states", "DisplacementProblem", "EmbeddingPopulation", "embedding_population",
+    "tabular_one_pair_problem", "tabular_chain_problem", "unconstrained_features_problem", "yes_no_never_problem",
     *_LAZY,
 ]
 

@@ -1,14 +1,17 @@
-"""Reference solutions to the exercises of notebook 06 (likelihood displacement); the checkers are in
-:mod:`prefkit.exercises`, and notebook 06 imports these only while a student's stub is unimplemented."""
+"""Reference solutions to the exercises of notebook 06 (likelihood displacement). The checkers are
+``grade_ches``, ``grade_squeeze_rate`` and ``grade_catastrophe`` in :mod:`prefkit.course.ch6_displacement`; a
+notebook's ``attempt(...)`` checks these only while the student's stub is not done."""
 
 import numpy as np
 
 
-def ches_solution(hidden_chosen, hidden_rejected, length_normalized=False):
-    """CHES = ⟨Σ_k h_w,k, Σ_k h_l,k⟩ − ‖Σ_k h_w,k‖² (means instead of sums when length-normalised)."""
+def ches_solution(hidden_chosen, hidden_rejected, prompt_length, length_normalized=False):
+    """CHES = ⟨Σ_k h_w,k, Σ_k h_l,k⟩ − ‖Σ_k h_w,k‖² over the states that predict the response tokens, rows
+    prompt_length − 1 … L − 2 of each (prompt ‖ response) sequence (means instead of sums when length-normalised)."""
+    p = int(prompt_length)
     agg = np.mean if length_normalized else np.sum
-    sw = agg(np.asarray(hidden_chosen, float), axis=0)
-    sl = agg(np.asarray(hidden_rejected, float), axis=0)
+    sw = agg(np.asarray(hidden_chosen, float)[p - 1:-1], axis=0)
+    sl = agg(np.asarray(hidden_rejected, float)[p - 1:-1], axis=0)
     return float(sw @ sl - sw @ sw)
 
 

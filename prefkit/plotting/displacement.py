@@ -5,7 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["plot_displacement_trajectory", "plot_ches_scatter", "plot_squeeze"]
+__all__ = ["plot_displacement_trajectory", "plot_ches_scatter", "plot_squeeze", "plot_filter_effect"]
 
 
 def plot_displacement_trajectory(logp, preferences, *, pair: int = 0, names=None, title: str = "", axes=None):
@@ -91,5 +91,27 @@ def plot_squeeze(pi_before, pi_after, *, rejected: int, ax=None, title: str = ""
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_filter_effect(ches, drops_full, drops_filtered, keep, *, ax=None):
+    """Per pair, CHES against the drop of log π(y_w) with one shared θ: the kept pairs trained with all pairs and
+    trained on the filtered data, and the removed pairs trained with all (``keep``: (m,) bool mask)."""
+    ches = np.asarray(ches, dtype=np.float64)
+    keep = np.asarray(keep, bool)
+    full = np.asarray(drops_full, dtype=np.float64)
+    filt = np.asarray(drops_filtered, dtype=np.float64)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    else:
+        fig = ax.figure
+    ax.scatter(ches[keep], full[keep], s=12, label="kept pair, trained with all")
+    ax.scatter(ches[keep], filt[keep], s=12, label="kept pair, filtered data")
+    ax.scatter(ches[~keep], full[~keep], s=12, color="C3", label="removed pair, trained with all")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xlabel("CHES")
+    ax.set_ylabel(r"drop of $\log\pi(y_w)$, shared θ")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
