@@ -208,33 +208,56 @@ class _Edges:
 
 
 def _aggregate(pairs, n, w, wf) -> _Edges:
-    """Sum the weights of repeated pairs in O(m + n).
+    """Sum the weights of repeated pairs: the comparisons become unique pairs (i, j) with counts n_ij, n_ji.
 
-    A sparse matrix with complex entries n_ab + 1j·n_ba: its COO → CSR conversion (a counting sort) adds the
-    duplicates.
+    One vectorised pass over the m comparisons; everything after it (the existence check, Newton, MM, the
+    covariance) works on the distinct pairs only. Each comparison gets the key 2·(a·n + b) + [b won], with a the
+    first item of its pair (the smaller id, or the first position with an order effect). When the n² pairs are
+    few next to the comparisons (n² ≤ max(2m, 2²⁰)), one ``np.bincount`` over the keys sums the weights in
+    O(m + n²) and the nonzero pairs come out in row-major order; otherwise the keys are sorted (O(m log m)) and
+    the weights of equal keys summed with ``np.add.reduceat``. Either way the edges are sorted by (i, j), the
+    order of a CSR matrix.
     """
-    keep = w > 0
-    pairs, w = pairs[keep], w[keep]
+    if not np.all(w > 0):
+        keep = w > 0
+        pairs, w = pairs[keep], w[keep]
+        wf = None if wf is None else wf[keep]
     if wf is not None:  # ordered pairs: a first, b second
-        a, b, a_won = _first_second(pairs, wf[keep])
+        a, b, a_won = _first_second(pairs, wf)
     else:  # unordered pairs: a < b
         a = np.minimum(pairs[:, 0], pairs[:, 1])
         b = np.maximum(pairs[:, 0], pairs[:, 1])
         a_won = pairs[:, 0] == a
-    counts = np.where(a_won, w + 0j, 1j * w)
-    mat = sp.coo_matrix((counts, (a, b)), shape=(n, n)).tocsr()
-    mat.sum_duplicates()
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(mat.indptr))
-    return _Edges(
-        n,
-        rows,
-        mat.indices.astype(np.int64),
-        np.ascontiguousarray(mat.data.real),
-        np.ascontiguousarray(mat.data.imag),
-        wf is not None,
-        mat.indptr,
-        mat.indices,
-    )
+    key = a * n + b  # int64: n ≤ 2³¹ items at most in memory anyway
+    key *= 2
+    key += ~a_won  # + 1 where b won
+    m = len(key)
+    if n * n <= max(2 * m, 1 << 20):
+        counts = np.bincount(key, weights=w, minlength=2 * n * n).reshape(n * n, 2)
+        pair = np.flatnonzero(counts[:, 0] + counts[:, 1] > 0)
+        n_ij, n_ji = counts[pair, 0], counts[pair, 1]
+    else:
+        order = np.argsort(key, kind="stable")
+        key, ws = key[order], w[order]
+        starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if m else np.zeros(0, np.int64)
+        sums = np.add.reduceat(ws, starts) if m else np.zeros(0)
+        k = key[starts]
+        pair, side = k // 2, k % 2  # side 1: b won
+        first = np.concatenate(([True], pair[1:] != pair[:-1])) if len(pair) else np.zeros(0, bool)
+        idx = np.cumsum(first) - 1
+        uniq = pair[first]
+        n_ij = np.zeros(len(uniq))
+        n_ji = np.zeros(len(uniq))
+        np.add.at(n_ij, idx[side == 0], sums[side == 0])
+        np.add.at(n_ji, idx[side == 1], sums[side == 1])
+        pair = uniq
+    rows, cols = np.divmod(pair, n)
+    # the CSR pattern of the pairs, in scipy's own index type (int32 while it fits: no conversion per use)
+    itype = np.int32 if max(n, len(pair)) < 2**31 - 1 else np.int64
+    indptr = np.zeros(n + 1, dtype=itype)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return _Edges(n, rows, cols, np.ascontiguousarray(n_ij), np.ascontiguousarray(n_ji), wf is not None,
+                  indptr, cols.astype(itype))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -255,12 +278,21 @@ def mle_obstruction(comparisons, n_items=None, weights=None):
     (also None for a single item).
     """
     pairs, n, w, _ = _prepare(comparisons, n_items, weights, None)
-    return _obstruction(pairs[w > 0], n)
+    return _obstruction(_aggregate(pairs, n, w, None))
 
 
-def _obstruction(pairs, n):
+def _win_arcs(edges: _Edges):
+    """The arcs winner → loser of the win graph: (i, j) where n_ij > 0 and (j, i) where n_ji > 0, shape (k, 2)."""
+    won, lost = edges.n_ij > 0, edges.n_ji > 0
+    return np.concatenate([np.stack([edges.i[won], edges.j[won]], axis=1),
+                           np.stack([edges.j[lost], edges.i[lost]], axis=1)])
+
+
+def _obstruction(edges: _Edges):
+    n = edges.n
     if n == 1:
         return None
+    pairs = _win_arcs(edges)
     g = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
     n_comp, labels = connected_components(g, directed=True, connection="strong")
     if n_comp == 1:
@@ -515,7 +547,7 @@ def fit_bradley_terry(
             "order effect from"
         )
     if l2 == 0:
-        obstruction = _obstruction(pairs[w > 0], n)
+        obstruction = _obstruction(edges)
         if obstruction is not None:
             group, kind = obstruction
             head = (
@@ -524,7 +556,7 @@ def fit_bradley_terry(
             )
             tail = " Add comparisons, or pass l2 > 0 for a finite MAP estimate."
             played = np.zeros(n, dtype=bool)
-            played[pairs[w > 0].ravel()] = True
+            played[edges.i] = played[edges.j] = True
             if not np.any(played[group]):  # nobody in the group played at all
                 raise ValueError(
                     head + f"Item{'s' if len(group) > 1 else ''} {_describe(group, names)} "

@@ -481,3 +481,26 @@ def test_fuzz_likelihood_is_finite_for_finite_strengths(strengths, m, seed):
     assert np.all(np.isfinite(bt_log_likelihood_gradient(theta, comps)))
     with pytest.raises(ValueError, match="strengths"):
         bt_log_likelihood(np.append(theta, np.nan), comps)
+
+
+@pytest.mark.parametrize("with_positions", [False, True])
+def test_aggregation_dense_and_sorted_paths_agree(with_positions):
+    # _aggregate counts pairs with one bincount when n² is small next to m, and by sorting the keys otherwise;
+    # the same comparisons among 50 items, declared as 50 or as 3000 items (n² = 9e6 > 2m), take the two paths
+    from prefkit.bradley_terry import _aggregate, _prepare
+
+    rng = np.random.default_rng(7)
+    comps = sample_comparisons(rng.standard_normal(50), 4000, rng)
+    weights = rng.choice([0.0, 0.5, 1.0, 3.0], size=len(comps))
+    first = rng.random(len(comps)) < 0.5 if with_positions else None
+    small = _aggregate(*_prepare(comps, 50, weights, first))
+    large = _aggregate(*_prepare(comps, 3000, weights, first))
+    for name in ("i", "j", "n_ij", "n_ji"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(large, name))
+    np.testing.assert_array_equal(large.indptr[:51], small.indptr)
+    assert np.all(large.indptr[51:] == small.indptr[-1])
+    # the MAP ignores items without data (they stay at 0) and fits the others exactly as with 50 items
+    a = fit_bradley_terry(comps, 50, weights=weights, winner_first=first, l2=0.5)
+    b = fit_bradley_terry(comps, 3000, weights=weights, winner_first=first, l2=0.5)
+    np.testing.assert_allclose(b.strengths[:50], a.strengths, atol=1e-12)
+    assert np.max(np.abs(b.strengths[50:])) < 1e-12
