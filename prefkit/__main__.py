@@ -24,14 +24,13 @@ def _tour(args) -> int:
     threadpool_limits(1)  # numpy/scipy's BLAS
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch, when a chapter imports it
     from .course.claims import chapters
-    from .course.tour import TourContext, format_table, run_tour, unmeasured
+    from .course.tour import TourContext, format_table, matches, run_tour, unmeasured
 
     figdir = Path(args.figures).resolve()
     ctx = TourContext(figdir=figdir, fast=args.fast, seed=args.seed, dpi=args.dpi, figure_format=args.figure_format)
     log = sys.stderr
     labels = [ch.label for ch in chapters()]
-    if args.only and not any(args.only in lab or args.only == lab.split()[0] for lab in labels) and not any(
-            args.only in name for ch in chapters() for name, _ in ch.checks):
+    if args.only and not any(matches(args.only, ch, name) for ch in chapters() for name, _ in ch.checks):
         print(f"no check matches --only {args.only!r}; give a chapter number, or text of a chapter title or a "
               f"check name. Chapters: {'; '.join(labels)}")
         return 2
