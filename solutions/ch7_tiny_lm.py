@@ -1,4 +1,5 @@
-"""Chapter 7 exercise solutions (for instructors)."""
+"""Chapter 7 exercise solutions (for instructors). The checker is
+:func:`prefkit.course.ch7_tiny_lm.grade_kl_to_optimal` (exercise ``ch7.kl_to_optimal``)."""
 
 import numpy as np
 from scipy.special import logsumexp

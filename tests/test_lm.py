@@ -1,11 +1,14 @@
 """Chapter 7: the tiny transformer LM, its synthetic language, exact enumeration, checkpoints and CLI."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prefkit.closed_form import kl_divergence, log_partition, optimal_policy
 from prefkit.lm import (
     GPT,
     ExactEvaluator,
@@ -26,7 +29,6 @@ from prefkit.lm import (
     tiny_config,
 )
 from prefkit.lm.cli import main as lm_main
-from prefkit.closed_form import kl_divergence, log_partition, optimal_policy
 
 torch.set_num_threads(1)
 
@@ -368,3 +370,185 @@ def test_exact_metrics_fuzz(seed, beta, n):
         m["exact/objective_max"] - beta * m["exact/kl_star"], abs=1e-9
     )
     assert m["exact/objective"] <= m["exact/objective_max"] + 1e-12
+
+
+# ---- one step of each training loop against the library's loss on the same numbers (issue 10) -------------
+# Each test runs ONE step of a loop and repeats it by hand: the same minibatch (the loop's seeded generators), the
+# library's loss (preference_loss, reward_loss, rloo_advantages + reinforce_loss / ppo_clip_loss, the SFT NLL as
+# −mean log π(y|x)/L), and one AdamW step. The logged loss and the parameters after the step must agree. A bug in a
+# loop (swapped reference log-probs of chosen and rejected, a flipped sign, chosen/rejected swapped, a missing KL
+# penalty) changes one or both. float64 models, so the only differences are the loops' float32 casts.
+LR = 1e-3
+
+
+def _lm_setup(seed=0):
+    from prefkit.lm import LMConfig, build_model, build_task, clone, make_preferences
+
+    cfg = LMConfig(preset="small", seed=seed, progress=False)
+    task = build_task(cfg)
+    ref = clone(build_model(cfg, task).double())
+    torch.manual_seed(seed + 100)  # a policy that is not π_ref: every log-ratio is nonzero
+    pol0 = GPT(tiny_config(task.vocab_size, task.seq_len)).double()
+    prefs = make_preferences(ref, task, 6, seed=seed)
+    return task, ref, pol0, prefs
+
+
+@pytest.fixture(scope="module")
+def lm_setup():
+    return _lm_setup()
+
+
+def _reward_model(trunk, seed=0):
+    from prefkit.lm import RewardModel, trainable_copy
+
+    rm = RewardModel(trainable_copy(trunk)).double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # a nonzero head (the default init is zero: every reward 0, chosen = rejected)
+        rm.head.weight.copy_(torch.randn(rm.head.weight.shape, generator=g, dtype=torch.float64) * 0.5)
+        rm.head.bias.fill_(0.1)
+    return rm
+
+
+def _adamw_step(model, loss, lr=LR):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _assert_same_step(trained, want, start):
+    """The parameter change of the loop equals the reference step's (relative error of the whole update)."""
+    with torch.no_grad():
+        d_got = torch.cat([(p - p0).flatten() for p, p0 in zip(trained.parameters(), start.parameters(), strict=True)])
+        d_want = torch.cat([(p - p0).flatten() for p, p0 in zip(want.parameters(), start.parameters(), strict=True)])
+        assert d_want.norm() > 0
+        rel = float((d_got - d_want).norm() / d_want.norm())
+    assert rel < 1e-3, f"the loop's update differs from the reference step by {rel:.3g} (relative)"
+
+
+def test_sft_step_matches_nll(lm_setup):
+    """SFT's loss is the mean token NLL = −mean log π(y|x)/L (response_log_probs); first lr = lr/50 (warm-up)."""
+    from prefkit.lm import train_sft, trainable_copy
+
+    task, _, pol0, _ = lm_setup
+    bs, seed = 32, 5
+    r = train_sft(trainable_copy(pol0), task, steps=1, batch_size=bs, lr=LR, seed=seed, eval_every=1, progress=False)
+    prompt, y = task.sample_data(bs, np.random.default_rng(seed))
+    want = trainable_copy(pol0)
+    loss = -response_log_probs(want, task, prompt, y).mean() / task.response_len
+    assert r.history[-1]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    _adamw_step(want, loss, lr=LR / 50)
+    _assert_same_step(r.model, want, pol0)
+
+
+def test_reward_model_step_matches_reward_loss(lm_setup):
+    from prefkit import reward_loss
+    from prefkit.lm import train_reward_model
+
+    task, ref, _, prefs = lm_setup
+    bs, seed = 24, 3
+    rm0 = _reward_model(ref)
+    r = train_reward_model(copy.deepcopy(rm0), task, prefs, steps=1, batch_size=bs, lr=LR, seed=seed,
+                           progress=False)
+    b = np.random.default_rng(seed).integers(len(prefs), size=bs)
+    want = copy.deepcopy(rm0)
+    loss = reward_loss(want(task, prefs.prompt[b], prefs.chosen[b]), want(task, prefs.prompt[b], prefs.rejected[b]))
+    loss = loss.mean()
+    assert r.history[-1]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    _adamw_step(want, loss)
+    _assert_same_step(r.model, want, rm0)
+
+
+def test_dpo_step_matches_preference_loss(lm_setup):
+    """The reference log-probs enter as log π_ref(y_w) with the chosen and log π_ref(y_l) with the rejected."""
+    from prefkit import preference_loss
+    from prefkit.lm import ExactEvaluator, train_dpo_lm, trainable_copy
+
+    task, ref, pol0, prefs = lm_setup
+    bs, seed, beta = 16, 7, 0.5
+    for loss_type in ("sigmoid", "ipo"):
+        ev = ExactEvaluator(ref, task, beta)
+        r = train_dpo_lm(trainable_copy(pol0), ref, task, prefs, beta, loss_type=loss_type, steps=1, batch_size=bs,
+                         lr=LR, seed=seed, evaluator=ev, eval_every=1, progress=False)
+        b = np.random.default_rng(seed).integers(len(prefs), size=bs)
+        x, yw, yl = prefs.prompt[b], prefs.chosen[b], prefs.rejected[b]
+        want = trainable_copy(pol0)
+        with torch.no_grad():
+            ref_w, ref_l = response_log_probs(ref, task, x, yw), response_log_probs(ref, task, x, yl)
+        logp_w, logp_l = response_log_probs(want, task, x, yw), response_log_probs(want, task, x, yl)
+        loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta, loss_type=loss_type).mean()
+        assert r.history[-1]["loss"] == pytest.approx(loss.item(), rel=1e-5), loss_type
+        _adamw_step(want, loss)
+        _assert_same_step(r.model, want, pol0)
+
+
+def _rlhf_reference(task, ref, pol0, rm, beta, seed, pps, k, method, ppo_epochs=2, clip_eps=0.2):
+    """One RLHF step by hand: y ~ π_θ (the loop's seeded generators), R = r_φ − β(log π_θ − log π_ref), RLOO
+    advantages A_i = R_i − mean_{j≠i} R_j, then REINFORCE (one step) or PPO-clip (``ppo_epochs`` steps)."""
+    from prefkit import ppo_clip_loss, reinforce_loss
+    from prefkit.lm import sample_responses, trainable_copy
+
+    rng = np.random.default_rng(seed)
+    prompt = np.repeat(rng.choice(task.n_prompts, size=min(pps, task.n_prompts), replace=False), k)
+    want = trainable_copy(pol0)
+    y = sample_responses(want, task, prompt, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        scores = rm(task, prompt, y).double()
+        ref_logp = response_log_probs(ref, task, prompt, y)
+        old = response_log_probs(want, task, prompt, y)
+        R = (scores - beta * (old - ref_logp)).view(-1, k)
+        adv = (R - (R.sum(-1, keepdim=True) - R) / (k - 1)).reshape(-1)
+    opt = torch.optim.AdamW(want.parameters(), lr=LR, weight_decay=0.0)
+    for _ in range(1 if method == "rloo" else ppo_epochs):
+        logp = response_log_probs(want, task, prompt, y)
+        loss = reinforce_loss(logp, adv) if method == "rloo" else ppo_clip_loss(logp, old, adv, clip_eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return want, loss.item(), float((old - ref_logp).mean()), float(scores.mean()), float(R.mean())
+
+
+@pytest.mark.parametrize("method", ["rloo", "ppo"])
+def test_rlhf_step_matches_rl_estimators(lm_setup, method):
+    from prefkit.lm import ExactEvaluator, train_rlhf_lm, trainable_copy
+
+    task, ref, pol0, _ = lm_setup
+    beta, seed, pps, k = 0.5, 11, 4, 4
+    rm = _reward_model(ref, seed=1).eval()
+    ev = ExactEvaluator(ref, task, beta)
+    r = train_rlhf_lm(trainable_copy(pol0), ref, rm, task, beta, method=method, steps=1, k=k, prompts_per_step=pps,
+                      lr=LR, seed=seed, evaluator=ev, eval_every=1, progress=False)
+    want, loss, kl, scores, rlhf_reward = _rlhf_reference(task, ref, pol0, rm, beta, seed, pps, k, method)
+    h = r.history[-1]
+    assert h["objective/kl"] == pytest.approx(kl, rel=1e-6, abs=1e-9)
+    assert h["objective/scores"] == pytest.approx(scores, rel=1e-6)
+    assert h["objective/rlhf_reward"] == pytest.approx(rlhf_reward, rel=1e-6)
+    assert h["loss/policy_avg"] == pytest.approx(loss, rel=1e-5, abs=1e-9)
+    _assert_same_step(r.model, want, pol0)
+
+
+def test_online_dpo_step_matches_preference_loss(lm_setup):
+    """Fresh pairs from π_θ, judged by r_φ (higher score chosen), one preference_loss step."""
+    from prefkit import preference_loss
+    from prefkit.lm import ExactEvaluator, sample_responses, train_online_dpo_lm, trainable_copy
+
+    task, ref, pol0, _ = lm_setup
+    beta, seed, pps = 0.5, 13, 8
+    rm = _reward_model(ref, seed=2).eval()
+    ev = ExactEvaluator(ref, task, beta)
+    r = train_online_dpo_lm(trainable_copy(pol0), ref, rm, task, beta, steps=1, prompts_per_step=pps, lr=LR,
+                            seed=seed, evaluator=ev, eval_every=1, progress=False)
+    prompt = np.random.default_rng(seed).choice(task.n_prompts, size=pps, replace=False)
+    g = torch.Generator().manual_seed(seed)
+    want = trainable_copy(pol0)
+    y1, y2 = sample_responses(want, task, prompt, generator=g), sample_responses(want, task, prompt, generator=g)
+    with torch.no_grad():
+        first = (rm(task, prompt, y1) >= rm(task, prompt, y2)).unsqueeze(-1)
+        assert 0 < first.sum() < pps  # both orders occur, so a swapped label would show
+        yw, yl = torch.where(first, y1, y2), torch.where(first, y2, y1)
+        ref_w, ref_l = response_log_probs(ref, task, prompt, yw), response_log_probs(ref, task, prompt, yl)
+    logp_w, logp_l = response_log_probs(want, task, prompt, yw), response_log_probs(want, task, prompt, yl)
+    loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta).mean()
+    assert r.history[-1]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    _adamw_step(want, loss)
+    _assert_same_step(r.model, want, pol0)

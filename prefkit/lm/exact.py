@@ -17,14 +17,12 @@ import torch
 import torch.nn.functional as F
 from scipy.special import logsumexp
 
-from ..closed_form import kl_divergence, kl_divergence_logspace, optimal_log_policy
+from ..closed_form import kl_divergence_logspace, optimal_log_policy
 from .task import SyntheticLanguage, all_responses, build_sequences, response_log_probs, sample_responses
 
 __all__ = [
     "enumerate_log_probs",
     "token_by_token_log_probs",
-    "enumeration_errors",
-    "check_kl_to_optimal",
     "exact_metrics",
     "monte_carlo_metrics",
     "ExactEvaluator",
@@ -193,53 +191,3 @@ def token_by_token_log_probs(model, task: SyntheticLanguage, prompt, responses) 
             logits = model(seq)[0, -1, : task.vocab].double()
             out[i] += torch.log_softmax(logits, -1)[int(y[i, t])].item()
     return out
-
-
-def enumeration_errors(seed: int = 0, n_check: int = 8) -> dict:
-    """How exact the enumeration is, on a float64 random GPT over V=4, L=3 (weights scaled up: π_θ peaked).
-
-    Returns ``sum_error`` = max over prompts |Σ_y π_θ(y|x) − 1| and ``logp_error`` = max |enumerated
-    log π_θ(y|x) − :func:`token_by_token_log_probs`| over ``n_check`` random (x, y).
-    """
-    from .model import GPT, tiny_config
-
-    task = SyntheticLanguage(vocab=4, response_len=3, prompt_len=3, n_prompts=4, seed=seed)
-    torch.manual_seed(seed)
-    model = GPT(tiny_config(task.vocab_size, task.seq_len)).double().eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(8.0)
-    logp = enumerate_log_probs(model, task)
-    rng = np.random.default_rng(seed)
-    x = rng.integers(task.n_prompts, size=n_check)
-    idx = rng.integers(task.n_responses, size=n_check)
-    Y = all_responses(task.vocab, task.response_len)[idx]
-    direct = token_by_token_log_probs(model, task, x, Y)
-    return {
-        "sum_error": float(np.max(np.abs(np.exp(logp).sum(-1) - 1.0))),
-        "logp_error": float(np.max(np.abs(logp[x, idx] - direct))),
-    }
-
-
-def check_kl_to_optimal(fn, seed: int = 0) -> float:
-    """Exercise checker: ``fn(logp, ref_logp, reward, beta) -> (n_prompts,)`` must give KL(π_θ‖π*) per prompt.
-
-    Compares ``fn`` with the exact value (via :func:`prefkit.closed_form.optimal_log_policy`) on random
-    enumerated log-policies with 4,096 responses per prompt; raises ``AssertionError`` with the error if it is
-    above 1e-8, and returns the error otherwise.
-    """
-    rng = np.random.default_rng(seed)
-    logits = rng.normal(size=(2, 3, 4096)) * 2.0
-    logp, ref_logp = logits - logsumexp(logits, axis=-1, keepdims=True)
-    reward = rng.integers(0, 5, size=(3, 4096)).astype(float)
-    beta = 0.7
-    star = optimal_log_policy(np.exp(ref_logp), reward, beta)
-    want = kl_divergence(np.exp(logp), np.exp(star))
-    got = np.asarray(fn(logp, ref_logp, reward, beta), dtype=np.float64)
-    if got.shape != want.shape:
-        raise AssertionError(f"expected shape {want.shape}, got {got.shape}")
-    err = float(np.max(np.abs(got - want)))
-    if not err <= 1e-8:
-        raise AssertionError(f"KL(pi||pi*) is off by {err:.3g} (expected {want.round(4)}, got {got.round(4)})")
-    print(f"correct: max abs error {err:.2e}")
-    return err
