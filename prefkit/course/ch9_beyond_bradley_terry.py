@@ -342,12 +342,13 @@ def tour_regularized_nash(ctx):
     slope_t = log_slope(t[sel], cur["kl_decreasing"][sel])
     cs = sorted(cur["tv_limit"])
     slope_eta = log_slope(cs, [cur["tv_limit"][c] for c in cs])
-    fig = _nash_md_figure(cur, beta)
+    fig = nash_md_figure(cur, beta)
     ctx.savefig(fig, "ch9_nash_md.png")
     return {REG_NASH_FIXED_POINT: err, NASH_MD_RATE: slope_t, NASH_MD_BIAS: slope_eta}
 
 
-def _nash_md_figure(cur, beta):
+def nash_md_figure(cur, beta):
+    """The Nash-MD curves of :func:`nash_md_curves` on log-log axes, with a 1/t reference line."""
     from ..plotting.beyond_bt import plot_convergence
 
     t = cur["t"][1:]
