@@ -39,6 +39,12 @@ __all__ = [
     "dpo_sweep",
     "fall_from_peak",
     "lm_best_of_n_experiment",
+    "measure_best_of_n",
+    "measure_kl_bound",
+    "measure_equal_kl",
+    "measure_overoptimisation",
+    "measure_dpo",
+    "measure_lm",
     "grade_best_of_n",
     "grade_kl_bound",
     "grade_gold_peak",
@@ -341,16 +347,20 @@ def lm_best_of_n_experiment(seed: int = 0, cfg=None, ns=LM_NS) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# tour checks
+# measurements (the notebook and the tour both call these) and tour checks
 # ------------------------------------------------------------------------------------------------------------------
-@CHAPTER.check("best-of-n: brute force, Monte Carlo")
-def tour_best_of_n(ctx):
+def _claims(measured: dict) -> dict:
+    return {CHAPTER.claims[k]: v for k, v in measured.items() if k in CHAPTER.claims}
+
+
+def measure_best_of_n(seed: int = 0, draws: int = 200_000) -> dict:
+    """Section 1: best-of-n against brute force (n ≤ 4) and Monte Carlo (n = 2, 5) on :func:`tie_problem`, n = 1
+    and the row sums on random problems. Keys are claim keys; ``"monte_carlo_freq"`` holds the n = 5 frequencies."""
     pi_ref, reward = tie_problem()
     brute = max(float(np.abs(best_of_n_policy(pi_ref, reward, n) - brute_force_best_of_n(pi_ref, reward, n)).max())
                 for n in (1, 2, 3, 4))
-    rng = np.random.default_rng(ctx.seed)
-    z = 0.0
-    draws = 200_000
+    rng = np.random.default_rng(seed)
+    z, freq = 0.0, None
     for n in (2, 5):
         freq, _ = monte_carlo_best_of_n(pi_ref, reward, n, draws, rng)
         exact = best_of_n_policy(pi_ref, reward, n)
@@ -360,12 +370,13 @@ def tour_best_of_n(ctx):
     r = rng.integers(0, 6, size=(3, 30)).astype(float)
     n_one = float(np.abs(best_of_n_policy(p, r, 1) - p).max())
     sums = max(float(np.abs(best_of_n_policy(p, r, n).sum(-1) - 1).max()) for n in (2, 1000, 10**12))
-    return {BRUTE: brute, MONTE_CARLO: z, N_ONE: n_one, SUMS: sums}
+    return {"brute_force": brute, "monte_carlo": z, "n_one": n_one, "sums": sums, "monte_carlo_freq": freq}
 
 
-@CHAPTER.check("the KL of best-of-n and its bound")
-def tour_kl_bound(ctx):
-    rng = np.random.default_rng(ctx.seed + 1)
+def measure_kl_bound(seed: int = 0) -> dict:
+    """Section 2: the exact KL against log n − (n−1)/n and log(1/ε) on random problems with ties, the two regimes
+    of :func:`bound_regimes` (returned under ``"regimes"``)."""
+    rng = np.random.default_rng(seed + 1)
     excess = top = levels = -np.inf
     for _ in range(20):
         m = int(rng.integers(2, 40))
@@ -377,16 +388,17 @@ def tour_kl_bound(ctx):
             eps = np.array([p[i, r[i] == r[i].max()].sum() for i in range(2)])
             top = max(top, float(np.max(kl - np.log(1 / eps))))
             levels = max(levels, float(np.max(np.abs(kl - kl_divergence(best_of_n_policy(p, r, n), p)))))
-    reg = bound_regimes(seed=ctx.seed)
-    meets = float(np.min(reg["kl_spread"] / reg["bound"]))
+    reg = bound_regimes(seed=seed)
     far = float(best_of_n_kl(np.array([[0.1, 0.15, 0.1, 0.15, 0.5]]), np.arange(5.0)[None], 1000)[0]
                 / best_of_n_kl_bound(1000))
-    return {BELOW_BOUND: excess, TOP_MASS: top, KL_LEVELS: levels, MEETS_BOUND: meets, FAR_BELOW: far}
+    return {"below_bound": excess, "top_mass": top, "kl_levels": levels,
+            "meets_bound": float(np.min(reg["kl_spread"] / reg["bound"])), "far_below": far, "regimes": reg}
 
 
-@CHAPTER.check("best-of-n against pi* at equal KL")
-def tour_equal_kl(ctx):
-    rng = np.random.default_rng(ctx.seed + 2)
+def measure_equal_kl(seed: int = 0) -> dict:
+    """Section 3: π*_β against best-of-n at equal KL on random one-prompt problems (m = 3, 10, 100 responses,
+    n = 2…64) and along :func:`length_sweep` (returned under ``"sweep"``)."""
+    rng = np.random.default_rng(seed + 2)
     worst = np.inf
     for m in (3, 10, 100):
         p = rng.dirichlet(np.ones(m))[None]
@@ -396,43 +408,75 @@ def tour_equal_kl(ctx):
     sweep = length_sweep()
     worst = min(worst, float(np.min(sweep["gap"])))
     rel = sweep["rel_gap"]
-    return {NEVER_BEATEN: worst, GAP_SHRINKS: rel[-1] / rel[0], GAP_MONOTONE: bool(np.all(np.diff(rel) < 0))}
+    return {"never_beaten": worst, "gap_shrinks": rel[-1] / rel[0], "gap_monotone": bool(np.all(np.diff(rel) < 0)),
+            "sweep": sweep}
+
+
+def measure_overoptimisation(seed: int = 0, data_sizes=(250, 4000)) -> dict:
+    """Section 4: :func:`overoptimisation_experiment` at the smallest and largest N of ``data_sizes`` (and any in
+    between, under ``"runs"``); claim keys measured at N = data_sizes[0] and data_sizes[-1]."""
+    runs = {N: overoptimisation_experiment(N, seed=seed) for N in data_sizes}
+    small, large = runs[data_sizes[0]], runs[data_sizes[-1]]
+    steps = min(float(np.diff(c.proxy).min()) for run in runs.values() for c in (run["bon"], run["rl"]))
+    peak_small = small["bon"].d[np.argmax(small["bon"].gold)]
+    peak_large = large["bon"].d[np.argmax(large["bon"].gold)]
+    return {"proxy_rises": steps, "gold_falls_bon": fall_from_peak(small["bon"]),
+            "gold_falls_rl": fall_from_peak(small["rl"]), "r2_bon": small["fit_bon"].r2, "r2_rl": small["fit_rl"].r2,
+            "peak_moves": large["fit_bon"].peak_d / small["fit_bon"].peak_d,
+            "peak_later": bool(peak_large > peak_small), "runs": runs}
+
+
+def measure_dpo(seed: int = 0, n_betas: int = 10) -> dict:
+    """Section 5: :func:`dpo_sweep` on 250 preferences (the curve under ``"curve"``)."""
+    curve = dpo_sweep(250, seed=seed, betas=np.logspace(1, -1.5, n_betas))
+    return {"dpo_falls": fall_from_peak(curve), "curve": curve}
+
+
+def measure_lm(seed: int = 0, cfg=None) -> dict:
+    """Section 6: :func:`lm_best_of_n_experiment`; the experiment's output under ``"out"``."""
+    out = lm_best_of_n_experiment(seed=seed, cfg=cfg)
+    ref = next(r for r in out["rows"] if r["policy"] == "pi_ref (SFT)")
+    bon = out["bon"]
+    return {"lm_bound": max(r["kl_ref"] - r["kl_bound"] for r in bon),
+            "lm_gain": next(r["reward"] for r in bon if r["n"] == 16) - ref["reward"],
+            "lm_proxy": float(np.min(np.diff([r["proxy"] for r in bon]))), "out": out}
+
+
+@CHAPTER.check("best-of-n: brute force, Monte Carlo")
+def tour_best_of_n(ctx):
+    return _claims(measure_best_of_n(ctx.seed))
+
+
+@CHAPTER.check("the KL of best-of-n and its bound")
+def tour_kl_bound(ctx):
+    return _claims(measure_kl_bound(ctx.seed))
+
+
+@CHAPTER.check("best-of-n against pi* at equal KL")
+def tour_equal_kl(ctx):
+    return _claims(measure_equal_kl(ctx.seed))
 
 
 @CHAPTER.check("over-optimisation: gold vs proxy, Gao's forms")
 def tour_overoptimisation(ctx):
-    small = overoptimisation_experiment(250, seed=ctx.seed)
-    large = overoptimisation_experiment(4000, seed=ctx.seed)
-    steps = min(float(np.diff(c.proxy).min()) for c in (small["bon"], small["rl"], large["bon"], large["rl"]))
-    b = small["bon"]
-    peak_small = b.d[np.argmax(b.gold)]
-    peak_large = large["bon"].d[np.argmax(large["bon"].gold)]
+    m = measure_overoptimisation(ctx.seed)
     if ctx.figdir is not None:
         from ..plotting.overoptimisation import plot_gold_proxy
 
+        small = m["runs"][250]
         ctx.savefig(plot_gold_proxy([small["bon"], small["rl"]], fits=[small["fit_bon"], small["fit_rl"]]),
                     "ch8_overoptimisation.png")
-    return {PROXY_RISES: steps, GOLD_FALLS_BON: fall_from_peak(small["bon"]),
-            GOLD_FALLS_RL: fall_from_peak(small["rl"]), R2_BON: small["fit_bon"].r2, R2_RL: small["fit_rl"].r2,
-            PEAK_MOVES: large["fit_bon"].peak_d / small["fit_bon"].peak_d, PEAK_LATER: bool(peak_large > peak_small)}
+    return _claims(m)
 
 
 @CHAPTER.check("DPO over-optimises too")
 def tour_dpo(ctx):
-    betas = np.logspace(1, -1.5, 6 if ctx.fast else 10)
-    return {DPO_FALLS: fall_from_peak(dpo_sweep(250, seed=ctx.seed, betas=betas))}
+    return _claims(measure_dpo(ctx.seed, n_betas=6 if ctx.fast else 10))
 
 
 @CHAPTER.check("tiny LM: best-of-n next to RLHF and DPO")
 def tour_lm(ctx):
-    out = lm_best_of_n_experiment(seed=ctx.seed)
-    rows = {r["policy"]: r for r in out["rows"]}
-    bon = out["bon"]
-    ref = rows["pi_ref (SFT)"]
-    excess = max(r["kl_ref"] - r["kl_bound"] for r in bon)
-    gain16 = next(r["reward"] for r in bon if r["n"] == 16) - ref["reward"]
-    steps = float(np.min(np.diff([r["proxy"] for r in bon])))
-    return {LM_BOUND: excess, LM_GAIN: gain16, LM_PROXY: steps}
+    return _claims(measure_lm(ctx.seed))
 
 
 # ------------------------------------------------------------------------------------------------------------------
