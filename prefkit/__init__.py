@@ -25,7 +25,7 @@ from .bradley_terry import (
     sample_comparisons,
     sigmoid,
 )
-from .ches import ches_score, ches_scores, response_hidden_states
+from .ches import ches_per_pair, ches_score, response_hidden_states
 from .closed_form import (
     argmax_policy,
     implied_reward,
@@ -176,7 +176,7 @@ __all__ = [
     "PairwiseData", "load_baseball", "load_llmfao", "load_pairwise_csv", "Problem", "random_problem",
     "read_preferences_jsonl", "tajwar_bandit", "tanh_cauchy_bins", "three_response_toy", "write_preferences_jsonl",
     # likelihood displacement: the gradient facts, CHES, the problems
-    "logratio_gradient", "logp_chosen_velocity", "squeeze_first_order", "ches_score", "ches_scores",
+    "logratio_gradient", "logp_chosen_velocity", "squeeze_first_order", "ches_score", "ches_per_pair",
     "response_hidden_states", "DisplacementProblem", "EmbeddingPopulation", "embedding_population",
     "tabular_one_pair_problem", "tabular_chain_problem", "unconstrained_features_problem", "yes_no_never_problem",
     *_LAZY,

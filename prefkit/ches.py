@@ -11,7 +11,7 @@ import numpy as np
 
 from ._validate import as_float_array
 
-__all__ = ["ches_score", "ches_scores", "response_hidden_states"]
+__all__ = ["ches_score", "ches_per_pair", "response_hidden_states"]
 
 
 def _hidden(h, name):
@@ -88,7 +88,7 @@ def response_hidden_states(hidden, prompt_length: int) -> np.ndarray:
     return h[p - 1:-1]
 
 
-def ches_scores(hidden_chosen, hidden_rejected, *, length_normalized: bool = False) -> np.ndarray:
+def ches_per_pair(hidden_chosen, hidden_rejected, *, length_normalized: bool = False) -> np.ndarray:
     """:func:`ches_score` of each pair of two equally long lists of (T_i, d) arrays; returns (m,)."""
     if len(hidden_chosen) != len(hidden_rejected):
         raise ValueError(f"hidden_chosen has {len(hidden_chosen)} pairs but hidden_rejected has "

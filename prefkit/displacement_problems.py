@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ches import ches_scores
+from .ches import ches_per_pair
 from .displacement_theory import logp_chosen_velocity
 
 __all__ = [
@@ -183,7 +183,7 @@ class EmbeddingPopulation:
 
     def ches(self, length_normalized: bool = False) -> np.ndarray:
         """(n_pairs,) CHES of each pair."""
-        return ches_scores(self.hidden_chosen, self.hidden_rejected, length_normalized=length_normalized)
+        return ches_per_pair(self.hidden_chosen, self.hidden_rejected, length_normalized=length_normalized)
 
     def problem(self, *, shared: bool = True, keep=None) -> DisplacementProblem:
         """The pairs as a :class:`DisplacementProblem`.

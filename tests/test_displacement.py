@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from prefkit.ches import ches_score, ches_scores, response_hidden_states
+from prefkit.ches import ches_per_pair, ches_score, response_hidden_states
 from prefkit.course.ch6_displacement import (
     ches_displacement_correlation,
     ches_filter_experiment,
@@ -78,7 +78,7 @@ def test_ches_batched_equals_per_pair(B, Tw, Tl, d, data):
     hl = data.draw(arrays(np.float64, (B, Tl, d), elements=finite))
     got = ches_score(hw, hl)
     assert got.shape == (B,)
-    np.testing.assert_allclose(got, ches_scores(list(hw), list(hl)), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(got, ches_per_pair(list(hw), list(hl)), rtol=1e-12, atol=1e-9)
 
 
 @settings(max_examples=40, deadline=None)
