@@ -31,6 +31,7 @@ __all__ = [
     "fit_error_slope",
     "obstruction_agreement",
     "beta_sweep",
+    "partial_coverage_problem",
     "partial_coverage_demo",
 ]
 
@@ -82,13 +83,27 @@ LAND_SGD = CHAPTER.claim("partial_sgd", "gradient descent lands there too: TV", 
 ADAM_LOSS = CHAPTER.claim("partial_adam_loss", "Adam reaches the optimal loss: gap", at_most=1e-8,
                           section=S_PARTIAL)
 ADAM_ELSE = CHAPTER.claim("partial_adam_elsewhere", "... at a different member: TV(Adam, minimum-norm member)",
-                          at_least=1e-3, section=S_PARTIAL)
+                          at_least=1e-4, section=S_PARTIAL)
 
 
 # --- experiments -------------------------------------------------------------------------------------------------
 def chapter_problem(seed: int = 0):
     """The chapter's instance: 3 prompts, 5 responses, one of them off π_ref's support per prompt."""
     return random_problem(3, 5, seed=seed, reward_scale=2.0, support=0.8)
+
+
+def partial_coverage_problem(seed: int = 0):
+    """Section 7's instance: one prompt, 5 responses, π_ref near uniform (Dirichlet(20)), r* uniform in [−1, 1].
+
+    Well conditioned at β = 1 (every BT curvature σ(Δr)(1 − σ(Δr)) ≥ 0.1), so gradient descent and Adam reach the
+    optimum of the observed pairs in a few hundred steps at every seed.
+    """
+    from ..problems import Problem
+
+    rng = np.random.default_rng([seed, 7])
+    pi_ref = rng.dirichlet(np.full(5, 20.0))[None]
+    reward = rng.uniform(-1, 1, 5)[None]
+    return Problem(pi_ref, reward, np.zeros((1, 5, 1)), name="partial_coverage")
 
 
 def change_of_variables_steps(problem, beta) -> dict:
@@ -316,7 +331,7 @@ def partial_coverage_demo(problem, beta, observed, *, n_members: int = 5, seed: 
            "member_tv": max(total_variation(a, c) for a in members for c in members),
            "landing": landing, "pi_star": optimal_policy(problem.pi_ref, problem.reward, b)}
     out["tv_landing_pi_star"] = total_variation(landing, out["pi_star"])
-    settings = {"lbfgs": dict(tol=1e-12), "newton": dict(tol=1e-12), "sgd": dict(steps=1000, lr=20.0),
+    settings = {"lbfgs": dict(tol=1e-12), "newton": dict(tol=1e-12), "sgd": dict(steps=1000, lr=5.0),
                 "adam": dict(steps=400)}
     for name, kw in settings.items():
         res = fit_dpo(problem.pi_ref, prefs, b, weights=w, optimizer=name, record_every=1000, **kw)
@@ -366,8 +381,7 @@ def tour_beta_sweep(ctx):
 
 @CHAPTER.check("partial coverage: a set of optima")
 def tour_partial(ctx):
-    d = partial_coverage_demo(random_problem(1, 5, seed=ctx.seed + 2, reward_scale=2.0), 0.5, [(0, 1), (1, 2)],
-                              seed=ctx.seed)
+    d = partial_coverage_demo(partial_coverage_problem(ctx.seed), 1.0, [(0, 1), (1, 2)], seed=ctx.seed)
     from ..plotting.dpo import plot_partial_coverage
 
     ctx.savefig(plot_partial_coverage(d), "ch4_partial_coverage.png")
