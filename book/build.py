@@ -13,8 +13,9 @@ Steps:
    prefkit's sources are unchanged. If the tour fails, the page says so and shows what it printed;
 3. ``jupyter-book build`` again for the tour page only (incremental).
 
-Usage: ``.venv/bin/python book/build.py [--no-tour] [--fresh]``. Exit status non-zero when the site could not be built
-(a missing chapter page, a Sphinx error); a failing tour does not fail the build (the test suite checks the tour).
+Usage: ``.venv/bin/python book/build.py [--no-tour | --tour-from MD] [--fresh]``. Exit status non-zero when the site
+could not be built (a missing chapter page, a Sphinx error); a failing tour does not fail the build (the test suite
+checks the tour).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,39 +158,68 @@ def finish_tour(proc: subprocess.Popen | None, key: str, t0: float) -> dict:
     return result
 
 
+def tour_from(md: Path) -> dict:
+    """A tour run made elsewhere: its markdown table, and its log beside it (for the summary line)."""
+    if not md.is_file():
+        sys.exit(f"book: --tour-from {md}: no such file")
+    out = md.read_text(encoding="utf-8")
+    log = md.with_suffix(".log")
+    err = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    failed = re.search(r"\|\s*no\s*\|\s*$", out, flags=re.M) is not None
+    say(f"tour: using {md} ({'a claim failed' if failed else 'every claim passed'})")
+    return {"rc": 1 if failed else 0, "stdout": out, "stderr_tail": err[-4000:], "seconds": "?",
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(md.stat().st_mtime))}
+
+
 def tour_page(result: dict | None) -> str:
     head = ["# The tour: every claim, checked", "",
             "Every claim the course makes is measured by `python -m prefkit tour`, which prints the measured value,",
             "the tolerance it must meet and whether it passed. This page is that table in the fast setting",
             "(`--fast`, seed 0), grouped by chapter and by the notebook section that explains each claim.",
-            "Run it yourself with `./dev tour` (the full setting) or `./dev tour --fast`.", ""]
+            "Run it yourself with `./dev tour` (the full setting) or `./dev tour --fast`.", "",
+            # numbers and tolerances on one line; the claim column takes the rest (this page only)
+            "<style>.bd-article table td:nth-child(n+2) { white-space: nowrap; }</style>", ""]
     if result is None:
         return "\n".join(head + [":::{note}", "The tour is still running; this page is rebuilt when it finishes.",
                                  ":::", ""])
-    head += [f"Generated when this site was built ({result['when']}, {result['seconds']} s).", ""]
-    table = result["stdout"].strip()
+    # The tour's group titles ("**Chapter 1: ... · 2. Section**") become headings: the page's contents sidebar then
+    # lists them. Its summary line ("190/190 claims passed in 60 s; figures ...") is on stderr.
+    table = re.sub(r"^\*\*(.+)\*\*$", r"## \1", result["stdout"].strip(), flags=re.M)
+    summary = [ln.split(";")[0].strip() for ln in result["stderr_tail"].splitlines() if "claims passed" in ln]
+    if result["rc"] == "skipped":
+        return "\n".join(head + [":::{note}", "The tour was not run for this build (`book/build.py --no-tour`).",
+                                 ":::", ""])
+    head += [f"Generated when this site was built ({result['when']}, the tour took {result['seconds']} s)"
+             + (f": **{summary[-1]}**." if summary else "."), ""]
     if result["rc"] != 0:
         head += [":::{warning}",
                  f"**The tour did not pass when this site was built** (exit status {result['rc']}). "
-                 "The table below is what it printed; rows marked `no` failed. The end of its log:", ":::", "",
-                 "```text", result["stderr_tail"].strip()[-2500:] or "(empty)", "```", ""]
+                 "The table below is what it printed; rows marked `no` failed. The end of its log:", "",
+                 "```text", result["stderr_tail"].strip()[-2500:] or "(empty)", "```", ":::", ""]
     return "\n".join(head + [table or "*The tour printed no table.*", ""])
 
 
 def jupyter_book(quiet: bool = True) -> None:
+    """Build (incrementally) book/_build/src into book/_build/html."""
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb), "build", str(SRC), "--path-output", str(BOOK), "--builder", "html", "--keep-going"]
     if quiet:
         cmd.append("--quiet")
     env = dict(os.environ, PYDEVD_DISABLE_FILE_VALIDATION="1")
-    r = subprocess.run(cmd, cwd=ROOT, env=env)
+    log = BUILD / "jupyter-book.log"  # its banner and progress; Sphinx's warnings and errors still show (stderr)
+    with open(log, "w", encoding="utf-8") as out:
+        r = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out)
     if r.returncode:
-        sys.exit(f"book: `{' '.join(cmd)}` failed (exit status {r.returncode})")
+        print(log.read_text(encoding="utf-8", errors="replace")[-4000:], file=sys.stderr)
+        sys.exit(f"book: `{' '.join(cmd)}` failed (exit status {r.returncode}); its output is in {log}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-tour", action="store_true", help="do not run the tour; the tour page says so")
+    ap.add_argument("--tour-from", type=Path, metavar="MD",
+                    help="use this output of `prefkit tour --fast --format markdown` (seed 0) instead of running the "
+                         "tour (./dev test runs it anyway); MD with the suffix .log, if there, is its stderr")
     ap.add_argument("--fresh", action="store_true", help="delete book/_build first (a full rebuild)")
     args = ap.parse_args()
     t0 = time.monotonic()
@@ -202,9 +233,11 @@ def main() -> None:
     say(f"{len(nbs)} chapters: " + "; ".join(title_of(nb) for nb in nbs))
     stage(nbs)
     key = tour_key()
-    proc = None if args.no_tour else start_tour(key)
-    if args.no_tour:
-        result = {"rc": "not run (--no-tour)", "stdout": "", "stderr_tail": "", "when": "skipped", "seconds": 0}
+    proc = None if args.no_tour or args.tour_from else start_tour(key)
+    if args.tour_from:
+        result = tour_from(args.tour_from)
+    elif args.no_tour:
+        result = {"rc": "skipped", "stdout": "", "stderr_tail": "", "when": "", "seconds": 0}
     elif proc is None:
         result = finish_tour(None, key, t0)
     else:

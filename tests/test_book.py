@@ -7,8 +7,8 @@ the tour page, the test checks that the page loads without a script error or a f
 are typeset by MathJax (every math element holds an ``mjx-container``, no ``mjx-merror``, and no raw ``$$`` or
 ``\\frac`` left in the visible text); that every image loads (``naturalWidth > 0``) and each figure of the notebook
 is there; that the chapter navigation lists every chapter; and that every internal link resolves (the page exists
-and so does the ``#anchor``). It saves a screenshot of each page, first screen and full length, in
-book/_build/screenshots/.
+and so does the ``#anchor``). It saves a screenshot of each page in book/_build/screenshots/: NAME.png (the first
+screen) and NAME-full.jpg (the whole page).
 
 ``.ci/book`` (``./dev book``, ``./dev test``, CI) installs what this needs, builds the site and runs this file with
 PREFKIT_BOOK_REQUIRED=1: then a missing browser or site is a failure. Run on its own without Playwright or Chromium,
@@ -246,7 +246,7 @@ def test_page_in_browser(name, browser, server):
     finally:
         stem = name.removesuffix(".html")
         page.screenshot(path=str(SHOTS / f"{stem}.png"))
-        page.screenshot(path=str(SHOTS / f"{stem}-full.png"), full_page=True)
+        page.screenshot(path=str(SHOTS / f"{stem}-full.jpg"), full_page=True, quality=70)  # JPEG: 2x faster
         ctx.close()
 
 
