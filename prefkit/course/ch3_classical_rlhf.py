@@ -59,7 +59,7 @@ S7 = "7. When π_ref barely covers the reward's peak (Tajwar et al. 2024)"
 
 TRL_LOSS = CHAPTER.claim("trl_loss", "the reward-model loss equals TRL's RewardTrainer formula (margin, centering)",
                          at_most=1e-14, section=S2, kind="precision")
-#: MLP: Adam's optimisation error after 600 steps; worst of problem seeds 0–9 is given in the README of the tour.
+#: The MLP's error is Adam's optimisation error after 600 steps (worst of tour seeds 0–9: 1.2e-3).
 RM_EXACT = {
     "tabular": CHAPTER.claim("rm_tabular", "tabular reward model on exact BT data recovers r* up to f(x) (RMS error)",
                              at_most=1e-5, section=S2),
@@ -81,16 +81,19 @@ CONVERGE = {m: CHAPTER.claim(f"converge_{m}", f"{label}: KL(π‖π*) after 250 
             for m, label in (("exact", "exact PG"), ("reinforce", "REINFORCE"), ("rloo", "RLOO"), ("ppo", "PPO"))}
 LOG_LINEAR = CHAPTER.claim("log_linear", "log-linear policy, exact PG, 300 steps: KL(π‖π*)", at_most=1e-4,
                            section=S4)
-#: Largest distance of a method's final (KL, E[r]) point to the frontier point of its own β, after 200 iterations at
-#: β ∈ {0.2, 1, 5}: about 2× the worst of problem seeds 20–29.
-FRONTIER_END = {m: CHAPTER.claim(f"frontier_{m}", f"{label} run at β = 0.2, 1, 5 ends at the frontier point of its β "
-                                 "(largest distance)", at_most=tol, section=S5)
-                for m, label, tol in (("exact", "exact PG", 0.02), ("reinforce", "REINFORCE", 0.03),
-                                      ("rloo", "RLOO", 0.03), ("ppo", "PPO", 0.06))}
+#: How far below the frontier a method ends: at β the frontier touches the line E[r] = β·log Z + β·KL (the Gibbs
+#: identity), and a policy's gap below that line is β·KL(π‖π*_β), computed here from the run's (KL, E[r]) and the
+#: closed-form log Z. Largest over β ∈ {0.2, 1, 5} after 200 iterations; tolerances about 2× the worst of tour seeds
+#: 0–9 (exact 4.8e-3, REINFORCE 7.4e-3, RLOO 7.5e-3, PPO 3.7e-2). A method that converged to the optimum of β/2 or 2β
+#: instead ends 0.04–0.4 below (largest over β), so every method but PPO at 200 iterations would catch that mistake.
+FRONTIER_END = {m: CHAPTER.claim(f"frontier_{m}", f"{label} at β = 0.2, 1, 5 ends on the frontier at its own β "
+                                 "(largest gap below it)", at_most=tol, section=S5)
+                for m, label, tol in (("exact", "exact PG", 0.01), ("reinforce", "REINFORCE", 0.015),
+                                      ("rloo", "RLOO", 0.015), ("ppo", "PPO", 0.06))}
 RM_REGRET = CHAPTER.claim("rm_regret", "regret due to the reward model, at 20000 pairs / at 200 pairs",
                           at_most=0.1, section=S6)
 RL_SHORTFALL = CHAPTER.claim("rl_shortfall", "RL reaches the optimum of the reward model: J_r̂(π*(r̂)) − J_r̂(π_RL) "
-                             "(largest)", at_most=2e-3, section=S6)
+                             "(largest)", at_most=5e-3, section=S6)
 RL_SHARE = CHAPTER.claim("rl_share", "at 20000 pairs RL's shortfall is a small share of the regret J(π*) − J(π_RL)",
                          at_most=0.2, section=S6)
 TAJWAR_EXACT = CHAPTER.claim("tajwar_exact", "Tajwar bandit, β = 0.1: exact PG's KL(π‖π*) after 300 steps",
@@ -199,25 +202,25 @@ def frontier_by_method(pi_ref, reward, betas, *, methods=METHODS, steps: int = 2
 
     Returns
     -------
-    dict method → {``"kl"``, ``"reward"``: the points (1-d arrays); ``"end_distance"``: max over β of the distance
-    from the final point to the frontier point of its own β, max(|ΔKL|, |ΔE[r]|), with the frontier point computed
-    from the closed form π*_β (:func:`prefkit.reward_kl_frontier`); ``"final_kl"``: max over β of KL(π_final‖π*_β)}.
+    dict method → {``"kl"``, ``"reward"``: the points (1-d arrays); ``"end_gap"``: max over β of how far the final
+    point lies below the frontier's tangent line at β, β·mean log Z_β + β·KL(π‖π_ref) − E_π[r] (closed-form log Z,
+    the run's own KL and reward; it equals β·KL(π_final‖π*_β) by the Gibbs identity, and is 0 exactly at the
+    frontier point of that β); ``"final_kl"``: max over β of KL(π_final‖π*_β) as the trainer records it}.
     """
     bs = as_float_array(betas, "betas", ndim=1)
     check_int(every, "every", 1)
-    front = reward_kl_frontier(pi_ref, reward, bs)
+    log_Z = [float(np.mean(log_partition(pi_ref, reward, beta))) for beta in bs]
     out = {}
     for m in methods:
-        kls, rews, dists, finals = [], [], [], []
+        kls, rews, gaps, finals = [], [], [], []
         for i, beta in enumerate(bs):
             res = train_rlhf(pi_ref, reward, beta, method=m, steps=steps, seed=seed, **kwargs)
             h = res.history
             kls += [e["kl/to_ref"] for e in h[::every]] + [h[-1]["kl/to_ref"]]
             rews += [e["reward/expected"] for e in h[::every]] + [h[-1]["reward/expected"]]
-            dists.append(max(abs(h[-1]["kl/to_ref"] - front["kl"][i]),
-                             abs(h[-1]["reward/expected"] - front["reward"][i])))
+            gaps.append(beta * log_Z[i] + beta * h[-1]["kl/to_ref"] - h[-1]["reward/expected"])
             finals.append(res.final_kl)
-        out[m] = {"kl": np.array(kls), "reward": np.array(rews), "end_distance": float(max(dists)),
+        out[m] = {"kl": np.array(kls), "reward": np.array(rews), "end_gap": float(max(gaps)),
                   "final_kl": float(max(finals))}
     return out
 
@@ -312,7 +315,7 @@ def tour_frontier(ctx):
     fb = frontier_by_method(P.pi_ref, P.reward, (0.2, 1.0, 5.0), steps=200, seed=ctx.seed)
     front = reward_kl_frontier(P.pi_ref, P.reward, np.geomspace(0.05, 20, 40))
     ctx.savefig(plot_frontier(front, {m: (fb[m]["kl"], fb[m]["reward"]) for m in METHODS}), "ch3_frontier.png")
-    return {FRONTIER_END[m]: fb[m]["end_distance"] for m in METHODS}
+    return {FRONTIER_END[m]: fb[m]["end_gap"] for m in METHODS}
 
 
 @CHAPTER.check("pipeline: reward model vs RL")
