@@ -303,27 +303,32 @@ def fall_from_peak(curve: RewardCurve) -> float:
 
 
 def dpo_sweep(n_prefs: int = 250, seed: int = 0, betas=None, problem: Problem | None = None,
-              label_smoothing: float = 0.1) -> RewardCurve:
-    """DPO (tabular, L-BFGS) on one data set of ``n_prefs`` preferences (seed 1000·seed), for each β.
+              label_smoothing: float = 0.1, draws: int = 4) -> RewardCurve:
+    """DPO (tabular, L-BFGS) for each β on ``draws`` data sets of ``n_prefs`` preferences (seeds 1000·seed + k,
+    the data of :func:`overoptimisation_experiment`), averaged over the data sets.
 
     With few pairs per response the plain DPO loss has no minimiser (some response is never beaten: the fit runs
     off to infinity, Azar et al. 2023), so the sweep uses conservative DPO's label smoothing ε (Mitchell 2023;
     TRL's ``label_smoothing``), which keeps the minimiser finite; the proxy column is the tabular reward model of
-    the same data.
+    the same data. On a single data set the fall is not guaranteed (one draw of ten had a reward model good enough
+    that DPO's gold gain fell by only a third); averaged over 4 it held at every seed 0–9 checked.
     """
     from ..dpo import fit_dpo
     from ..reward_model import fit_reward_model
 
     prob = problem or goodhart_problem()
     betas = np.logspace(1, -1.5, 10) if betas is None else np.asarray(betas, float)
-    prefs = prob.sample_preferences(n_prefs, rng=np.random.default_rng(1000 * seed))
-    proxy = fit_reward_model(prefs, prob.n_prompts, prob.n_responses).reward
-    pols = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a stop short of the gradient tolerance is measured by the curve itself
-        for b in betas:
-            pols.append(fit_dpo(prob.pi_ref, prefs, float(b), label_smoothing=label_smoothing, steps=500).policy)
-    return policy_curve(prob.pi_ref, prob.reward, proxy, pols, np.asarray(betas), method="DPO")
+    curves = []
+    for k in range(draws):
+        prefs = prob.sample_preferences(n_prefs, rng=np.random.default_rng(1000 * seed + k))
+        proxy = fit_reward_model(prefs, prob.n_prompts, prob.n_responses).reward
+        pols = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a stop short of the gradient tolerance is measured by the curve itself
+            for b in betas:
+                pols.append(fit_dpo(prob.pi_ref, prefs, float(b), label_smoothing=label_smoothing, steps=500).policy)
+        curves.append(policy_curve(prob.pi_ref, prob.reward, proxy, pols, betas, method="DPO"))
+    return mean_curve(curves)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -427,7 +432,7 @@ def measure_overoptimisation(seed: int = 0, data_sizes=(250, 4000)) -> dict:
 
 
 def measure_dpo(seed: int = 0, n_betas: int = 10) -> dict:
-    """Section 5: :func:`dpo_sweep` on 250 preferences (the curve under ``"curve"``)."""
+    """Section 5: :func:`dpo_sweep` on 250 preferences, 4 data sets (the curve under ``"curve"``)."""
     curve = dpo_sweep(250, seed=seed, betas=np.logspace(1, -1.5, n_betas))
     return {"dpo_falls": fall_from_peak(curve), "curve": curve}
 
