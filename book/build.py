@@ -167,7 +167,7 @@ def tour_from(md: Path) -> dict:
     err = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
     failed = re.search(r"\|\s*no\s*\|\s*$", out, flags=re.M) is not None
     say(f"tour: using {md} ({'a claim failed' if failed else 'every claim passed'})")
-    return {"rc": 1 if failed else 0, "stdout": out, "stderr_tail": err[-4000:], "seconds": "?",
+    return {"rc": 1 if failed else 0, "stdout": out, "stderr_tail": err[-4000:], "seconds": None,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(md.stat().st_mtime))}
 
 
@@ -182,14 +182,24 @@ def tour_page(result: dict | None) -> str:
     if result is None:
         return "\n".join(head + [":::{note}", "The tour is still running; this page is rebuilt when it finishes.",
                                  ":::", ""])
-    # The tour's group titles ("**Chapter 1: ... · 2. Section**") become headings: the page's contents sidebar then
-    # lists them. Its summary line ("190/190 claims passed in 60 s; figures ...") is on stderr.
-    table = re.sub(r"^\*\*(.+)\*\*$", r"## \1", result["stdout"].strip(), flags=re.M)
+    # The tour's group titles ("**Chapter 1: Bradley-Terry · 2. A section**") become headings, a chapter (##) with
+    # its sections (###) under it: the page's contents sidebar then lists them.
+    lines, chapter = [], None
+    for line in result["stdout"].strip().splitlines():
+        m = re.fullmatch(r"\*\*(.+?)(?: · (.+))?\*\*", line.strip())
+        if m:
+            if m.group(1) != chapter:
+                chapter = m.group(1)
+                lines += [f"## {chapter}", ""]
+            line = f"### {m.group(2) or 'checks'}"
+        lines.append(line)
+    table = "\n".join(lines)
     summary = [ln.split(";")[0].strip() for ln in result["stderr_tail"].splitlines() if "claims passed" in ln]
     if result["rc"] == "skipped":
         return "\n".join(head + [":::{note}", "The tour was not run for this build (`book/build.py --no-tour`).",
                                  ":::", ""])
-    head += [f"Generated when this site was built ({result['when']}, the tour took {result['seconds']} s)"
+    took = f", the tour took {result['seconds']} s" if isinstance(result["seconds"], int) else ""
+    head += [f"Generated when this site was built ({result['when']}{took})"
              + (f": **{summary[-1]}**." if summary else "."), ""]
     if result["rc"] != 0:
         head += [":::{warning}",

@@ -8,7 +8,7 @@ tour checks and the exercise checker.
 Training runs differ across machines and seeds (float rounding and thread counts change the sampled batches), so
 the pipeline claims are ratios and fractions with tolerances chosen from the spread over seeds, each able to fail
 under a plausible bug. Measured in the fast setting (the "small" preset, :meth:`prefkit.lm.LMConfig.tour`) over
-seeds 0–11, worst case against the tolerance: SFT's KL ratio 0.12 (≤ 0.25); reward-model agreement with r* 0.76
+seeds 0–11, worst case against the tolerance: SFT's KL ratio 0.09 (≤ 0.25); reward-model agreement with r* 0.76
 (≥ 0.7); DPO's KL ratio 0.29 (≤ 0.4); RLHF's KL ratio to π*_RM 0.20 (≤ 0.35); DPO's share of π*'s reward gain 0.68
 (≥ 0.5); Δ log π(y_w) −0.13 for DPO (≤ −0.05) and −0.29 for π* (≤ −0.1). The full setting (the "tiny" preset,
 ``LMConfig()``) lies inside the same ranges.
