@@ -24,11 +24,6 @@ def _notebook(path, cells):
     return path
 
 
-def _renamed_source(fn, name):
-    src = textwrap.dedent(inspect.getsource(fn))
-    return src.replace(f"def {fn.__name__}(", f"def {name}(", 1)
-
-
 @pytest.fixture(scope="module")
 def submissions(tmp_path_factory):
     d = tmp_path_factory.mktemp("submissions")
@@ -37,10 +32,11 @@ def submissions(tmp_path_factory):
     if any(r is None for r in refs.values()):
         pytest.skip("the reference solutions are absent (student edition)")
     imports = "import numpy as np\nimport scipy\nfrom scipy.special import logsumexp\n"
-    right = [imports] + [_renamed_source(r, stub) for stub, r in refs.items()]
-    # wrong: each answer off by a sign (a plausible slip); the solutions module is loaded under another name
-    wrong = [imports] + [_renamed_source(r, "_ref_" + stub) + f"\ndef {stub}(*a, **k):\n    return -_ref_{stub}(*a, **k)\n"
-                         for stub, r in refs.items()]
+    # the reference solutions under their own names (one may call another), then each stub bound to one
+    defs = [imports] + [textwrap.dedent(inspect.getsource(r)) for r in refs.values()]
+    right = defs + [f"{stub} = {r.__name__}\n" for stub, r in refs.items()]
+    # wrong: each answer off by a sign (a plausible slip)
+    wrong = defs + [f"def {stub}(*a, **k):\n    return -{r.__name__}(*a, **k)\n" for stub, r in refs.items()]
     broken = ["raise RuntimeError('a cell that crashes')"] + [f"def {stub}(*a, **k):\n    return 1 / 0\n"
                                                              for stub in refs]
     return {

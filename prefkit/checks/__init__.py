@@ -1,1 +1,0 @@
-"""Each chapter's tour checks. Importing this package registers them all (see prefkit.tour)."""
