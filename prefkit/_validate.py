@@ -8,32 +8,115 @@ import numpy as np
 __all__ = []  # private helpers
 
 
+def _is_tensor(x) -> bool:
+    """A torch tensor, recognised without importing torch (numpy-only modules stay torch-free)."""
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def to_numpy(x):
+    """A torch tensor as a numpy array (detached, on the CPU: ``requires_grad`` is no obstacle); else ``x``."""
+    if _is_tensor(x):
+        x = x.detach().cpu()
+        if str(x.dtype) == "torch.bfloat16":  # no numpy dtype for it
+            x = x.float()
+        return x.numpy()
+    return x
+
+
+def _real_scalar(v, name: str, what: str) -> float:
+    """``v`` as a Python float: a real number (not a bool, not complex, not None, not a string)."""
+    if isinstance(v, (bool, np.bool_)) or v is None or isinstance(v, (str, bytes)):
+        raise ValueError(f"{name} must be {what}, got {v!r}")
+    v = to_numpy(v)
+    if isinstance(v, np.ndarray):
+        if v.size != 1 or v.ndim > 1:
+            raise ValueError(f"{name} must be {what}, got an array of shape {v.shape}")
+        v = v.reshape(())[()]
+    if isinstance(v, (complex, np.complexfloating)):
+        raise ValueError(f"{name} must be a real number, got complex {v!r}")
+    if isinstance(v, (np.bool_, bool)):
+        raise ValueError(f"{name} must be {what}, got {v!r}")
+    try:
+        return float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be {what}, got {v!r}") from None
+
+
 def check_beta(beta, name: str = "beta") -> float:
     """β must be a finite number > 0 (a bool is rejected, not read as 1)."""
-    if isinstance(beta, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a positive number, got {beta!r}")
-    try:
-        b = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {beta!r}") from None
+    b = _real_scalar(beta, name, "a positive number")
     if not np.isfinite(b) or b <= 0:
         raise ValueError(f"{name} must be finite and > 0, got {beta!r}")
     return b
 
 
-def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, finite: bool = True) -> np.ndarray:
-    """``x`` as a float64 array; checks the number of dimensions and, if ``finite``, rejects NaN and inf."""
+def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, finite: bool = True,
+                   nonempty: bool = False) -> np.ndarray:
+    """``x`` as a float64 array; checks the number of dimensions and, if ``finite``, rejects NaN and inf.
+
+    A torch tensor is detached first (``requires_grad`` is fine); None, strings, ragged lists and complex
+    numbers (whose imaginary part numpy would drop with only a warning) are a ValueError naming ``name``; with
+    ``nonempty``, so is an array with no entries.
+    """
+    if x is None:
+        raise ValueError(f"{name} must be an array of numbers, got None")
+    x = to_numpy(x)
     try:
-        a = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an array of numbers") from None
+        raw = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError):  # ragged lists; a list of tensors that require grad
+        raise ValueError(f"{name} must be an array of numbers (not ragged), got {type(x).__name__}") from None
+    if raw.dtype.kind == "c":
+        raise ValueError(f"{name} must be real, got complex values")
+    if raw.dtype.kind not in "biuf" and raw.size:
+        raise ValueError(f"{name} must be an array of numbers, got dtype {raw.dtype}")
+    a = raw.astype(np.float64)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if a.ndim not in allowed:
             raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s), got shape {a.shape}")
+    if nonempty and a.size == 0:
+        raise ValueError(f"{name} is empty, got shape {a.shape}")
     if finite and not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf")
     return a
+
+
+def check_seed(seed, name: str = "seed", *, allow_none: bool = False) -> np.random.Generator:
+    """A seed (an integer ≥ 0) or a ``np.random.Generator`` (used as is), as a Generator; None (fresh entropy)
+    only with ``allow_none``.
+
+    Floats (even 1.0), bools, negative integers and other objects are a ValueError naming ``name``.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None and allow_none:
+        return np.random.default_rng()
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"{name} must be an integer >= 0 or a numpy Generator (np.random.default_rng(0)), "
+                         f"got {seed!r}")
+    return np.random.default_rng(int(seed))
+
+
+def check_probability(v, name: str, *, open_lo: bool = False, open_hi: bool = False) -> float:
+    """A probability-like number in [0, 1] (open at either end on request); ValueError naming ``name``."""
+    x = _real_scalar(v, name, "a number in [0, 1]")
+    lo_ok = x > 0 if open_lo else x >= 0
+    hi_ok = x < 1 if open_hi else x <= 1
+    if not (np.isfinite(x) and lo_ok and hi_ok):
+        raise ValueError(f"{name} must lie in {'(' if open_lo else '['}0, 1{')' if open_hi else ']'}, got {v!r}")
+    return x
+
+
+def normalize_weights(w: np.ndarray, name: str = "weights") -> np.ndarray:
+    """Non-negative finite weights divided by their largest entry, so their sum neither overflows nor underflows.
+
+    For functions that depend on the weights only through their ratios (a weighted mean, a likelihood's
+    maximiser). All-zero weights are a ValueError naming ``name``.
+    """
+    top = float(np.max(w)) if w.size else 0.0
+    if top <= 0:
+        raise ValueError(f"{name} must not all be zero")
+    return w / top
 
 
 def check_distribution(p, name: str, *, atol: float = 1e-6) -> np.ndarray:
@@ -91,12 +174,7 @@ def check_weights(weights, m: int, name: str = "weights") -> np.ndarray:
 
 def check_real(v, name: str, *, lo: float | None = None, lo_open: bool = False, hi: float | None = None) -> float:
     """A finite real number (not a bool) with lo ≤ v (lo < v if ``lo_open``) and v < hi; ValueError naming ``name``."""
-    if isinstance(v, (bool, np.bool_)):
-        raise ValueError(f"{name} must be a number, got {v!r}")
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {v!r}") from None
+    x = _real_scalar(v, name, "a number")
     if not np.isfinite(x):
         raise ValueError(f"{name} must be finite, got {v!r}")
     if lo is not None and (x < lo or (lo_open and x == lo)):
@@ -113,8 +191,9 @@ def check_int(v, name: str, lo: int) -> int:
     return int(v)
 
 
-def check_tensor(t, name: str):
-    """``t`` must be a torch tensor with finite entries; ValueError naming ``name``. Returns ``t``.
+def check_tensor(t, name: str, *, nonempty: bool = False):
+    """``t`` must be a real torch tensor with finite entries (and, with ``nonempty``, at least one); ValueError
+    naming ``name``. Returns ``t``.
 
     torch is imported here, not at module level, so the numpy-only modules that use this file stay torch-free.
     """
@@ -122,6 +201,53 @@ def check_tensor(t, name: str):
 
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not torch.all(torch.isfinite(t)):
+    if t.is_complex():
+        raise ValueError(f"{name} must be real, got a complex tensor")
+    if t.dtype == torch.bool:
+        raise ValueError(f"{name} must hold numbers, got a bool tensor")
+    if nonempty and t.numel() == 0:
+        raise ValueError(f"{name} is empty, got shape {tuple(t.shape)}")
+    if not bool(torch.all(torch.isfinite(t.detach()))):
         raise ValueError(f"{name} contains NaN or inf")
     return t
+
+
+def read_text_file(path, *, allow_empty: bool = False) -> str:
+    """The text of a UTF-8 data file (a leading BOM, as Excel writes, is dropped; CRLF is kept for the parser).
+
+    ValueError naming the file for: a missing file, a directory, a 0-byte file (unless ``allow_empty``), a
+    UTF-16/UTF-32 file (by its BOM), and bytes that are not UTF-8 (with the physical line and column).
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a directory, not a data file")
+    if not p.is_file():
+        raise ValueError(f"no such data file: {p}")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    if not data and not allow_empty:
+        raise ValueError(f"{p}: the file is empty (0 bytes)")
+    for bom, enc in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                     (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):
+        if data.startswith(bom):
+            raise ValueError(f"{p}: the file is {enc}-encoded; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ValueError(f"{p}, line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {col}); "
+                         f"save the file as UTF-8") from None
+
+
+def check_torch_seed(seed, name: str = "seed") -> int:
+    """An integer seed for ``torch.Generator().manual_seed``: a seed ≥ 0 as is, a numpy Generator draws one
+    (so an int or a Generator is accepted everywhere); other values are a ValueError naming ``name``."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**62))
+    check_seed(seed, name)
+    return int(seed)

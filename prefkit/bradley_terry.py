@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import expit, log_expit
 
-from ._validate import as_float_array, as_index_array, check_real, check_weights
+from ._validate import as_float_array, as_index_array, check_int, check_real, check_seed, check_weights
 
 __all__ = [
     "sigmoid",
@@ -891,15 +891,13 @@ def sample_comparisons(strengths, n, rng):
     ----------
     strengths : (n_items,) θ, n_items ≥ 2.
     n : number of comparisons ≥ 0.
-    rng : numpy Generator (``np.random.default_rng(seed)``).
+    rng : numpy Generator, or an integer seed of ``np.random.default_rng``.
     """
     theta = as_float_array(strengths, "strengths", ndim=1)
     if len(theta) < 2:
         raise ValueError("strengths must have at least 2 items")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("rng must be a numpy Generator, e.g. np.random.default_rng(0)")
+    n = check_int(n, "n", 0)
+    rng = check_seed(rng, "rng")
     k = len(theta)
     a = rng.integers(0, k, size=n)
     b = rng.integers(0, k - 1, size=n)

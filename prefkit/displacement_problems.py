@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validate import check_int, check_probability, check_real, check_seed
 from .ches import ches_per_pair
 from .displacement_theory import logp_chosen_velocity
 
@@ -54,7 +55,9 @@ class DisplacementProblem:
 
 def tabular_one_pair_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0) -> DisplacementProblem:
     """Tabular policy, one preference pair per prompt, random π_ref: case 1, where π(y_w) can only rise."""
-    rng = np.random.default_rng(seed)
+    n_prompts = check_int(n_prompts, "n_prompts", 1)
+    n_responses = check_int(n_responses, "n_responses", 2)
+    rng = check_seed(seed)
     logits = rng.normal(size=(n_prompts, n_responses))
     pi_ref = np.exp(logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True))
     prefs = np.array([[x, *rng.choice(n_responses, size=2, replace=False)] for x in range(n_prompts)])
@@ -76,7 +79,8 @@ def tabular_chain_problem(seed: int | None = None, ref_scale: float = 0.5) -> Di
     if seed is None:
         pi_ref = np.full((1, 3), 1.0 / 3.0)
     else:
-        pi_ref = _softmax_rows(ref_scale * np.random.default_rng(seed).normal(size=(1, 3)))
+        ref_scale = check_real(ref_scale, "ref_scale", lo=0.0)
+        pi_ref = _softmax_rows(ref_scale * check_seed(seed).normal(size=(1, 3)))
     prefs = np.array([[0, 0, 1], [0, 1, 2]])
     return DisplacementProblem(pi_ref, prefs, names=["a", "b", "c"], note="tabular chain a > b > c")
 
@@ -97,7 +101,9 @@ def unconstrained_features_problem(n_tokens: int = 40, d: int = 6, seed: int = 0
     The pair is *selected* for a negative first-order rate, so "rate ≤ 0" holds by construction and checks
     nothing; the informative claim is the measured drop of log π(y_w) after training.
     """
-    rng = np.random.default_rng(seed)
+    n_tokens = check_int(n_tokens, "n_tokens", 2)
+    d = check_int(d, "d", 1)
+    rng = check_seed(seed)
     W = rng.normal(size=(n_tokens, d)) / np.sqrt(d)
     h0 = rng.normal(size=d)
     z0 = W @ h0
@@ -130,8 +136,9 @@ def yes_no_never_problem(jitter: float = 0.0, seed: int | None = None) -> Displa
     Parameters
     ----------
     jitter : standard deviation of Gaussian noise added to every unembedding (0: the hand-built W).
-    seed : seeds that noise.
+    seed : seeds that noise: an integer or a numpy Generator; None means 0 (reproducible).
     """
+    jitter = check_real(jitter, "jitter", lo=0.0)
     W = np.array([
         [-0.4, -2.5],  # Yes: along W_No − W_Never
         [2.0, 0.3],    # No
@@ -143,7 +150,7 @@ def yes_no_never_problem(jitter: float = 0.0, seed: int | None = None) -> Displa
         [1.2, 1.0],    # Nope
     ])
     if jitter:
-        W = W + float(jitter) * np.random.default_rng(seed).normal(size=W.shape)
+        W = W + jitter * check_seed(0 if seed is None else seed).normal(size=W.shape)
     h0 = np.array([1.5, 0.0])
     pi_ref = _softmax_rows(W @ h0)[None]
     prefs = np.array([[0, 1, 2]])  # "No" ≻ "Never"
@@ -226,9 +233,12 @@ def embedding_population(n_pairs: int = 80, n_responses: int = 32, d: int = 8, v
     So the pairs range from near-duplicates (high CHES) to unrelated responses. The other n_responses − 2
     responses are random; log π_ref ~ N(0, 0.5²) normalised; token embeddings E ~ N(0, I/d).
     """
-    if n_pairs < 1 or n_responses < 3 or d < 1 or vocab < 2 or max_len < 1:
-        raise ValueError("need n_pairs ≥ 1, n_responses ≥ 3, d ≥ 1, vocab ≥ 2, max_len ≥ 1")
-    rng = np.random.default_rng(seed)
+    n_pairs, n_responses = check_int(n_pairs, "n_pairs", 1), check_int(n_responses, "n_responses", 3)
+    d, vocab, max_len = check_int(d, "d", 1), check_int(vocab, "vocab", 2), check_int(max_len, "max_len", 1)
+    rho = check_real(rho, "rho", lo=-1.0, hi=1.0 + 1e-12)
+    prompt_scale = check_real(prompt_scale, "prompt_scale", lo=0.0)
+    extend_prob = check_probability(extend_prob, "extend_prob")
+    rng = check_seed(seed)
     E = rng.normal(size=(vocab, d)) / np.sqrt(d)
     feats = np.zeros((n_pairs, n_responses, d))
     hw_list, hl_list, sims = [], [], np.zeros(n_pairs)

@@ -26,7 +26,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validate import as_float_array, check_beta, check_distribution, check_int, check_real, check_weights
+from ._validate import (
+    as_float_array,
+    check_beta,
+    check_distribution,
+    check_int,
+    check_real,
+    check_seed,
+    check_weights,
+)
 from .closed_form import kl_divergence
 from .displacement_tracking import displacement_step
 from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
@@ -532,13 +540,12 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
     check_int(rounds, "rounds", 1)
     check_int(pairs_per_round, "pairs_per_round", 1)
     check_int(steps_per_round, "steps_per_round", 1)
-    check_int(seed, "seed", 0)
+    rng = check_seed(seed)
     _check_loss_type(loss_type)
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if not isinstance(accumulate, (bool, np.bool_)):
         raise ValueError(f"accumulate must be True or False, got {accumulate!r}")
-    rng = np.random.default_rng(seed)
     pol = make_policy(problem.pi_ref, features)
     history, data = [], []
     grad_steps, t0 = 0, time.perf_counter()

@@ -15,11 +15,14 @@ convention; it is a convention, not a model of ties).
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ._validate import read_text_file
 
 __all__ = [
     "PairwiseData",
@@ -107,17 +110,44 @@ class _Builder:
         )
 
 
-def _reader(path, required):
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no such data file: {path}")
-    f = open(path, newline="", encoding="utf-8")
-    reader = csv.DictReader(f)
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
-    if missing:
-        f.close()
-        raise ValueError(f"{path}, line 1: missing column(s) {missing}; the header has {reader.fieldnames}")
-    return f, reader
+def _records(path, required):
+    """(header, rows) of a CSV data file; rows are (physical line, {column: value}).
+
+    The file is read by :func:`prefkit._validate.read_text_file` (UTF-8, a BOM dropped; missing files,
+    directories, empty files and bad bytes are ValueErrors naming the file). Line numbers are physical lines of
+    the file, where the record starts (blank lines and newlines inside quoted fields counted). CRLF and LF line
+    ends are both accepted. A header naming a column twice, a missing required column, or a row with the wrong
+    number of fields is a ValueError naming the file and the line.
+    """
+    text = read_text_file(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, rows = None, []
+    last = 0  # the physical line the previous record ended on
+    try:
+        for fields in reader:
+            start, last = last + 1, reader.line_num
+            if not fields:  # a blank line
+                continue
+            if header is None:
+                header = [c.strip() for c in fields]
+                seen = set()
+                for c in header:
+                    if c in seen:
+                        raise ValueError(f"{path}, line {start}: column {c!r} appears twice in the header")
+                    seen.add(c)
+                missing = [c for c in required if c not in header]
+                if missing:
+                    raise ValueError(f"{path}, line {start}: missing column(s) {missing}; "
+                                     f"the header has {header}")
+                continue
+            if len(fields) != len(header):
+                raise ValueError(f"{path}, line {start}: expected {len(header)} fields, got {len(fields)}")
+            rows.append((start, dict(zip(header, fields, strict=True))))
+    except csv.Error as exc:
+        raise ValueError(f"{path}, line {last + 1}: malformed CSV ({exc})") from None
+    if header is None:
+        raise ValueError(f"{path}: no header line (the file holds only blank lines)")
+    return header, rows
 
 
 def _count(value, path, line, column) -> float:
@@ -169,17 +199,13 @@ def load_baseball(path=None) -> PairwiseData:
     path = DATA_DIR / "baseball_agresti1987ALE.csv" if path is None else path
     cols = ("home.team", "away.team", "home.wins", "away.wins")
     b = _Builder(path)
-    f, reader = _reader(path, cols)
-    with f:
-        for line, row in enumerate(reader, start=2):
-            if None in row or any(row.get(c) is None for c in cols):
-                raise ValueError(f"{path}, line {line}: expected {len(reader.fieldnames)} fields")
-            home = b.item(row["home.team"], line, "home.team")
-            away = b.item(row["away.team"], line, "away.team")
-            if home == away:
-                raise ValueError(f"{path}, line {line}: a team cannot play itself ({row['home.team']!r})")
-            b.add(home, away, _count(row["home.wins"], path, line, "home.wins"), True)
-            b.add(away, home, _count(row["away.wins"], path, line, "away.wins"), False)
+    for line, row in _records(path, cols)[1]:
+        home = b.item(row["home.team"], line, "home.team")
+        away = b.item(row["away.team"], line, "away.team")
+        if home == away:
+            raise ValueError(f"{path}, line {line}: a team cannot play itself ({row['home.team']!r})")
+        b.add(home, away, _count(row["home.wins"], path, line, "home.wins"), True)
+        b.add(away, home, _count(row["away.wins"], path, line, "away.wins"), False)
     return b.build()
 
 
@@ -199,28 +225,24 @@ def load_pairwise_csv(
     (left, right) and (right, left) with weight 0.5 each. ``winner_first`` is True when the left item won.
     """
     b = _Builder(path)
-    f, reader = _reader(path, (left, right, winner))
-    with f:
-        for line, row in enumerate(reader, start=2):
-            if None in row or any(row.get(c) is None for c in (left, right, winner)):
-                raise ValueError(f"{path}, line {line}: expected {len(reader.fieldnames)} fields")
-            a = b.item(row[left], line, left)
-            c = b.item(row[right], line, right)
-            if a == c:
-                raise ValueError(f"{path}, line {line}: item {row[left]!r} is compared with itself")
-            outcome = row[winner].strip()
-            if outcome in left_wins:
-                b.add(a, c, 1.0, True)
-            elif outcome in right_wins:
-                b.add(c, a, 1.0, False)
-            elif outcome in ties:
-                b.add(a, c, 0.5, True)
-                b.add(c, a, 0.5, False)
-            else:
-                allowed = sorted({*left_wins, *right_wins, *ties})
-                raise ValueError(
-                    f"{path}, line {line}: column {winner!r} must be one of {allowed}, got {outcome!r}"
-                )
+    for line, row in _records(path, (left, right, winner))[1]:
+        a = b.item(row[left], line, left)
+        c = b.item(row[right], line, right)
+        if a == c:
+            raise ValueError(f"{path}, line {line}: item {row[left]!r} is compared with itself")
+        outcome = row[winner].strip()
+        if outcome in left_wins:
+            b.add(a, c, 1.0, True)
+        elif outcome in right_wins:
+            b.add(c, a, 1.0, False)
+        elif outcome in ties:
+            b.add(a, c, 0.5, True)
+            b.add(c, a, 0.5, False)
+        else:
+            allowed = sorted({*left_wins, *right_wins, *ties})
+            raise ValueError(
+                f"{path}, line {line}: column {winner!r} must be one of {allowed}, got {outcome!r}"
+            )
     return b.build()
 
 

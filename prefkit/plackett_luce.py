@@ -37,7 +37,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg
 
-from ._validate import as_float_array, check_int, check_real, check_weights
+from ._validate import as_float_array, check_int, check_real, check_seed, check_weights
 from .bradley_terry import mle_obstruction
 
 __all__ = [
@@ -510,7 +510,7 @@ def sample_rankings(strengths, n, rng, *, length=None) -> np.ndarray:
     ----------
     strengths : (n_items,) θ, n_items ≥ 2.
     n : number of rankings ≥ 0.
-    rng : numpy Generator (``np.random.default_rng(seed)``).
+    rng : numpy Generator, or an integer seed of ``np.random.default_rng``.
     length : int in [2, n_items]; default n_items (full rankings).
 
     Returns
@@ -522,8 +522,7 @@ def sample_rankings(strengths, n, rng, *, length=None) -> np.ndarray:
     if k < 2:
         raise ValueError("strengths must have at least 2 items")
     n = check_int(n, "n", 0)
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError("rng must be a numpy Generator, e.g. np.random.default_rng(0)")
+    rng = check_seed(rng, "rng")
     length = k if length is None else check_int(length, "length", 2)
     if length > k:
         raise ValueError(f"length must be <= the number of items {k}, got {length}")

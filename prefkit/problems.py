@@ -22,7 +22,15 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from ._validate import as_float_array, as_index_array, check_distribution, check_int, check_real
+from ._validate import (
+    as_float_array,
+    as_index_array,
+    check_distribution,
+    check_int,
+    check_real,
+    check_seed,
+    read_text_file,
+)
 from .bradley_terry import bt_probability
 from .closed_form import optimal_policy
 
@@ -50,10 +58,6 @@ def as_distribution(policy, name: str = "policy") -> np.ndarray:
         with torch.no_grad():
             policy = policy.log_probs().exp().double().cpu().numpy()
     return check_distribution(policy, name)
-
-
-def _rng(rng) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def _pair_matrix(p: np.ndarray) -> np.ndarray:
@@ -111,7 +115,7 @@ class Problem:
         """π* of the true reward at ``beta``: π_ref·exp(r*/β)/Z (see :func:`prefkit.optimal_policy`)."""
         return optimal_policy(self.pi_ref, self.reward, beta)
 
-    def sample_preferences(self, n: int, rng=None, policy=None) -> np.ndarray:
+    def sample_preferences(self, n: int, rng=0, policy=None) -> np.ndarray:
         """Draw ``n`` labelled pairs: an (n, 3) int array of (prompt, chosen, rejected).
 
         Each row: x uniform over prompts; two *distinct* responses y1 ≠ y2 drawn from ``policy`` (default
@@ -121,7 +125,7 @@ class Problem:
         Parameters
         ----------
         n : int ≥ 0
-        rng : numpy Generator or seed
+        rng : numpy Generator or an integer seed (default 0: reproducible)
         policy : (n_prompts, n_responses) array or a :mod:`prefkit.policies` module, optional
 
         Raises
@@ -132,7 +136,7 @@ class Problem:
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        rng = _rng(rng)
+        rng = check_seed(rng, "rng")
         pi = self.pi_ref if policy is None else as_distribution(policy)
         if pi.shape != self.pi_ref.shape:
             raise ValueError(f"shape mismatch: policy has shape {pi.shape} but pi_ref has shape "
@@ -217,7 +221,7 @@ def random_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0, *, d
     Parameters
     ----------
     n_prompts : int ≥ 1; n_responses : int ≥ 2
-    seed : seed of ``np.random.default_rng``
+    seed : an integer seed of ``np.random.default_rng``, or a Generator
     d : feature dimension, int ≥ 1
     reward_scale : r*(x, y) = reward_scale·⟨w*, φ(x, y)⟩ with w* ~ N(0, I/d); finite (0 gives r* ≡ 0)
     ref_scale : spread of π_ref's logits, finite ≥ 0 (0 gives uniform π_ref)
@@ -238,7 +242,7 @@ def random_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0, *, d
     support = check_real(support, "support")
     if not 0 < support <= 1:
         raise ValueError(f"support must be in (0, 1], got {support!r}")
-    rng = np.random.default_rng(seed)
+    rng = check_seed(seed)
     phi = rng.normal(size=(n_prompts, n_responses, d))
     w = rng.normal(size=d) / np.sqrt(d)
     reward = reward_scale * phi @ w
@@ -322,12 +326,22 @@ def write_preferences_jsonl(path, preferences, *, prompt_names=None, response_na
     preference dataset.
     """
     prefs = as_index_array(preferences, "preferences", ncols=3)
+    for names, cols, arg in ((prompt_names, [0], "prompt_names"), (response_names, [1, 2], "response_names")):
+        if names is not None and len(prefs) and int(prefs[:, cols].max()) >= len(names):
+            raise ValueError(f"{arg} has {len(names)} names but preferences holds index {int(prefs[:, cols].max())}")
     path = Path(path)
-    with path.open("w", encoding="utf-8") as f:
-        for x, w, l in prefs.tolist():
-            row = {"prompt": _name("x", x, prompt_names), "chosen": _name("y", w, response_names),
-                   "rejected": _name("y", l, response_names)}
-            f.write(json.dumps(row) + "\n")
+    if path.is_dir():
+        raise ValueError(f"path {path} is a directory, not a file")
+    lines = []
+    for x, w, l in prefs.tolist():
+        row = {"prompt": _name("x", x, prompt_names), "chosen": _name("y", w, response_names),
+               "rejected": _name("y", l, response_names)}
+        lines.append(json.dumps(row) + "\n")
+    try:
+        with path.open("w", encoding="utf-8") as f:
+            f.writelines(lines)
+    except OSError as exc:
+        raise ValueError(f"path {path} cannot be written ({exc.strerror or exc})") from None
     return path
 
 
@@ -356,34 +370,37 @@ def read_preferences_jsonl(path, *, prompt_names=None, response_names=None, n_pr
     Raises
     ------
     ValueError
-        "<file>:<line>: ..." for a line that is not a JSON object, lacks a key, holds an unknown value or an
+        naming the file: a missing file, a directory, bytes that are not UTF-8; "<file>:<line>: ..." (the
+        physical line) for a line that is not a JSON object, lacks a key, holds an unknown value or an
         out-of-range index, or has chosen == rejected.
     """
     path = Path(path)
+    n_prompts = None if n_prompts is None else check_int(n_prompts, "n_prompts", 1)
+    n_responses = None if n_responses is None else check_int(n_responses, "n_responses", 2)
     rows = []
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: expected a JSON object with prompt/chosen/rejected")
-            missing = [k for k in ("prompt", "chosen", "rejected") if k not in obj]
-            if missing:
-                raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
-            x = _parse(obj["prompt"], "x", prompt_names, where, "prompt")
-            w = _parse(obj["chosen"], "y", response_names, where, "chosen")
-            l = _parse(obj["rejected"], "y", response_names, where, "rejected")
-            if n_prompts is not None and x >= n_prompts:
-                raise ValueError(f"{where}: prompt index {x} out of range for {n_prompts} prompts")
-            for key, v in (("chosen", w), ("rejected", l)):
-                if n_responses is not None and v >= n_responses:
-                    raise ValueError(f"{where}: {key} index {v} out of range for {n_responses} responses")
-            if w == l:
-                raise ValueError(f"{where}: chosen and rejected are the same response")
-            rows.append((x, w, l))
+    text = read_text_file(path, allow_empty=True)  # ValueError naming the file: missing, a directory, not UTF-8
+    for lineno, line in enumerate(text.split("\n"), start=1):  # physical lines (CRLF: json skips the \r)
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object with prompt/chosen/rejected")
+        missing = [k for k in ("prompt", "chosen", "rejected") if k not in obj]
+        if missing:
+            raise ValueError(f"{where}: missing key(s) {', '.join(missing)}")
+        x = _parse(obj["prompt"], "x", prompt_names, where, "prompt")
+        w = _parse(obj["chosen"], "y", response_names, where, "chosen")
+        l = _parse(obj["rejected"], "y", response_names, where, "rejected")
+        if n_prompts is not None and x >= n_prompts:
+            raise ValueError(f"{where}: prompt index {x} out of range for {n_prompts} prompts")
+        for key, v in (("chosen", w), ("rejected", l)):
+            if n_responses is not None and v >= n_responses:
+                raise ValueError(f"{where}: {key} index {v} out of range for {n_responses} responses")
+        if w == l:
+            raise ValueError(f"{where}: chosen and rejected are the same response")
+        rows.append((x, w, l))
     return np.asarray(rows, dtype=np.int64).reshape(-1, 3)

@@ -28,6 +28,7 @@ from ._validate import (
     check_int,
     check_real,
     check_tensor,
+    check_torch_seed,
     check_weights,
 )
 
@@ -231,7 +232,7 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
     if steps is not None:
         check_int(steps, "steps", 1)
     check_int(hidden, "hidden", 1)
-    check_int(seed, "seed", 0)
+    seed = check_torch_seed(seed)
     if lr is not None:
         lr = check_real(lr, "lr", lo=0.0, lo_open=True)
     center_coef = check_real(center_coef, "center_coef", lo=0.0)

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validate import as_float_array, check_beta, check_distribution, check_int, check_real, check_same_shape
+from ._validate import (
+    as_float_array,
+    check_beta,
+    check_distribution,
+    check_int,
+    check_real,
+    check_same_shape,
+    check_torch_seed,
+)
 from .closed_form import kl_divergence, kl_divergence_logspace, optimal_log_policy
 from .policies import TrainedPolicy, make_policy
 from .policy_gradient import (
@@ -120,7 +128,7 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
     lr_decay = check_real(lr_decay, "lr_decay", lo=0.0)
     baseline_decay = check_real(baseline_decay, "baseline_decay", lo=0.0, hi=1.0)
     clip_eps = check_real(clip_eps, "clip_eps", lo=0.0, lo_open=True, hi=1.0)
-    check_int(seed, "seed", 0)
+    seed = check_torch_seed(seed)
     if features is not None and policy is not None:
         raise ValueError("give features or policy, not both (policy already fixes the parametrisation)")
     if policy is not None and not hasattr(policy, "log_probs"):

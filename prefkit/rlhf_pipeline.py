@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_float_array, check_beta, check_distribution, check_same_shape
+from ._validate import as_float_array, check_beta, check_distribution, check_same_shape, check_torch_seed
 from .closed_form import kl_divergence_logspace, optimal_log_policy, optimal_policy
 from .reward_model import RewardModelResult, fit_reward_model
 from .rl import RLResult, train_rlhf
@@ -109,11 +109,12 @@ def classical_rlhf(problem, beta, n_pairs: int, *, seed: int = 0, reward_model: 
     ``rl_kwargs``.
     """
 
-    rng = np.random.default_rng(seed)
+    torch_seed = check_torch_seed(seed)
+    rng = np.random.default_rng(torch_seed)
     prefs = problem.sample_preferences(n_pairs, rng)
     rm = fit_reward_model(prefs, problem.n_prompts, problem.n_responses, model=reward_model,
-                          features=problem.features, seed=seed, **(rm_kwargs or {}))
-    kw = {"seed": seed, **(rl_kwargs or {})}
+                          features=problem.features, seed=torch_seed, **(rm_kwargs or {}))
+    kw = {"seed": torch_seed, **(rl_kwargs or {})}
     feats = problem.features if use_features else None
     rl = train_rlhf(problem.pi_ref, rm.reward, beta, method=method, features=feats, **kw)
     gap = gap_decomposition(rl.pi, problem.pi_ref, problem.reward, rm.reward, beta)
