@@ -165,7 +165,7 @@ def tour_from(md: Path) -> dict:
     out = md.read_text(encoding="utf-8")
     log = md.with_suffix(".log")
     err = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
-    failed = re.search(r"\|\s*no\s*\|\s*$", out, flags=re.M) is not None
+    failed = re.search(r"\|\s*(\*\*)?no(\*\*)?\s*\|\s*$", out, flags=re.M | re.I) is not None
     say(f"tour: using {md} ({'a claim failed' if failed else 'every claim passed'})")
     return {"rc": 1 if failed else 0, "stdout": out, "stderr_tail": err[-4000:], "seconds": None,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(md.stat().st_mtime))}

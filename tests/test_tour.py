@@ -54,6 +54,10 @@ def test_table_fits_100_columns_and_groups_precision_rows():
     text = format_table(claims)
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "numerical precision" in text and "yes" in text and "NO" in text
+    # precision rows from two sections still sit under one heading per chapter
+    ch.claim("round2", "more round-off", at_most=1e-12, section="1. S", kind="precision")
+    text = format_table([s.judge(0.0) for s in ch.claims.values()])
+    assert text.count("numerical precision") == 1
     long = ch.claim("long", "word " * 40 + "END", at_most=1.0, section="1. S")
     assert "END" in format_table([long.judge(0.0)])
 

@@ -104,7 +104,8 @@ def _groups(claims: list[Claim]):
     order: dict[tuple, list[Claim]] = {}
     for c in claims:
         s = c.spec
-        key = (s.chapter, s.kind == "precision", s.section)
+        precision = s.kind == "precision"
+        key = (s.chapter, precision, "" if precision else s.section)  # one precision heading per chapter
         order.setdefault(key, []).append(c)
     out = []
     for (number, precision, section), cs in sorted(order.items(), key=lambda kv: (kv[0][0], kv[0][1])):
