@@ -43,6 +43,7 @@ COLORS = {
     "rejected": "#882255",        # y_l: wine
     "neither": "#661100",         # mass on the responses in neither role: brown
     "top gainer": "#DDAA33",      # the response whose probability rose most: ochre
+    "loss": "#5E3C99",            # a preference loss other than DPO's or IPO's (chapter 4): violet
 }
 
 # Names the code uses for the same things (keys of histories, method arguments, older labels).
@@ -76,7 +77,12 @@ _COMMON = {"axes.spines.top": False, "axes.spines.right": False, "legend.frameon
 
 
 def _key(name: str) -> str:
-    return name if name in COLORS else ALIASES.get(name, ALIASES.get(str(name).lower(), name))
+    """A key of COLORS for ``name``: itself, its alias, or (for "RLHF (RM + RLOO)") the words before " (" ."""
+    for n in (name, str(name).split(" (")[0]):
+        for k in (n, ALIASES.get(n), ALIASES.get(n.lower())):
+            if k in COLORS:
+                return k
+    return name
 
 
 def color(name: str, default: str | None = None) -> str:
