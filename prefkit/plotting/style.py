@@ -39,6 +39,7 @@ COLORS = {
     "reward model": "#44AA99",    # teal (also the proxy reward of over-optimisation)
     "MLE": "#CC6677",             # rose: a fitted Bradley-Terry model (chapter 1)
     "CHES filter": "#6699CC",     # DPO retrained on the pairs a CHES filter kept (chapter 6)
+    "removed": "#EE3377",         # the pairs a filter removes (chapter 6): magenta
     "chosen": "#999933",          # y_w: olive
     "rejected": "#882255",        # y_l: wine
     "neither": "#661100",         # mass on the responses in neither role: brown
