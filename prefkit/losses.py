@@ -21,6 +21,18 @@ Differences from TRL, all deliberate and documented at the function:
   :func:`ipo_loss`).
 * ``bco_pair`` is TRL 1.16's form, without the running-mean reward shift δ of the BCO paper and of older
   TRL.
+* ``aot`` and ``aot_unpaired`` sort over the batch, so output k belongs to the k-th sorted position, not to
+  pair k; the mean is TRL's loss, per-pair weights are meaningless (TRL refuses WPO weighting for them).
+* ``discopop`` computes its exponential term as exp(−m + log σ(m/τ)): TRL's exp(−m)·σ(m/τ) wherever that is
+  finite, and finite where TRL's is inf·0 = NaN (very negative margins).
+* ``sft`` returns pair i's share of TRL's batch value, −log π_θ(y_w,i)·B/Σ_j n_w,j (TRL repeats the batch
+  value B times); the means, and so the gradients, agree.
+* TRL's ``f_divergence_type`` (the implied reward β·f'(π/π_ref) in place of β·log(π/π_ref)) is
+  :func:`prefkit.f_divergence.f_dpo_loss`, not an argument here. TRL's α-divergence cannot run in float64
+  (its clamp table has no float64 entry: KeyError) and clamps (α − 1)·logratio at 80 in float32.
+
+Checked against TRL 1.16's own ``DPOTrainer._compute_loss`` on the same random log-probs, for every loss type
+and f-divergence they share, in ``tests/test_losses_trl.py`` (skipped where trl is not installed).
 
 The margin (β times the difference of log-ratios) is called ``margin``, never ``logits``.
 """
@@ -146,6 +158,98 @@ def exo_pair_loss(logratio_chosen, logratio_rejected, beta, label_smoothing=0.0)
             + torch.exp(log_q_l) * (log_q_l - np.log(label_smoothing)))
 
 
+def aot_loss(logratio_chosen, logratio_rejected, beta, label_smoothing=0.0, *, logp_chosen, logp_rejected,
+             ref_logp_chosen, ref_logp_rejected):
+    """AOT (paired): cDPO's loss on sorted gaps, −(1 − ε)·log σ(β·δ_(k)) − ε·log σ(−β·δ_(k)).
+
+    Melnyk et al. 2024, "Distributional Preference Alignment of LLMs via Optimal Transport", the paired
+    objective with the logistic loss and hard sorting, as in TRL. The policy's gaps
+    g_i = log π_θ(y_w,i) − log π_θ(y_l,i) and the reference's g_ref,i = log π_ref(y_w,i) − log π_ref(y_l,i)
+    are each sorted over the batch, and δ_(k) = g_(k) − g_ref,(k) compares the k-th smallest policy gap with
+    the k-th smallest reference gap (first-order stochastic dominance of the policy's gap distribution over
+    the reference's, in the one-dimensional optimal-transport coupling). Output k belongs to the k-th sorted
+    *position*, not to pair k, so only the mean (TRL's loss) means something; per-pair weights cannot be
+    applied (TRL refuses WPO weighting for the same reason). Needs the raw log-probs, which
+    :func:`preference_loss` passes; the two log-ratios alone do not determine δ. Shapes: (B,) -> (B,).
+    """
+    gap, _ = torch.sort(logp_chosen - logp_rejected, dim=0)  # (B,) policy gaps, ascending
+    ref_gap, _ = torch.sort(ref_logp_chosen - ref_logp_rejected, dim=0)  # (B,) reference gaps, ascending
+    delta = gap - ref_gap
+    return -(1 - label_smoothing) * F.logsigmoid(beta * delta) - label_smoothing * F.logsigmoid(-beta * delta)
+
+
+def aot_unpaired_loss(logratio_chosen, logratio_rejected, beta, label_smoothing=0.0):
+    """AOT (unpaired): −(1 − ε)·log σ(β·δ_(k)) − ε·log σ(−β·δ_(k)), δ_(k) = c_(k) − r_(k).
+
+    Melnyk et al. 2024, "Distributional Preference Alignment of LLMs via Optimal Transport", the unpaired
+    objective with the logistic loss and hard sorting, as in TRL: the chosen log-ratios c and the rejected
+    log-ratios r are sorted over the batch separately and compared quantile by quantile, so the chosen
+    responses' log-ratio distribution is pushed to dominate the rejected ones'. As for :func:`aot_loss`,
+    output k belongs to sorted position k, not to pair k: only the mean is TRL's loss.
+    Shapes: (B,), (B,) -> (B,).
+    """
+    c_sorted, _ = torch.sort(logratio_chosen, dim=0)
+    r_sorted, _ = torch.sort(logratio_rejected, dim=0)
+    delta = c_sorted - r_sorted
+    return -(1 - label_smoothing) * F.logsigmoid(beta * delta) - label_smoothing * F.logsigmoid(-beta * delta)
+
+
+def apo_down_loss(logratio_chosen, logratio_rejected, beta, label_smoothing=0.0):
+    """APO-down: σ(β·logratio_chosen) + (1 − σ(margin)), margin = β·(logratio_chosen − logratio_rejected).
+
+    D'Oosterlinck et al. 2024, "Anchored Preference Optimization and Contrastive Revisions", Eq. 8: for
+    data whose chosen responses are worse than the model's own, lower the chosen likelihood and the
+    rejected one more. Shapes: (B,), (B,) -> (B,).
+    """
+    margin = beta * (logratio_chosen - logratio_rejected)
+    return torch.sigmoid(beta * logratio_chosen) + (1 - torch.sigmoid(margin))
+
+
+DISCOPOP_TAU = 0.05
+"""DiscoPOP's temperature τ: TRL's ``DPOConfig.discopop_tau`` default, the paper's recommended value."""
+
+
+def discopop_loss(logratio_chosen, logratio_rejected, beta, label_smoothing=0.0, *, tau=DISCOPOP_TAU):
+    """DiscoPOP (log-ratio modulated loss): (1 − σ(m/τ))·(−log σ(m)) + σ(m/τ)·exp(−m), m = margin.
+
+    Lu et al. 2024, "Discovering Preference Optimization Algorithms with and for Large Language Models",
+    Eq. 5, with m = β·(logratio_chosen − logratio_rejected) and τ = ``tau`` (default 0.05, TRL's): a
+    blend of DPO's logistic loss and an exponential loss, weighted by σ(m/τ). The exponential term is
+    computed as exp(−m + log σ(m/τ)), which equals TRL's exp(−m)·σ(m/τ) wherever that is finite and stays
+    finite (→ 0 for τ < 1) where TRL's is inf·0 = NaN (m ≲ −709 in float64, −88 in float32).
+    Shapes: (B,), (B,) -> (B,).
+    """
+    margin = beta * (logratio_chosen - logratio_rejected)
+    weight_exp = torch.sigmoid(margin / tau)  # log-ratio modulation
+    return -F.logsigmoid(margin) * (1 - weight_exp) + torch.exp(-margin + F.logsigmoid(margin / tau))
+
+
+def sigmoid_norm_loss(logratio_chosen, logratio_rejected, beta, label_smoothing=0.0):
+    """Length-normalised DPO: −log σ(β·(logratio_chosen/n_w − logratio_rejected/n_l)).
+
+    TRL's ``sigmoid_norm``: Rafailov et al. 2023, Eq. 7, on each log-ratio averaged over its completion's
+    n tokens (LN-DPO; Ahrabian et al. 2024, "A Practical Analysis of Human Alignment with *PO").
+    :func:`preference_loss` divides by the lengths when given ``length_chosen``/``length_rejected``
+    (TRL clamps an empty completion to length 1); without them (n = 1) it is ``sigmoid``. Label smoothing
+    is ignored, as in TRL. Shapes: (B,), (B,) -> (B,).
+    """
+    return -F.logsigmoid(beta * (logratio_chosen - logratio_rejected))
+
+
+def sft_loss(logratio_chosen, logratio_rejected, beta, label_smoothing=0.0, *, logp_chosen, length_chosen=None):
+    """SFT term: the chosen responses' negative log-likelihood per token, −Σ_i log π_θ(y_w,i) / Σ_i n_w,i.
+
+    TRL's ``sft`` loss type, used alone or added to another with ``loss_weights`` (RPO: Pang et al. 2024,
+    "Iterative Reasoning Preference Optimization", Eq. 3, is ``["sigmoid", "sft"]``; in
+    :func:`prefkit.dpo.fit_dpo` it is ``sft_coef``). TRL's value is one number per batch, the mean NLL
+    over all chosen tokens; here output i is pair i's share, −log π_θ(y_w,i)·B / Σ_j n_w,j, whose mean is
+    TRL's value (and whose gradient is the same). Without lengths (n = 1) it is −log π_θ(y_w,i). β and ε
+    are not used. Shapes: (B,) -> (B,).
+    """
+    n_mean = 1.0 if length_chosen is None else length_chosen.to(logp_chosen).mean()
+    return -logp_chosen / n_mean
+
+
 LOSSES: dict[str, Callable] = {
     "sigmoid": sigmoid_loss,
     "ipo": ipo_loss,
@@ -156,8 +260,19 @@ LOSSES: dict[str, Callable] = {
     "nca_pair": nca_pair_loss,
     "apo_zero": apo_zero_loss,
     "exo_pair": exo_pair_loss,
+    "aot": aot_loss,
+    "aot_unpaired": aot_unpaired_loss,
+    "apo_down": apo_down_loss,
+    "discopop": discopop_loss,
+    "sigmoid_norm": sigmoid_norm_loss,
+    "sft": sft_loss,
 }
 """TRL ``loss_type`` name -> f(logratio_chosen, logratio_rejected, beta, label_smoothing) -> (B,)."""
+
+# Loss types that need the raw log-probs as keywords (aot sorts the policy's and the reference's gaps separately; sft
+# is the chosen responses' NLL), and those that take completion lengths (TRL divides by them).
+_USES_LOGPS = ("aot", "sft")
+_USES_LENGTHS = ("ipo", "sigmoid_norm", "sft")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -241,12 +356,15 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
         β (τ for IPO).
     loss_type : str
         A key of :data:`LOSSES`: ``sigmoid`` (DPO), ``ipo``, ``hinge`` (SLiC), ``robust`` (rDPO),
-        ``bco_pair``, ``sppo_hard``, ``nca_pair``, ``apo_zero``, ``exo_pair``.
+        ``bco_pair``, ``sppo_hard``, ``nca_pair``, ``apo_zero``, ``exo_pair``, ``aot``, ``aot_unpaired``,
+        ``apo_down``, ``discopop``, ``sigmoid_norm``, ``sft``.
     label_smoothing : float in [0, 0.5)
-        ε, used by ``sigmoid`` (cDPO), ``robust`` and ``exo_pair`` (which needs ε > 0); ignored by the
-        others.
-    length_chosen, length_rejected : (B,) token counts, optional, ``ipo`` only
-        Give both to average each log-ratio per token first, as TRL does for IPO (see :func:`ipo_loss`).
+        ε, used by ``sigmoid`` (cDPO), ``robust``, ``aot``, ``aot_unpaired`` and ``exo_pair`` (which needs
+        ε > 0); ignored by the others.
+    length_chosen, length_rejected : (B,) token counts, optional, ``ipo``, ``sigmoid_norm`` and ``sft`` only
+        Give both to average each log-ratio per token first, as TRL does for ``ipo`` and ``sigmoid_norm``
+        (see :func:`ipo_loss`); for ``sft`` the NLL is divided by the batch's mean chosen length (TRL's
+        token mean; ``length_rejected`` is checked but not used).
 
     Returns
     -------
@@ -256,8 +374,8 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
     ------
     ValueError
         β ≤ 0, unknown ``loss_type``, ε outside [0, 0.5) (or ε = 0 for ``exo_pair``), shapes that
-        differ, NaN/inf log-probs, lengths given for a loss other than ``ipo``, or a loss that overflows
-        (β so small that 1/β is inf).
+        differ, NaN/inf log-probs, lengths given for a loss not in (``ipo``, ``sigmoid_norm``, ``sft``), or a
+        loss that overflows (β so small that 1/β is inf).
     """
     loss_type = _check_loss_type(loss_type)
     b = check_beta(beta)
@@ -267,14 +385,26 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
                                              ("ref_logp_rejected", ref_logp_rejected)])
     logratio_chosen = lp_w - ref_w.to(lp_w)  # (B,), ref cast to the policy's dtype and device
     logratio_rejected = lp_l - ref_l.to(lp_l)  # (B,)
+    extra = {}
+    if loss_type in _USES_LOGPS:
+        extra = {"logp_chosen": lp_w} if loss_type == "sft" else {
+            "logp_chosen": lp_w, "logp_rejected": lp_l, "ref_logp_chosen": ref_w.to(lp_w),
+            "ref_logp_rejected": ref_l.to(lp_l)}
     if length_chosen is not None or length_rejected is not None:
-        if loss_type != "ipo":
-            raise ValueError(f"length_chosen/length_rejected are for loss_type='ipo' only, not {loss_type!r}")
+        if loss_type not in _USES_LENGTHS:
+            raise ValueError(f"length_chosen/length_rejected are for loss_type in {_USES_LENGTHS} only, "
+                             f"not {loss_type!r}")
         if length_chosen is None or length_rejected is None:
             raise ValueError("give both length_chosen and length_rejected, or neither")
-        logratio_chosen = _per_token(logratio_chosen, length_chosen, "length_chosen")
-        logratio_rejected = _per_token(logratio_rejected, length_rejected, "length_rejected")
-    losses = LOSSES[loss_type](logratio_chosen, logratio_rejected, b, eps)
+        if loss_type == "sft":  # TRL's token mean over the batch's chosen responses
+            ones = torch.ones_like(logratio_chosen)
+            _per_token(ones, length_rejected, "length_rejected")  # validated, not used
+            extra["length_chosen"] = _as_tensor(length_chosen, "length_chosen").to(lp_w)
+            _per_token(ones, extra["length_chosen"], "length_chosen")
+        else:
+            logratio_chosen = _per_token(logratio_chosen, length_chosen, "length_chosen")
+            logratio_rejected = _per_token(logratio_rejected, length_rejected, "length_rejected")
+    losses = LOSSES[loss_type](logratio_chosen, logratio_rejected, b, eps, **extra)
     if not bool(torch.isfinite(losses).all()):  # e.g. IPO's 1/(2τ) overflows for a subnormal τ
         raise ValueError(f"the {loss_type!r} loss is not finite at beta={b:g} for these log-probs: beta is too "
                          f"small, or the log-ratios too large, for float arithmetic")
