@@ -175,9 +175,9 @@ def test_checkpoint_roundtrip_and_errors(tmp_path, small):
     path = save_checkpoint(tmp_path / "a" / "m.pt", m, task, meta={"beta": 0.5})
     assert not list(path.parent.glob("*.tmp"))  # written atomically, no leftovers
     m2, task2, meta = load_model(path)
-    assert meta == {"beta": 0.5} and task2.to_dict() == task.to_dict()
+    assert meta == {"beta": 0.5, "dtype": "float64"} and task2.to_dict() == task.to_dict()
     for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items(), strict=True):
-        assert k == k2 and torch.equal(v, v2)
+        assert k == k2 and v2.dtype == v.dtype == torch.float64 and torch.equal(v, v2)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
     bad = tmp_path / "corrupt.pt"

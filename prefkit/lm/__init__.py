@@ -3,7 +3,8 @@
 Module map: ``model`` (GPTConfig, GPT, presets) · ``task`` (the seeded synthetic language, r*, sampling,
 log-probs) · ``exact`` (enumeration of all V^L responses: π_θ, π_ref, π*, exact KLs; Monte-Carlo fallback) ·
 ``train`` (SFT, reward model, RLHF, DPO, online DPO loops) · ``checkpoint`` (atomic save, weights-only load) ·
-``pipeline`` (LMConfig, run_pipeline, the summary table) · ``plotting`` · ``cli`` (``python -m prefkit lm ...``).
+``distributed`` (the same loops under ``torchrun`` with DDP) · ``pipeline`` (LMConfig, run_pipeline, the summary
+table) · ``plotting`` · ``cli`` (``python -m prefkit lm ...``).
 
 The chapter's experiments and claims are in :mod:`prefkit.course.ch7_tiny_lm`.
 """
@@ -12,6 +13,7 @@ from .checkpoint import atomic_write, load_checkpoint, load_model, load_preferen
 from .exact import (
     MAX_ENUMERATE,
     ExactEvaluator,
+    enumerate_all_prompts,
     enumerate_log_probs,
     exact_metrics,
     monte_carlo_metrics,
@@ -65,7 +67,8 @@ __all__ = [
     "SyntheticLanguage", "response_index", "index_to_response", "all_responses", "build_sequences",
     "response_log_probs", "sample_responses",
     # exact evaluation
-    "enumerate_log_probs", "token_by_token_log_probs", "exact_metrics", "monte_carlo_metrics", "ExactEvaluator",
+    "enumerate_log_probs", "enumerate_all_prompts", "token_by_token_log_probs", "exact_metrics",
+    "monte_carlo_metrics", "ExactEvaluator",
     "MAX_ENUMERATE",
     # training loops
     "TrainResult", "RewardModel", "Preferences", "resolve_device", "autocast", "train_sft", "make_preferences",

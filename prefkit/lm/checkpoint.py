@@ -3,13 +3,19 @@
 A checkpoint is a plain dict ``{"kind", "model_config", "task", "state_dict", "meta"}`` of tensors and
 primitives, so it loads without unpickling arbitrary objects. It is written to a temporary file in the same
 folder and moved into place with ``os.replace``: a crash never leaves a half-written checkpoint under the
-final name.
+final name. The temporary file's name carries the writer's process id (``sft.pt.<pid>.<random>.tmp``), so
+:func:`clean_stale_tmp` can remove those left by a process that was killed.
+
+Every checkpoint stores its model's shape (``model_config``), its task (vocabulary, lengths, seed) and, in
+``meta``, the preset and dtype it was trained with, so a later stage can refuse an incompatible one.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -24,6 +30,7 @@ __all__ = [
     "save_preferences",
     "load_preferences",
     "atomic_write",
+    "clean_stale_tmp",
 ]
 
 _KEYS = ("kind", "model_config", "task", "state_dict", "meta")
@@ -37,7 +44,7 @@ def atomic_write(path, write) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -47,6 +54,47 @@ def atomic_write(path, write) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+_TMP = re.compile(r"^(?P<name>[^/]+\.(?:pt|json))\.(?:(?P<pid>\d+)\.)?[^.]+\.tmp$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else (or cannot tell): keep its file
+    return True
+
+
+def clean_stale_tmp(folder, min_age_s: float = 600.0) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_write` leaves when its process is killed (SIGKILL,
+    power loss); returns the removed paths.
+
+    A file ``<name>.pt.<pid>.<random>.tmp`` (or ``.json``) is stale when process ``pid`` no longer runs; one
+    without a process id (written by an older prefkit) when it is older than ``min_age_s`` seconds. Other
+    files are never touched.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for f in folder.glob("*.tmp"):
+        m = _TMP.match(f.name)
+        if m is None or not f.is_file():
+            continue
+        pid = m.group("pid")
+        try:
+            stale = (not _pid_alive(int(pid))) if pid else now - f.stat().st_mtime > min_age_s
+            if stale:
+                f.unlink()
+                removed.append(f)
+        except FileNotFoundError:  # removed meanwhile (by its writer's os.replace)
+            continue
+    return removed
 
 
 def _torch_load(path: Path, what: str):
@@ -70,6 +118,7 @@ def save_checkpoint(path, model, task: SyntheticLanguage, kind: str = "policy", 
     meta = dict(meta or {})
     if hasattr(model, "pool"):
         meta["pool"] = model.pool
+    meta.setdefault("dtype", str(next(model.parameters()).dtype).removeprefix("torch."))
     payload = {
         "kind": kind,
         "model_config": cfg.to_dict(),
@@ -100,12 +149,19 @@ def load_model(path, device="cpu", kind: str = "policy"):
         task = SyntheticLanguage(**payload["task"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"checkpoint {str(path)!r} holds an invalid config: {exc}") from None
+    if cfg.vocab_size != task.vocab_size or cfg.block_size < task.seq_len:
+        raise ValueError(
+            f"checkpoint {str(path)!r}: its model (vocab_size={cfg.vocab_size}, block_size={cfg.block_size}) does "
+            f"not fit its task (vocabulary of {task.vocab_size} ids, sequences of {task.seq_len})"
+        )
+    dtype = {"float32": torch.float32, "float64": torch.float64}.get(payload["meta"].get("dtype"), torch.float32)
     if kind == "reward_model":
         from .train import RewardModel
 
         model = RewardModel(GPT(cfg), pool=payload["meta"].get("pool", "sum"))
     else:
         model = GPT(cfg)
+    model = model.to(dtype)
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
@@ -120,9 +176,10 @@ def save_preferences(path, prefs, task: SyntheticLanguage) -> Path:
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def load_preferences(path, task: SyntheticLanguage):
+def load_preferences(path, task: SyntheticLanguage, source: str = "sft.pt"):
     """Read pairs written by :func:`save_preferences`; ``ValueError`` naming the file when it is corrupt or
-    was sampled for another task (e.g. a workdir reused with another ``--preset`` or ``--seed``)."""
+    was sampled for another task than ``task`` (read from ``source``; e.g. a workdir reused with another
+    ``--preset`` or ``--seed``)."""
     from .train import Preferences
 
     path = Path(path)
@@ -132,8 +189,9 @@ def load_preferences(path, task: SyntheticLanguage):
         raise ValueError(f"preference file {str(path)!r} is not a prefkit preference file")
     if payload["task"] != task.to_dict():
         raise ValueError(
-            f"preference file {str(path)!r} was sampled for another task than sft.pt's; delete it (it is "
-            "resampled from pi_ref) or use another --workdir"
+            f"preference file {str(path)!r} was sampled for another task than {source}'s "
+            f"({_task_words(payload['task'])} vs {_task_words(task.to_dict())}); delete it (it is resampled from "
+            "pi_ref) or use another --workdir"
         )
     prefs = Preferences.from_dict(payload)
     m, L = len(prefs.prompt), task.response_len
@@ -143,3 +201,11 @@ def load_preferences(path, task: SyntheticLanguage):
     if not (ok and max(prefs.chosen.max(), prefs.rejected.max()) < task.vocab):
         raise ValueError(f"preference file {str(path)!r} holds pairs that do not fit its task")
     return prefs
+
+
+def _task_words(task: dict) -> str:
+    """A task in a few words, for messages: "V=8, L=4, 16 prompts, seed 0"."""
+    try:
+        return f"V={task['vocab']}, L={task['response_len']}, {task['n_prompts']} prompts, seed {task['seed']}"
+    except (KeyError, TypeError):
+        return "an unreadable task"

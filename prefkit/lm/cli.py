@@ -12,19 +12,36 @@ history ``history_<stage>.json``:
     pipeline     -> all of the above in memory, then the summary table (RLHF vs DPO vs pi*, exact KLs,
                     displacement) and summary.json
 
-Every stage prints TRL-named metrics and the exact KLs at its evaluation steps.
+Every stage prints TRL-named metrics and the exact KLs at its evaluation steps; progress bars on a terminal,
+one line per stage otherwise.
+
+Several processes: the same command under torchrun, e.g. ``torchrun --nproc_per_node=2 -m prefkit lm dpo``,
+trains with DistributedDataParallel (gloo on CPU, NCCL on GPU) on the same global batch, with the numbers of
+one process; rank 0 prints and writes.
+
+Safety: the workdir is checked before training; checkpoints record their preset, task and model shape and a
+later stage refuses an incompatible one; a diverging run (NaN or inf loss or weights) stops and writes
+nothing; PREFKIT_FAST=1 selects --fast; stale temporary files of killed runs are removed; Ctrl-C names the
+last complete checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from . import distributed
 from .exact import MAX_ENUMERATE
 
 __all__ = ["main", "build_parser"]
@@ -74,9 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset",
         choices=("tiny", "small", "scale"),
-        default="tiny",
-        help="tiny: ~100k params, V=8, L=4, exact evaluation (CPU); small: same model, V=4, L=3 (tests); "
-        "scale: ~25M params, V=32, L=4, Monte-Carlo evaluation (GPU)",
+        default=None,
+        help="tiny (default): ~100k params, V=8, L=4, exact evaluation (CPU); small: same model, V=4, L=3 "
+        "(tests); scale: ~25M params, V=32, L=4, Monte-Carlo evaluation (GPU). Later stages take sft.pt's",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default=None,
+        help="parameter dtype (default float32; float64 for exact comparisons on CPU). Later stages take sft.pt's",
     )
     p.add_argument("--workdir", default="runs/lm", help="folder for checkpoints and histories (default runs/lm)")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of everything (default 0)")
@@ -90,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-type", choices=sorted(LOSSES), default="sigmoid", help="DPO loss (chapter 4)")
     p.add_argument("--eval-every", type=_positive_int, default=None)
     p.add_argument("--online-dpo", action="store_true", help="pipeline: also run online DPO")
-    p.add_argument("--fast", action="store_true", help="the fast setting (small step counts)")
+    p.add_argument("--fast", action="store_true", help="the fast setting (small step counts); also PREFKIT_FAST=1")
     p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
-    p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bars")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown on a terminal only)")
     p.add_argument(
         "--threads",
         type=_positive_int,
@@ -103,18 +126,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args):
+def _config(args, preset: str = "tiny", dtype: str = "float32"):
+    """The LMConfig of the command line; ``preset`` and ``dtype`` where the command line gives none."""
+    from ..config import is_fast
     from .pipeline import LMConfig
 
     kw = dict(
-        preset=args.preset,
+        preset=args.preset or preset,
+        dtype=args.dtype or dtype,
         beta=args.beta,
         seed=args.seed,
         device=args.device,
         bf16=not args.no_bf16,
         rlhf_method=args.method,
         dpo_loss_type=args.loss_type,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),
     )
     stage_keys = {"sft": "sft", "rm": "rm", "rlhf": "rlhf", "dpo": "dpo", "online-dpo": "online_dpo"}
     if args.stage in stage_keys:
@@ -133,13 +159,67 @@ def _config(args):
         kw["rlhf_k"] = args.k
     if args.eval_every is not None:
         kw["eval_every"] = args.eval_every
-    return LMConfig.fast(**kw) if args.fast else LMConfig(**kw)
+    return LMConfig.fast(**kw) if (args.fast or is_fast()) else LMConfig(**kw)
+
+
+def _strict(obj):
+    """``obj`` with numpy scalars as Python numbers and NaN/inf as None, so ``json.dumps(allow_nan=False)``
+    writes strict JSON (RFC 8259 has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return _strict(obj.item())
+    return obj
 
 
 def _write_json(path: Path, obj) -> None:
     from .checkpoint import atomic_write
 
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
+    text = json.dumps(_strict(obj), indent=1, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _check_workdir(work: Path) -> None:
+    """Fail before any training when ``work`` cannot hold the results (not a folder, not writable)."""
+    if work.exists() and not work.is_dir():
+        raise ValueError(f"--workdir {str(work)!r} is not a folder")
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=work, prefix=".prefkit-write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(
+            f"--workdir {str(work)!r} is not writable ({exc.strerror or exc}); nothing was trained"
+        ) from None
+    from .checkpoint import clean_stale_tmp
+
+    if distributed.is_main():
+        removed = clean_stale_tmp(work)
+        if removed:
+            print(f"removed {len(removed)} stale temporary file(s) of an interrupted run: "
+                  + ", ".join(f.name for f in removed))
+
+
+_CHECKPOINTS = ("sft.pt", "rm.pt", "rlhf.pt", "dpo.pt", "online_dpo.pt")
+
+
+def _last_checkpoint(work: Path) -> str:
+    """Words naming the newest complete checkpoint in ``work`` (every checkpoint is written atomically)."""
+    found = [work / n for n in _CHECKPOINTS if (work / n).is_file()]
+    if not found:
+        return f"no checkpoint was written in {work}/"
+    last = max(found, key=lambda f: f.stat().st_mtime)
+    when = time.strftime("%H:%M:%S", time.localtime(last.stat().st_mtime))
+    return f"the last complete checkpoint is {last} (written {when})"
 
 
 _PRINTED = (
@@ -165,6 +245,8 @@ _PRINTED = (
 
 
 def _print_eval(history, stage):
+    if not history:
+        return
     for h in history:
         print(
             f"[{stage}] step {h.get('step', '?'):>5}  "
@@ -178,14 +260,17 @@ def _run_pipeline(args, cfg, work: Path, t0: float) -> int:
 
     stages = ("sft", "rm", "rlhf", "dpo") + (("online-dpo",) if args.online_dpo else ())
     res = run_pipeline(cfg, stages=stages)
-    for name, hist in res.histories.items():
-        _write_json(work / f"history_{name.replace('-', '_')}.json", hist)
-    for name in ("sft", "rlhf", "dpo", "online-dpo"):
-        if name in res.models:
-            save_checkpoint(work / f"{name.replace('-', '_')}.pt", res.models[name], res.task)
-    if "rm" in res.models:
-        save_checkpoint(work / "rm.pt", res.models["rm"], res.task, kind="reward_model")
-    _write_json(work / "summary.json", res.rows)
+    meta = {"beta": cfg.beta, "preset": cfg.preset}
+    if distributed.is_main():  # every rank trained the same models; rank 0 writes them
+        for name, hist in res.histories.items():
+            _write_json(work / f"history_{name.replace('-', '_')}.json", hist)
+        for name in ("sft", "rlhf", "dpo", "online-dpo"):
+            if name in res.models:
+                save_checkpoint(work / f"{name.replace('-', '_')}.pt", res.models[name], res.task, meta=meta)
+        if "rm" in res.models:
+            save_checkpoint(work / "rm.pt", res.models["rm"], res.task, kind="reward_model", meta=meta)
+        _write_json(work / "summary.json", res.rows)
+    distributed.barrier()
     print(
         f"model: {res.info['n_params']:,} parameters on {res.info['device']}; "
         f"SFT throughput {res.info['sft_tokens_per_s']:,.0f} tokens/s"
@@ -195,53 +280,93 @@ def _run_pipeline(args, cfg, work: Path, t0: float) -> int:
     return 0
 
 
+def _sft_settings(args, work: Path) -> tuple[str, str]:
+    """The preset and dtype of ``sft.pt`` (for the later stages); ``--preset``/``--dtype`` must agree."""
+    from .checkpoint import load_checkpoint
+
+    path = work / "sft.pt"
+    meta = load_checkpoint(path)["meta"]
+    preset, dtype = meta.get("preset", args.preset or "tiny"), meta.get("dtype", "float32")
+    for flag, given, stored in (("--preset", args.preset, preset), ("--dtype", args.dtype, dtype)):
+        if given is not None and given != stored:
+            raise ValueError(
+                f"{flag} {given} differs from {str(path)!r}, which was trained with {flag} {stored}; omit {flag} "
+                "on the later stages (they take sft.pt's) or use another --workdir"
+            )
+    return preset, dtype
+
+
+def _check_same_task(path: Path, task, meta: dict, sft_path: Path, sft_task, sft_meta: dict) -> None:
+    """Refuse a checkpoint trained for another task or preset than sft.pt, naming both files."""
+    from .checkpoint import _task_words
+
+    a, b = meta.get("preset"), sft_meta.get("preset")
+    if task.to_dict() != sft_task.to_dict() or (a and b and a != b):
+        raise ValueError(
+            f"{str(path)!r} (preset {a}, {_task_words(task.to_dict())}) was trained for another task than "
+            f"{str(sft_path)!r} (preset {b}, {_task_words(sft_task.to_dict())}); rerun the stage that writes "
+            f"{path.name} or use another --workdir"
+        )
+
+
 def _run_stage(args) -> int:
     from .checkpoint import load_model, load_preferences, save_checkpoint, save_preferences
     from .exact import ExactEvaluator
     from .pipeline import build_task, train_stage
     from .train import clone, make_preferences, resolve_device
 
-    cfg = _config(args)
     work = Path(args.workdir)
+    later = args.stage not in ("sft", "pipeline")
+    cfg = _config(args)  # bad arguments fail here, before any file is read
+    if later:
+        cfg = _config(args, *_sft_settings(args, work))
     dev = resolve_device(cfg.device)
+    _check_workdir(work)
     if args.threads is not None or cfg.preset != "scale":
         torch.set_num_threads(args.threads or 1)
+    world = distributed.world_size()
     print(
         f"prefkit lm {args.stage}: device={dev}, preset={cfg.preset}, beta={cfg.beta}, workdir={work}, "
-        f"torch threads={torch.get_num_threads()}"
+        f"torch threads={torch.get_num_threads()}" + (f", {world} processes (DDP)" if world > 1 else "")
     )
     t0 = time.perf_counter()
     if args.stage == "pipeline":
         return _run_pipeline(args, cfg, work, t0)
 
     name = args.stage.replace("-", "_")
+    meta = {"beta": cfg.beta, "preset": cfg.preset}
+    new_prefs = None
     if args.stage == "sft":
         task = build_task(cfg)
         out = train_stage("sft", cfg, task)
-        save_checkpoint(work / "sft.pt", out.model, task, meta={"beta": cfg.beta})
         if (work / "prefs.pt").is_file() or (work / "rm.pt").is_file():
             print(f"note: {work}/prefs.pt and rm.pt (if any) come from an earlier pi_ref; delete them to redo")
     else:
-        ref, task, _ = load_model(work / "sft.pt", dev)
+        sft_path = work / "sft.pt"
+        ref, task, sft_meta = load_model(sft_path, dev)
         ref = clone(ref)
         if (work / "prefs.pt").is_file():
-            prefs = load_preferences(work / "prefs.pt", task)
+            prefs = load_preferences(work / "prefs.pt", task, source=str(sft_path))
         else:
-            prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
-            save_preferences(work / "prefs.pt", prefs, task)
+            prefs = new_prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
         rm = None
         if args.stage in ("rlhf", "online-dpo"):
-            rm, _, _ = load_model(work / "rm.pt", dev, kind="reward_model")
+            rm_path = work / "rm.pt"
+            rm, rm_task, rm_meta = load_model(rm_path, dev, kind="reward_model")
+            _check_same_task(rm_path, rm_task, rm_meta, sft_path, task, sft_meta)
             rm.eval()
         evaluator = ExactEvaluator(ref, task, cfg.beta)
         out = train_stage(args.stage, cfg, task, ref=ref, prefs=prefs, rm=rm, evaluator=evaluator)
-        if args.stage == "rm":
-            save_checkpoint(work / "rm.pt", out.model, task, kind="reward_model")
-        else:
-            save_checkpoint(work / f"{name}.pt", out.model, task, meta={"beta": cfg.beta})
+        if args.stage != "rm":
             prefs_idx = prefs.as_indices(task.vocab) if evaluator.exact else None
             out.history.append({"step": "final", **evaluator.evaluate(out.model, prefs_idx)})
-    _write_json(work / f"history_{name}.json", out.history)
+    if distributed.is_main():  # written only now: a stage that fails or diverges writes nothing
+        if new_prefs is not None:
+            save_preferences(work / "prefs.pt", new_prefs, task)
+        kind = "reward_model" if args.stage == "rm" else "policy"
+        save_checkpoint(work / f"{name}.pt", out.model, task, kind=kind, meta=meta)
+        _write_json(work / f"history_{name}.json", out.history)
+    distributed.barrier()
     _print_eval(out.history, name)
     print(
         f"{args.stage}: {time.perf_counter() - t0:.1f}s, {out.tokens_per_s:,.0f} tokens/s; "
@@ -251,7 +376,8 @@ def _run_stage(args) -> int:
 
 
 def main(argv=None) -> int:
-    """Entry point of ``python -m prefkit lm``; returns the exit status (2: bad arguments, with a message)."""
+    """Entry point of ``python -m prefkit lm``; returns the exit status (2: bad arguments or a failed run,
+    with a one-line message; 130: interrupted). Under ``torchrun`` every rank runs it; rank 0 prints."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     try:
@@ -260,9 +386,17 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     threads = torch.get_num_threads()
     try:
-        return _run_stage(args)
+        distributed.init_from_env(args.device)
+        quiet = not distributed.is_main()
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            return _run_stage(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"prefkit lm {args.stage}: error: {exc}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"prefkit lm {args.stage}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if distributed.is_main():
+            print(f"prefkit lm {args.stage}: interrupted; {_last_checkpoint(Path(args.workdir))}", file=sys.stderr)
+        return 130
     finally:
         torch.set_num_threads(threads)  # leave torch as it was (main may run inside a notebook or a test)

@@ -22,6 +22,7 @@ from .task import SyntheticLanguage, all_responses, build_sequences, response_lo
 
 __all__ = [
     "enumerate_log_probs",
+    "enumerate_all_prompts",
     "token_by_token_log_probs",
     "exact_metrics",
     "monte_carlo_metrics",
@@ -73,6 +74,20 @@ def enumerate_log_probs(model, task: SyntheticLanguage, prompts=None, batch_size
         out[start : start + len(chunk)] = lp.cpu().numpy()
     model.train(was_training)
     return out
+
+
+def enumerate_all_prompts(model, task: SyntheticLanguage, batch_size: int = 8192) -> np.ndarray:
+    """:func:`enumerate_log_probs` for every prompt, (n_prompts, V^L) float64; under ``torchrun`` the prompts
+    are split over the processes and the table gathered (every rank must call it; one process: the same as
+    ``enumerate_log_probs(model, task)``)."""
+    from . import distributed
+
+    n, world = task.n_prompts, distributed.world_size()
+    if world == 1 or n < world:
+        return enumerate_log_probs(model, task, batch_size=batch_size)
+    mine = np.arange(n)[distributed.shard(n)]
+    lp = enumerate_log_probs(model, task, prompts=mine, batch_size=batch_size)
+    return distributed.gather(torch.from_numpy(lp), n).numpy()
 
 
 def exact_metrics(logp, ref_logp, reward, beta) -> dict:
@@ -155,15 +170,16 @@ class ExactEvaluator:
         self.ref_model = ref_model
         self.exact = task.n_responses <= MAX_ENUMERATE
         if self.exact:
-            self.ref_logp = enumerate_log_probs(ref_model, task, batch_size=batch_size)
+            self.ref_logp = enumerate_all_prompts(ref_model, task, batch_size=batch_size)
             self.reward = task.true_reward_table()
             self.star_logp = optimal_log_policy(np.exp(self.ref_logp), self.reward, beta)
             self.init_logp = (
-                self.ref_logp if init_model is None else enumerate_log_probs(init_model, task, batch_size=batch_size)
+                self.ref_logp if init_model is None else enumerate_all_prompts(init_model, task, batch_size)
             )
 
     def log_policy(self, model) -> np.ndarray:
-        return enumerate_log_probs(model, self.task, batch_size=self.batch_size)
+        """log π_θ for every prompt and response (n_prompts, V^L); split over the processes under torchrun."""
+        return enumerate_all_prompts(model, self.task, batch_size=self.batch_size)
 
     def evaluate(self, model, preferences=None) -> dict:
         if not self.exact:

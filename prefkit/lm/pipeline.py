@@ -65,6 +65,9 @@ class LMConfig:
     """"auto", "cpu" or "cuda"."""
     bf16: bool = True
     """bf16 autocast on CUDA (ignored on CPU)."""
+    dtype: str = "float32"
+    """Parameter dtype of the models: "float32", or "float64" (CPU; exact comparisons such as one process
+    against several under ``torchrun``)."""
     sft_steps: int = 1000
     sft_batch_size: int = 128
     sft_lr: float = 3e-3
@@ -104,6 +107,8 @@ class LMConfig:
             raise ValueError(f"dpo_loss_type must be one of {sorted(LOSSES)}, got {self.dpo_loss_type!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         counts = (
             "sft_steps",
             "sft_batch_size",
@@ -177,7 +182,8 @@ def build_model(cfg: LMConfig, task: SyntheticLanguage, device=None) -> GPT:
     """A freshly initialised GPT of the preset (seeded)."""
     torch.manual_seed(cfg.seed)
     mk = scale_config if cfg.preset == "scale" else tiny_config
-    return GPT(mk(vocab_size=task.vocab_size, block_size=task.seq_len)).to(device or "cpu")
+    model = GPT(mk(vocab_size=task.vocab_size, block_size=task.seq_len))
+    return model.to(device=device or "cpu", dtype=getattr(torch, cfg.dtype))
 
 
 @dataclass
@@ -259,7 +265,11 @@ def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"
     "online-dpo" need "rm". Each stage is :func:`train_stage`. Returns a :class:`PipelineResult` whose
     ``rows`` are :func:`summary_rows`.
     """
+    from . import distributed
+
     cfg = cfg or LMConfig()
+    if not distributed.is_main():  # under torchrun every rank trains; rank 0 reports
+        echo = lambda *a, **k: None  # noqa: E731
     bad = set(stages) - set(STAGES)
     if bad:
         raise ValueError(f"unknown stages {sorted(bad)}")

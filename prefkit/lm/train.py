@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -30,8 +31,9 @@ from tqdm.auto import tqdm
 from .._validate import check_beta
 from ..reward_model import reward_loss
 from ..rl import kl_penalized_reward, ppo_clip_loss, reinforce_loss, rloo_advantages
+from . import distributed
 from ._validate import check_positive_ints
-from .exact import ExactEvaluator
+from .exact import ExactEvaluator, enumerate_all_prompts
 from .task import SyntheticLanguage, build_sequences, response_index, response_log_probs, sample_responses
 
 __all__ = [
@@ -95,6 +97,8 @@ def resolve_device(device: str = "auto") -> torch.device:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+    if device == "cuda" and distributed.world_size() > 1:  # under torchrun: this rank's GPU (LOCAL_RANK)
+        return torch.device("cuda", torch.cuda.current_device())
     return torch.device(device)
 
 
@@ -111,14 +115,39 @@ def _device_of(model) -> torch.device:
 
 def _start(model, *, lr: float, seed: int, steps: int, desc: str, progress: bool):
     """What every loop starts with: the model's device, a torch.Generator and a numpy Generator seeded with
-    ``seed``, AdamW (no weight decay) and the tqdm bar over the steps."""
+    ``seed`` (the same on every rank: each rank draws the global batch), AdamW (no weight decay) and the tqdm
+    bar over the steps (on rank 0 only)."""
     return (
         _device_of(model),
         torch.Generator().manual_seed(seed),
         np.random.default_rng(seed),
         torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0),
-        tqdm(range(steps), desc=desc, disable=not progress, leave=False),
+        tqdm(range(steps), desc=desc, disable=not progress or not distributed.is_main(), leave=False),
     )
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32 at least: bf16/float16 (autocast) → float32; float64 stays float64."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def _check_loss(value: float, step: int, desc: str, lr: float) -> None:
+    """Stop with a ValueError when the (global) loss of ``step`` is NaN or infinite: training diverged."""
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{desc}: the loss became {value} at step {step} (lr={lr:g}); training diverged and was stopped. "
+            "Try a smaller learning rate"
+        )
+
+
+def _check_weights(model, desc: str, lr: float) -> None:
+    """Stop with a ValueError when a parameter holds NaN or inf (identical on every rank after a step)."""
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ValueError(
+            f"{desc}: the weights became non-finite ({bad[0]}{' and others' if len(bad) > 1 else ''}; "
+            f"lr={lr:g}); training diverged and was stopped. Try a smaller learning rate"
+        )
 
 
 def _eval_due(step: int, steps: int, eval_every: int, evaluator) -> bool:
@@ -156,29 +185,35 @@ def train_sft(
     ``sft/kl_data`` = E_x KL(π_data‖π_θ) (its minimum, 0, is reached only at π_θ = π_data).
     """
     check_positive_ints(steps=steps, batch_size=batch_size)
+    distributed.check_batch(batch_size, "batch_size")
     dev, _, rng, opt, bar = _start(model, lr=lr, seed=seed, steps=steps, desc="sft", progress=progress)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.1, 1 - s / steps))
     data_logp = task.data_log_probs() if eval_every else None
     history, t0, P1 = [], time.perf_counter(), task.prompt_len + 1
+    ddp, sl = distributed.wrap(model), distributed.shard(batch_size)  # this rank's rows of the global batch
+    n_loc = sl.stop - sl.start
     for step in bar:
         prompt, y = task.sample_data(batch_size, rng)
-        seq = build_sequences(task, prompt, torch.as_tensor(y), device=dev)
+        seq = build_sequences(task, prompt[sl], torch.as_tensor(y[sl]), device=dev)
         with autocast(dev, bf16):
-            logits = model(seq[:, :-1])[:, P1:, : task.vocab]
+            logits = ddp(seq[:, :-1])[:, P1:, : task.vocab]
         target = seq[:, P1 + 1 :]
-        loss = F.cross_entropy(logits.float().reshape(-1, task.vocab), target.reshape(-1))
+        loss = F.cross_entropy(_f32(logits).reshape(-1, task.vocab), target.reshape(-1))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        distributed.shard_loss(loss, n_loc, batch_size).backward()
         opt.step()
         sched.step()
-        if eval_every and _eval_due(step, steps, eval_every, data_logp):
-            from .exact import enumerate_log_probs
-
-            acc = (logits.argmax(-1) == target).float().mean().item()
-            lp = enumerate_log_probs(model, task)
+        evaluate = bool(eval_every) and _eval_due(step, steps, eval_every, data_logp)
+        acc = (logits.argmax(-1) == target).double().mean() if evaluate else None
+        loss_g, *acc_g = distributed.global_means([loss] + ([acc] if evaluate else []), n_loc, batch_size)
+        _check_loss(loss_g, step + 1, "sft", lr)
+        if evaluate:
+            _check_weights(model, "sft", lr)
+            lp = enumerate_all_prompts(model, task)
             kl = float(np.mean(np.sum(np.exp(data_logp) * (data_logp - lp), -1)))
-            history.append({"step": step + 1, "loss": loss.item(), "mean_token_accuracy": acc, "sft/kl_data": kl})
-            bar.set_postfix_str(f"loss={loss.item():.3f} KL(data||pi)={kl:.3f}")
+            history.append({"step": step + 1, "loss": loss_g, "mean_token_accuracy": acc_g[0], "sft/kl_data": kl})
+            bar.set_postfix_str(f"loss={loss_g:.3f} KL(data||pi)={kl:.3f}")
+    _check_weights(model, "sft", lr)
     wall = time.perf_counter() - t0
     return TrainResult(model, history, wall, steps * batch_size * task.seq_len / wall)
 
@@ -224,7 +259,7 @@ class RewardModel(nn.Module):
         self.trunk = trunk
         self.config = trunk.config
         self.pool = pool
-        self.head = nn.Linear(trunk.config.n_embd, 1)
+        self.head = nn.Linear(trunk.config.n_embd, 1, dtype=next(trunk.parameters()).dtype)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -234,8 +269,8 @@ class RewardModel(nn.Module):
         seq = build_sequences(task, prompt, torch.as_tensor(responses, device=dev), device=dev)  # (B, T)
         h = self.trunk.hidden(seq)  # (B, T, C)
         if self.pool == "last":
-            return self.head(h[:, -1]).squeeze(-1).float()  # (B,)
-        return self.head(h[:, task.prompt_len + 2 :]).squeeze(-1).float().sum(-1)  # (B,)
+            return _f32(self.head(h[:, -1]).squeeze(-1))  # (B,)
+        return _f32(self.head(h[:, task.prompt_len + 2 :]).squeeze(-1)).sum(-1)  # (B,)
 
     @torch.no_grad()
     def table(self, task: SyntheticLanguage, batch_size: int = 8192) -> np.ndarray:
@@ -276,24 +311,27 @@ def train_reward_model(
     excluded).
     """
     check_positive_ints(steps=steps, batch_size=batch_size)
+    distributed.check_batch(batch_size, "batch_size")
     dev, _, rng, opt, bar = _start(rm, lr=lr, seed=seed, steps=steps, desc="reward model", progress=progress)
     history, t0 = [], time.perf_counter()
+    ddp, sl = distributed.wrap(rm), distributed.shard(batch_size)
+    n_loc = sl.stop - sl.start
     for step in bar:
-        b = rng.integers(len(prefs), size=batch_size)
-        with autocast(dev, bf16):
-            r_w = rm(task, prefs.prompt[b], prefs.chosen[b])
-            r_l = rm(task, prefs.prompt[b], prefs.rejected[b])
+        b = rng.integers(len(prefs), size=batch_size)[sl]
+        with autocast(dev, bf16):  # chosen and rejected in one forward pass
+            r = ddp(task, np.tile(prefs.prompt[b], 2), np.concatenate([prefs.chosen[b], prefs.rejected[b]]))
+        r_w, r_l = r[:n_loc], r[n_loc:]
         loss = reward_loss(r_w, r_l).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        distributed.shard_loss(loss, n_loc, batch_size).backward()
         opt.step()
-        if (step + 1) % 50 == 0 or step + 1 == steps:
-            rec = {
-                "step": step + 1,
-                "loss": loss.item(),
-                "accuracy": (r_w > r_l).float().mean().item(),
-                "margin": (r_w - r_l).mean().item(),
-            }
+        log = (step + 1) % 50 == 0 or step + 1 == steps
+        extra = [(r_w > r_l).double().mean(), (r_w - r_l).mean()] if log else []
+        g = distributed.global_means([loss] + extra, n_loc, batch_size)
+        _check_loss(g[0], step + 1, "reward model", lr)
+        if log:
+            _check_weights(rm, "reward model", lr)
+            rec = {"step": step + 1, "loss": g[0], "accuracy": g[1], "margin": g[2]}
             if eval_pairs is not None:
                 rec.update(reward_model_accuracy(rm, task, eval_pairs))
             history.append(rec)
@@ -305,10 +343,11 @@ def train_reward_model(
 @torch.no_grad()
 def reward_model_accuracy(rm: RewardModel, task: SyntheticLanguage, pairs: Preferences) -> dict:
     """Held-out accuracy of r_φ on (noisy BT) labels, and agreement with the true reward's ordering."""
+    was = rm.training
     rm.eval()
-    r_w = rm(task, pairs.prompt, pairs.chosen).cpu().numpy()
-    r_l = rm(task, pairs.prompt, pairs.rejected).cpu().numpy()
-    rm.train()
+    r = rm(task, np.tile(pairs.prompt, 2), np.concatenate([pairs.chosen, pairs.rejected])).cpu().numpy()
+    r_w, r_l = r[: len(pairs)], r[len(pairs) :]
+    rm.train(was)
     d_true = task.true_reward(pairs.prompt, pairs.chosen) - task.true_reward(pairs.prompt, pairs.rejected)
     nz = d_true != 0
     return {
@@ -354,19 +393,24 @@ def train_rlhf_lm(
     check_positive_ints(steps=steps, prompts_per_step=prompts_per_step, ppo_epochs=ppo_epochs)
     if not isinstance(k, int) or k < 2:
         raise ValueError(f"k must be an integer >= 2 (RLOO needs a leave-one-out baseline), got {k!r}")
+    n_p = min(prompts_per_step, task.n_prompts)
+    distributed.check_batch(n_p, "prompts_per_step")
     dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"rlhf ({method})", progress=progress)
     history, t0, n_tok = [], time.perf_counter(), 0
+    ddp, ps = distributed.wrap(policy), distributed.shard(n_p)  # this rank's prompts, each with its k samples
+    rows, n_loc, n_glob = slice(ps.start * k, ps.stop * k), (ps.stop - ps.start) * k, n_p * k
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
-        prompt = np.repeat(rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False), k)
-        y = sample_responses(policy, task, prompt, generator=g)
+        prompt = np.repeat(rng.choice(task.n_prompts, size=n_p, replace=False), k)
+        y = sample_responses(policy, task, prompt, generator=g)  # the global batch's samples, on every rank
+        prompt, y = prompt[rows], y[rows]
         with torch.no_grad(), autocast(dev, bf16):
             scores = rm(task, prompt, y)
             ref_logp = response_log_probs(ref_model, task, prompt, y)
         clipfrac = 0.0
         for epoch in range(1 if method == "rloo" else ppo_epochs):
             with autocast(dev, bf16):
-                logp = response_log_probs(policy, task, prompt, y)
+                logp = response_log_probs(ddp, task, prompt, y)
             if epoch == 0:  # the sampling policy's log-probs: the first forward pass, before any update
                 old_logp = logp.detach()
                 kl = old_logp - ref_logp  # (B·k,) sequence-level log-ratio
@@ -376,21 +420,26 @@ def train_rlhf_lm(
                 loss = reinforce_loss(logp, adv)
             else:
                 loss = ppo_clip_loss(logp, old_logp, adv, clip_eps)
-                clipfrac = ((logp - old_logp).exp().sub(1).abs() > clip_eps).float().mean().item()
+                clipfrac = ((logp - old_logp).exp().sub(1).abs() > clip_eps).double().mean()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            distributed.shard_loss(loss, n_loc, n_glob).backward()
             opt.step()
-        n_tok += len(prompt) * task.seq_len
+        n_tok += n_glob * task.seq_len
+        vals = [loss, kl.mean(), scores.mean(), R.mean()] + ([clipfrac] if method == "ppo" else [])
+        vals = distributed.global_means(vals, n_loc, n_glob)
+        _check_loss(vals[0], step + 1, f"rlhf ({method})", lr)
         rec = {
-            "objective/kl": kl.mean().item(),
-            "objective/scores": scores.mean().item(),
-            "objective/rlhf_reward": R.mean().item(),
-            "loss/policy_avg": loss.item(),
+            "objective/kl": vals[1],
+            "objective/scores": vals[2],
+            "objective/rlhf_reward": vals[3],
+            "loss/policy_avg": vals[0],
         }
         if method == "ppo":
-            rec["val/clipfrac_avg"] = clipfrac
+            rec["val/clipfrac_avg"] = vals[4]
         if _eval_due(step, steps, eval_every, evaluator):
+            _check_weights(policy, f"rlhf ({method})", lr)
             _log_eval(history, step + 1, evaluator, policy, None, bar, rec)
+    _check_weights(policy, f"rlhf ({method})", lr)
     wall = time.perf_counter() - t0
     return TrainResult(policy, history, wall, n_tok / wall)
 
@@ -441,27 +490,36 @@ def train_dpo_lm(
     check_positive_ints(steps=steps, batch_size=batch_size)
     if len(prefs) == 0:
         raise ValueError("prefs is empty")
+    B = min(batch_size, len(prefs))
+    distributed.check_batch(B, "batch_size")
     dev, _, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=f"dpo ({loss_type})", progress=progress)
     prefs_idx = prefs.as_indices(task.vocab)
     ref_w, ref_l = _ref_logps(ref_model, task, prefs, dev, bf16)
     history, t0 = [], time.perf_counter()
+    ddp, sl = distributed.wrap(policy), distributed.shard(B)
+    n_loc = sl.stop - sl.start
     _log_eval(history, 0, evaluator, policy, prefs_idx, bar)
     for step in bar:
-        b = rng.integers(len(prefs), size=min(batch_size, len(prefs)))
+        b = rng.integers(len(prefs), size=B)[sl]
         with autocast(dev, bf16):
-            logp_w, logp_l = dpo_logps(policy, task, prefs.prompt[b], prefs.chosen[b], prefs.rejected[b])
+            logp_w, logp_l = dpo_logps(ddp, task, prefs.prompt[b], prefs.chosen[b], prefs.rejected[b])
         bt = torch.as_tensor(b, device=dev)
         loss = preference_loss(
             logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type, label_smoothing=label_smoothing
         ).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        distributed.shard_loss(loss, n_loc, B).backward()
         opt.step()
+        (loss_g,) = distributed.global_means([loss], n_loc, B)
+        _check_loss(loss_g, step + 1, f"dpo ({loss_type})", lr)
         if _eval_due(step, steps, eval_every, evaluator):
-            rec = {"loss": loss.item(), **preference_metrics(logp_w, logp_l, ref_w[bt], ref_l[bt], beta)}
+            _check_weights(policy, f"dpo ({loss_type})", lr)
+            both = (distributed.gather(t, B) for t in (logp_w, logp_l, ref_w[bt], ref_l[bt]))
+            rec = {"loss": loss_g, **preference_metrics(*both, beta)}
             _log_eval(history, step + 1, evaluator, policy, prefs_idx, bar, rec)
+    _check_weights(policy, f"dpo ({loss_type})", lr)
     wall = time.perf_counter() - t0
-    return TrainResult(policy, history, wall, steps * 2 * batch_size * task.seq_len / wall)
+    return TrainResult(policy, history, wall, steps * 2 * B * task.seq_len / wall)
 
 
 @torch.no_grad()
@@ -471,8 +529,8 @@ def _ref_logps(ref_model, task, prefs, dev, bf16, batch: int = 4096):
         sl = slice(s, s + batch)
         with autocast(dev, bf16):
             w, l = dpo_logps(ref_model, task, prefs.prompt[sl], prefs.chosen[sl], prefs.rejected[sl])
-        ws.append(w.float())
-        ls.append(l.float())
+        ws.append(_f32(w))
+        ls.append(_f32(l))
     return torch.cat(ws), torch.cat(ls)
 
 
@@ -508,36 +566,48 @@ def train_online_dpo_lm(
     check_positive_ints(steps=steps, prompts_per_step=prompts_per_step)
     if samples_per_prompt != 2:
         raise ValueError(f"samples_per_prompt must be 2, got {samples_per_prompt!r}")
+    n_p = min(prompts_per_step, task.n_prompts)
+    distributed.check_batch(n_p, "prompts_per_step")
     dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc="online dpo", progress=progress)
     history, t0 = [], time.perf_counter()
+    ddp, sl = distributed.wrap(policy), distributed.shard(n_p)
+    n_loc = sl.stop - sl.start
     _log_eval(history, 0, evaluator, policy, None, bar)
     for step in bar:
-        prompt = rng.choice(task.n_prompts, size=min(prompts_per_step, task.n_prompts), replace=False)
-        y1 = sample_responses(policy, task, prompt, generator=g)
-        y2 = sample_responses(policy, task, prompt, generator=g)
+        prompt_all = rng.choice(task.n_prompts, size=n_p, replace=False)
+        y1 = sample_responses(policy, task, prompt_all, generator=g)  # the global batch's samples, on every rank
+        y2 = sample_responses(policy, task, prompt_all, generator=g)
+        prompt, y1, y2 = prompt_all[sl], y1[sl], y2[sl]
         with torch.no_grad(), autocast(dev, bf16):
-            s1, s2 = rm(task, prompt, y1), rm(task, prompt, y2)
+            s = rm(task, np.tile(prompt, 2), torch.cat([y1, y2]))  # both samples in one forward pass
+            s1, s2 = s[:n_loc], s[n_loc:]
             first = (s1 >= s2).unsqueeze(-1)
             chosen, rejected = torch.where(first, y1, y2), torch.where(first, y2, y1)
-            ref_w, ref_l = dpo_logps(ref_model, task, prompt, chosen, rejected)
+            ref_w, ref_l = (_f32(t) for t in dpo_logps(ref_model, task, prompt, chosen, rejected))
         with autocast(dev, bf16):
-            logp_w, logp_l = dpo_logps(policy, task, prompt, chosen, rejected)
-        loss = preference_loss(logp_w, logp_l, ref_w.float(), ref_l.float(), beta, loss_type=loss_type).mean()
+            logp_w, logp_l = dpo_logps(ddp, task, prompt, chosen, rejected)
+        loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta, loss_type=loss_type).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        distributed.shard_loss(loss, n_loc, n_p).backward()
         opt.step()
+        (loss_g,) = distributed.global_means([loss], n_loc, n_p)
+        _check_loss(loss_g, step + 1, "online dpo", lr)
         if _eval_due(step, steps, eval_every, evaluator):
-            pairs = Preferences(prompt, chosen.cpu().numpy(), rejected.cpu().numpy())
-            with torch.no_grad():
-                rec = {
-                    "loss": loss.item(),
-                    "objective/scores": torch.cat([s1, s2]).mean().item(),
-                    "objective/kl": (torch.cat([logp_w, logp_l]) - torch.cat([ref_w, ref_l])).mean().item(),
-                    **preference_metrics(logp_w, logp_l, ref_w.float(), ref_l.float(), beta),
-                }
+            _check_weights(policy, "online dpo", lr)
+            cw, cl, s1, s2, lw, ll, rw, rl = (
+                distributed.gather(t, n_p) for t in (chosen, rejected, s1, s2, logp_w, logp_l, ref_w, ref_l)
+            )
+            pairs = Preferences(prompt_all, cw.cpu().numpy(), cl.cpu().numpy())
+            rec = {
+                "loss": loss_g,
+                "objective/scores": torch.cat([s1, s2]).mean().item(),
+                "objective/kl": (torch.cat([lw, ll]) - torch.cat([rw, rl])).mean().item(),
+                **preference_metrics(lw, ll, rw, rl, beta),
+            }
             _log_eval(history, step + 1, evaluator, policy, pairs.as_indices(task.vocab), bar, rec)
+    _check_weights(policy, "online dpo", lr)
     wall = time.perf_counter() - t0
-    return TrainResult(policy, history, wall, steps * 2 * len(prompt) * task.seq_len / wall)
+    return TrainResult(policy, history, wall, steps * 2 * n_p * task.seq_len / wall)
 
 
 def clone(model):
