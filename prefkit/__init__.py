@@ -100,6 +100,10 @@ _LAZY = {
     "LOSSES": "losses", "preference_loss": "losses", "dpo_rewards": "losses", "preference_metrics": "losses",
     "DPOResult": "dpo", "fit_dpo": "dpo", "fit_dpo_online": "dpo", "dpo_obstruction": "dpo",
     "total_variation": "dpo", "dpo_loss_value": "dpo",
+    # f-DPO: other f-divergences than the reverse KL (Wang et al. 2023; TRL's f_divergence_type)
+    "f_function": "f_divergence", "f_score": "f_divergence", "f_divergence_value": "f_divergence",
+    "f_regularized_objective": "f_divergence", "f_normalizer": "f_divergence", "f_optimal_policy": "f_divergence",
+    "f_dpo_loss": "f_divergence", "FDPOFit": "f_divergence", "fit_f_dpo": "f_divergence",
     # DPO on rankings (Plackett-Luce)
     "listwise_loss": "listwise", "ranking_probabilities": "listwise", "fit_listwise_dpo": "listwise",
     # likelihood displacement
@@ -117,6 +121,17 @@ if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported exp
         fit_dpo,
         fit_dpo_online,
         total_variation,
+    )
+    from .f_divergence import (  # noqa: F401
+        FDPOFit,
+        f_divergence_value,
+        f_dpo_loss,
+        f_function,
+        f_normalizer,
+        f_optimal_policy,
+        f_regularized_objective,
+        f_score,
+        fit_f_dpo,
     )
     from .listwise import fit_listwise_dpo, listwise_loss, ranking_probabilities  # noqa: F401
     from .losses import LOSSES, dpo_rewards, preference_loss, preference_metrics  # noqa: F401
