@@ -36,6 +36,7 @@ CHAPTERS = (
     "ch7_tiny_lm",
     "ch8_overoptimisation",
     "ch9_beyond_bradley_terry",
+    "ch10_grpo",
 )
 
 KINDS = ("science", "precision")
