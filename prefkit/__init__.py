@@ -109,6 +109,11 @@ _LAZY = {
     # likelihood displacement
     "displacement_step": "displacement_tracking", "DisplacementRun": "displacement_training",
     "train_displacement": "displacement_training", "squeeze_trajectory": "displacement_training",
+    # GRPO and its relatives (chapter 10)
+    "group_advantages": "grpo", "kl_estimate": "grpo", "grpo_loss": "grpo", "GRPOResult": "grpo",
+    "train_grpo": "grpo", "kl_estimator_moments": "grpo", "kl_estimator_expected_gradient": "grpo",
+    "expected_grpo_direction": "grpo", "grpo_fixed_point": "grpo", "forward_kl_optimal_policy": "grpo",
+    "effective_beta": "grpo",
 }
 
 if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported explicitly
@@ -132,6 +137,19 @@ if TYPE_CHECKING:  # for editors and type checkers: the lazy names, imported exp
         f_regularized_objective,
         f_score,
         fit_f_dpo,
+    )
+    from .grpo import (  # noqa: F401
+        GRPOResult,
+        effective_beta,
+        expected_grpo_direction,
+        forward_kl_optimal_policy,
+        group_advantages,
+        grpo_fixed_point,
+        grpo_loss,
+        kl_estimate,
+        kl_estimator_expected_gradient,
+        kl_estimator_moments,
+        train_grpo,
     )
     from .listwise import fit_listwise_dpo, listwise_loss, ranking_probabilities  # noqa: F401
     from .losses import LOSSES, dpo_rewards, preference_loss, preference_metrics  # noqa: F401
