@@ -109,6 +109,22 @@ def test_notebook_names_claims_by_id_and_runs_anywhere(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_slide_rows_are_measured_and_shown(path):
+    """Chapters 1-7 (the slides' chapters) close with slides_table(N); each of its claims is measured above it."""
+    number = int(path.name[:2])
+    ch = chapters()[number - 1]
+    if number > 7 and not ch.slides:
+        pytest.skip("chapters past the slides need no slide rows")
+    assert ch.slides, f"chapter {number} has no CHAPTER.slide(...) rows"
+    code = "\n".join(_code_cells(json.loads(path.read_text(encoding="utf-8"))))
+    assert f"slides_table({number})" in code, f"{path.name} does not show slides_table({number})"
+    before = code.split(f"slides_table({number})")[0]
+    for row in ch.slides:
+        for cid in row.claims:
+            assert f'expect("{cid}"' in before, f"{path.name}: slide claim {cid} is not measured before the table"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_claim_sections_are_notebook_headings(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     headings = {m.strip() for c in nb["cells"] if c["cell_type"] == "markdown"

@@ -462,3 +462,12 @@ def grade_contrast_stderr(fn):
         raise Mistake(f"{name}: got {got:.6g}, expected {want:.6g}; "
                       + ("the answer must not depend on the gauge" if "gauge θ_0" in name else
                          "check the formula for Var(θ_i − θ_j)"))
+
+# --- the slides against what was measured (the notebook's closing table) -------------------------------------------
+CHAPTER.slide("Stage 1 fits a reward by maximum likelihood under Bradley-Terry, P(y₁ ≻ y₂) = σ(r(y₁) − r(y₂)).",
+              ["newton_mm", "choix", "baseball"],
+              "agrees: the MLE is computed exactly, equals an independent implementation (choix) and reproduces "
+              "published estimates")
+CHAPTER.slide("(unstated) The fitted reward is the reward.", ["shift", "fisher_zero", "no_mle"],
+              "with two conditions the slides leave out: strengths are identified only up to a shift, and the MLE "
+              "exists only when every group of items has lost at least once to the rest")

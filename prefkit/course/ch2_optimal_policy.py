@@ -478,3 +478,9 @@ def grade_optimal_policy(fn):
     if not _close(got, optimal_policy(*MASK_CASE)):
         raise Mistake("a response with π_ref = 0 and r/β = 1e6 breaks π* (it should be (0.5, 0, 0.5)): take the "
                       "maximum over π_ref's support only (mask π_ref = 0 before the max)")
+
+# --- the slides against what was measured (the notebook's closing table) -------------------------------------------
+CHAPTER.slide("π*(y|x) = π_ref(y|x)·exp(r(x,y)/β)/Z(x) maximises E[r] − β·KL(π‖π_ref).",
+              ["brute_excess", "brute_reach", "gibbs"], "agrees: no optimiser beats it, and max J = β·log Z")
+CHAPTER.slide("Equivalently, r = β·log(π*/π_ref) + β·log Z(x).", ["implied_shift", "shift_policy"],
+              "agrees; and r is determined only up to a function of x, which preferences cannot see either")

@@ -487,3 +487,14 @@ def grade_dpo_grad(fn):
             if np.allclose(got, value, rtol=1e-8, atol=1e-12):
                 raise Mistake(f"{name}: {hint}")
         raise Mistake(f"{name}: the gradient differs from autograd's by up to {np.abs(got - want).max():.3g}")
+
+# --- the slides against what was measured (the notebook's closing table) -------------------------------------------
+CHAPTER.slide("DPO substitutes r = β·log(π/π_ref) + β·log Z into Bradley-Terry, and Z cancels.",
+              ["bt_cancel", "loss_is_nll"], "agrees, to round-off")
+CHAPTER.slide("Maximum likelihood on preferences then recovers π* directly, with no RL.",
+              ["population_tabular", "population_loglinear", "rate_slope"],
+              "agrees, with a condition: exactly in the population limit with every pair covered; from N sampled "
+              "pairs the error falls like N^−½")
+CHAPTER.slide("(unstated) The DPO optimum is unique.", ["partial_members_differ", "partial_adam_elsewhere"],
+              "not when the pairs leave responses uncovered: the optimum is a set, and the optimiser picks the "
+              "member")

@@ -662,3 +662,14 @@ def grade_ipo_weighted_gap(fn):
                     raise Mistake(f"w = {w}, τ = {tau}: {hint}")
             raise Mistake(f"w = {w}, τ = {tau}: got {got:.6g}, IPO's optimum gives {want:.6g} (check your answer at "
                           "w = 1, where it must be 2/(3τ), and w = 0, the chain, 1/τ)")
+
+# --- the slides against what was measured (the notebook's closing table) -------------------------------------------
+CHAPTER.slide("Is DPO a free lunch? No.", ["azar_pi_a", "partial_dpo_drain", "xu_strict"],
+              "agrees: with deterministic or partial data DPO drifts to a degenerate policy, and its solution set "
+              "holds policies RLHF would not return")
+CHAPTER.slide("DPO is offline, RLHF is online.", ["tajwar_online_offline"],
+              "agrees, and it is the data rather than the algorithm: DPO on on-policy pairs beats offline DPO at "
+              "every seed, with the same number of labels")
+CHAPTER.slide("In practice DPO can underperform RLHF (Ivison et al. 2024).", ["tajwar_online_rlhf"],
+              "partly: offline DPO trails RLHF at most seeds but not every one (shown per seed in §3, no claim), "
+              "while online DPO beats RLHF at every seed; on the tiny LM (chapter 7) DPO is not behind")

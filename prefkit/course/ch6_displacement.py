@@ -820,3 +820,15 @@ def grade_catastrophe(fn, *, steps: int = 150, lr: float = 2.0, beta: float = 0.
         raise Mistake(f"the mass went to token {top}, not token 0 (π(token 0) ends at {p1[0]:.3f}; the cosine of "
                       f"W_0 with W_1 − W_2 is {cos:.2f}): DPO moves h along W_1 − W_2, so W_0 must point along it "
                       "and beat every other token in that direction")
+
+# --- the slides against what was measured (the notebook's closing table) -------------------------------------------
+CHAPTER.slide("DPO can lower the probability of the preferred response (Razin et al. 2024).",
+              ["one_pair_rises", "chain_displaces", "features_displace", "dpo_displaces"],
+              "agrees, with a condition: never for a tabular softmax with one pair per prompt; yes once responses "
+              "or parameters are shared")
+CHAPTER.slide("The mass can move to responses neither side named, sometimes to the opposite one.",
+              ["yes_rises", "yes_top_gainer"], "agrees: \"No\" ≻ \"Never\" makes \"Yes\" the top gainer")
+CHAPTER.slide("CHES predicts which pairs displace, and filtering them helps.",
+              ["ches_spearman", "filter_removes", "filter_beats_random"],
+              "agrees: CHES ranks the pairs, and dropping the highest-CHES quarter removes more displacement than "
+              "dropping a random quarter")

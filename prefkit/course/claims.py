@@ -23,7 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-__all__ = ["Claim", "ClaimSpec", "Chapter", "CHAPTERS", "chapter", "chapters", "claim_spec", "all_claims", "expect"]
+__all__ = ["Claim", "ClaimSpec", "Chapter", "CHAPTERS", "SlideRow", "chapter", "chapters", "claim_spec", "all_claims",
+           "expect", "slides_table"]
 
 # The chapters of the course, in reading order: module names inside prefkit.course.
 CHAPTERS = (
@@ -137,15 +138,29 @@ class Claim:
         """In a notebook, :func:`expect` has already printed the claim: show nothing more."""
 
 
+@dataclass(frozen=True)
+class SlideRow:
+    """What the slides say, the claims of the chapter that test it, and prefkit's verdict in words.
+
+    ``verdict`` is written by the chapter's author from what the claims establish: "agrees", "agrees, with a
+    condition: …", or "not here: …" where the toys do not reproduce the slides' statement.
+    """
+
+    says: str
+    claims: tuple[str, ...]
+    verdict: str
+
+
 @dataclass
 class Chapter:
-    """One chapter's claims and tour checks. Each chapter module creates one, named ``CHAPTER``."""
+    """One chapter's claims, tour checks and slide rows. Each chapter module creates one, named ``CHAPTER``."""
 
     number: int
     title: str
     notebook: str
     claims: dict[str, ClaimSpec] = field(default_factory=dict)
     checks: list[tuple[str, Callable]] = field(default_factory=list)
+    slides: list[SlideRow] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -174,6 +189,17 @@ class Chapter:
         spec = ClaimSpec(cid, text, op, tol, section, kind, flag)
         self.claims[key] = spec
         return spec
+
+    def slide(self, says: str, claims, verdict: str) -> SlideRow:
+        """Add a row to the chapter's closing table (:func:`slides_table`): what the slides say (``says``), the keys
+        of this chapter's claims that test it, and the verdict those claims support."""
+        keys = (claims,) if isinstance(claims, str) else tuple(claims)
+        unknown = [k for k in keys if k not in self.claims]
+        if not keys or unknown:
+            raise ValueError(f"a slide row needs claims of chapter {self.number}; unknown: {unknown or 'none given'}")
+        row = SlideRow(says, tuple(f"ch{self.number}.{k}" for k in keys), verdict)
+        self.slides.append(row)
+        return row
 
     def check(self, name: str):
         """Decorator: add ``fn(ctx) -> list[Claim]`` (or a dict {ClaimSpec: measured}) to the tour."""
@@ -226,7 +252,60 @@ def expect(claim_id: str, measured, *, quiet: bool = False) -> Claim:
     """Judge ``measured`` against the registered claim ``claim_id`` now: print it, and raise ``AssertionError`` if
     it fails. This is how a notebook states a claim; its text and tolerance come from the chapter module."""
     c = claim_spec(claim_id).judge(measured)
+    _MEASURED[claim_id] = c
     if not quiet:
         print(c)
     assert c.passed, str(c)
     return c
+
+
+# What expect() judged in this process (a notebook's kernel): slides_table shows these measurements.
+_MEASURED: dict[str, Claim] = {}
+
+
+class SlidesTable:
+    """A chapter's closing table: the slides' statements, what was measured here, and whether they agree.
+
+    Shown as markdown in a notebook and as text by ``print``. Each measurement is the one :func:`expect` judged in
+    this process; a claim not yet measured here says so, and a failed claim overrides the written verdict."""
+
+    def __init__(self, ch: Chapter):
+        self.chapter = ch
+
+    def rows(self) -> list[tuple[str, list[str], str]]:
+        out = []
+        for row in self.chapter.slides:
+            measured, verdict = [], row.verdict
+            for cid in row.claims:
+                c = _MEASURED.get(cid)
+                spec = claim_spec(cid)
+                if c is None:
+                    measured.append(f"{spec.text}: not measured in this run")
+                    continue
+                measured.append(f"{spec.text}: {c.measured_str()} ({spec.tolerance_str()})")
+                if not c.passed:
+                    verdict = f"NO: claim {cid} failed"
+            out.append((row.says, measured, verdict))
+        return out
+
+    def _repr_markdown_(self) -> str:
+        lines = [f"**Chapter {self.chapter.number}: the slides against what prefkit measured**", "",
+                 "| the slides say | prefkit measured | agrees? |", "|---|---|---|"]
+        for says, measured, verdict in self.rows():
+            cell = "<br>".join(m.replace("|", "\\|") for m in measured)
+            lines.append(f"| {says} | {cell} | {verdict} |")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        out = [f"Chapter {self.chapter.number}: the slides against what prefkit measured"]
+        for says, measured, verdict in self.rows():
+            out += [f"- the slides say: {says}", *(f"    measured: {m}" for m in measured), f"    agrees? {verdict}"]
+        return "\n".join(out)
+
+
+def slides_table(number: int) -> SlidesTable:
+    """Chapter ``number``'s closing table (its :meth:`Chapter.slide` rows with this run's measurements)."""
+    ch = chapter(number)
+    if not ch.slides:
+        raise ValueError(f"chapter {number} has no slide rows")
+    return SlidesTable(ch)
