@@ -368,24 +368,40 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
     return rows
 
 
+def _cell(v) -> str:
+    """A table number with 4 decimals; "-0.0000" (a tiny negative) reads 0.0000, a missing value "n/a"."""
+    if v is None or not np.isfinite(v):
+        return "n/a"
+    text = f"{v:.4f}"
+    return "0.0000" if text == "-0.0000" else text
+
+
 def format_summary(rows: list[dict], beta: float, exact: bool = True) -> str:
-    """The summary table as text (d columns: change since π_ref on the offline preference pairs)."""
+    """The summary table as text, with a legend (d columns: change since π_ref on the offline preference
+    pairs)."""
     tag = "exact" if exact else "Monte-Carlo"
     cols = [
         ("E[r*]", "reward"),
         ("KL(pi||pi_ref)", "kl_ref"),
         ("KL(pi||pi*)", "kl_star"),
-        (f"J=E r*-{beta:g}KL", "objective"),
+        ("J", "objective"),
         ("KL(pi||pi*_RM)", "kl_star_rm"),
         ("d logp(y_w)", "d_logp_chosen"),
         ("d logp(y_l)", "d_logp_rejected"),
         ("d mass(other)", "d_mass_neither"),
     ]
+    cols = [(h, k) for h, k in cols if any(k in r for r in rows)]
+    cells = [[_cell(r.get(k)) for _, k in cols] for r in rows]
+    width = [max([len(h)] + [len(c[j]) for c in cells]) for j, (h, _) in enumerate(cols)]
+    name_w = max([len("policy")] + [len(r["policy"]) for r in rows])
     lines = [
-        f"summary ({tag} evaluation over all responses; d = change since pi_ref, averaged over the offline "
-        f"preference pairs; other = responses in neither role)",
-        f"{'policy':>15}  " + "  ".join(f"{h:>14}" for h, _ in cols),
+        f"summary ({tag} evaluation over all responses), beta = {beta:g}",
+        f"{'policy':<{name_w}}  " + "  ".join(f"{h:>{w}}" for (h, _), w in zip(cols, width, strict=True)),
     ]
-    for r in rows:
-        lines.append(f"{r['policy']:>15}  " + "  ".join(f"{r.get(k, float('nan')):>14.4f}" for _, k in cols))
+    for r, c in zip(rows, cells, strict=True):
+        lines.append(f"{r['policy']:<{name_w}}  " + "  ".join(f"{x:>{w}}" for x, w in zip(c, width, strict=True)))
+    lines.append("J = E[r*] - beta*KL(pi||pi_ref), the objective RLHF and DPO maximise (largest at pi*)")
+    if any(k.startswith("d_") for _, k in cols):
+        lines.append("d = change since pi_ref, averaged over the offline preference pairs; "
+                     "other = responses in neither role")
     return "\n".join(lines)

@@ -217,6 +217,9 @@ def sample_responses(
         seq = build_sequences(task, prompt, y, device=dev)
         logits = model(seq)[:, -1, : task.vocab].float() / temperature  # (B, V)
         probs = torch.softmax(logits, dim=-1)
+        if not bool(torch.isfinite(probs).all()):
+            raise ValueError("sample_responses: the model's next-token probabilities are NaN or inf (its weights "
+                             "diverged, e.g. a learning rate too large)")
         nxt = torch.multinomial(
             probs.cpu() if generator is not None and generator.device.type == "cpu" else probs,
             1,

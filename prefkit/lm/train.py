@@ -140,6 +140,19 @@ def _check_loss(value: float, step: int, desc: str, lr: float) -> None:
         )
 
 
+def _check_outputs(step: int, desc: str, lr: float, *tensors) -> None:
+    """Stop with the divergence error when the model's outputs (log-probs, rewards) of ``step`` are NaN or
+    infinite, before the chapter losses reject them; under torchrun the verdict is shared by every rank."""
+    ok = float(all(bool(torch.isfinite(t).all()) for t in tensors))
+    if distributed.world_size() > 1:
+        ok = distributed.global_means([ok], 1, distributed.world_size())[0]
+    if ok != 1.0:
+        raise ValueError(
+            f"{desc}: the model's outputs became non-finite at step {step} (lr={lr:g}); training diverged and was "
+            "stopped. Try a smaller learning rate"
+        )
+
+
 def _check_weights(model, desc: str, lr: float) -> None:
     """Stop with a ValueError when a parameter holds NaN or inf (identical on every rank after a step)."""
     bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
@@ -321,6 +334,7 @@ def train_reward_model(
         with autocast(dev, bf16):  # chosen and rejected in one forward pass
             r = ddp(task, np.tile(prefs.prompt[b], 2), np.concatenate([prefs.chosen[b], prefs.rejected[b]]))
         r_w, r_l = r[:n_loc], r[n_loc:]
+        _check_outputs(step + 1, "reward model", lr, r)
         loss = reward_loss(r_w, r_l).mean()
         opt.zero_grad(set_to_none=True)
         distributed.shard_loss(loss, n_loc, batch_size).backward()
@@ -411,6 +425,7 @@ def train_rlhf_lm(
         for epoch in range(1 if method == "rloo" else ppo_epochs):
             with autocast(dev, bf16):
                 logp = response_log_probs(ddp, task, prompt, y)
+            _check_outputs(step + 1, f"rlhf ({method})", lr, logp, scores)
             if epoch == 0:  # the sampling policy's log-probs: the first forward pass, before any update
                 old_logp = logp.detach()
                 kl = old_logp - ref_logp  # (B·k,) sequence-level log-ratio
@@ -503,6 +518,7 @@ def train_dpo_lm(
         b = rng.integers(len(prefs), size=B)[sl]
         with autocast(dev, bf16):
             logp_w, logp_l = dpo_logps(ddp, task, prefs.prompt[b], prefs.chosen[b], prefs.rejected[b])
+        _check_outputs(step + 1, f"dpo ({loss_type})", lr, logp_w, logp_l)
         bt = torch.as_tensor(b, device=dev)
         loss = preference_loss(
             logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type, label_smoothing=label_smoothing
@@ -586,6 +602,7 @@ def train_online_dpo_lm(
             ref_w, ref_l = (_f32(t) for t in dpo_logps(ref_model, task, prompt, chosen, rejected))
         with autocast(dev, bf16):
             logp_w, logp_l = dpo_logps(ddp, task, prompt, chosen, rejected)
+        _check_outputs(step + 1, "online dpo", lr, logp_w, logp_l, s)
         loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta, loss_type=loss_type).mean()
         opt.zero_grad(set_to_none=True)
         distributed.shard_loss(loss, n_loc, n_p).backward()
