@@ -70,8 +70,8 @@ def plot_map_path(l2_values, strengths, labels=None, ax=None):
     return fig
 
 
-def plot_ranking(names, strengths, stderr, top=None, ax=None, z=1.96):
-    """Items sorted by strength, with ±z·SE error bars (default 95%)."""
+def plot_ranking(names, strengths, stderr, top=None, ax=None, z=1.96, item: str = "item"):
+    """Items sorted by strength, with ±z·SE error bars (default 95%); ``item`` names what is ranked."""
     strengths, stderr = np.asarray(strengths, float), np.asarray(stderr, float)
     order = np.argsort(strengths)
     if top is not None:
@@ -83,6 +83,7 @@ def plot_ranking(names, strengths, stderr, top=None, ax=None, z=1.96):
     ax.set_ylim(-0.7, len(order) - 0.3)
     ax.grid(axis="x", color="0.9")
     ax.set_xlabel(rf"strength $\hat\theta$ (sum-zero gauge), {_level(z):.0%} interval")
+    ax.set_ylabel(item if top is None else f"{item} (the {len(order)} strongest)")
     return fig
 
 
