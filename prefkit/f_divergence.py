@@ -113,19 +113,25 @@ def f_function(u, f_divergence_type: str = "reverse_kl", alpha: float = 0.5) -> 
 
     Wang et al. 2023, Table 1 (up to the linear term c·(u − 1), which D_f does not see on the simplex).
     f(0) is its limit (+inf for the forward KL and the α-divergence with a ≤ 0). Shapes: any -> same.
+    Raises ValueError for negative or non-finite u, or f(u) beyond float64.
     """
     f, a = _check_f(f_divergence_type, alpha)
     u = as_float_array(u, "u")
     if np.any(u < 0):
         raise ValueError("u must be non-negative (a ratio of probabilities)")
-    with np.errstate(divide="ignore", invalid="ignore"):
+    pos = np.where(u > 0, u, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if f == "reverse_kl":
-            return np.where(u > 0, u * np.log(np.where(u > 0, u, 1.0)), 0.0) - u + 1.0
-        if f == "forward_kl" or (f == "alpha_divergence" and a == 0.0):
-            return u - 1.0 - np.log(u)
-        if f == "js_divergence":
-            return np.where(u > 0, u * np.log(np.where(u > 0, u, 1.0)), 0.0) - (1.0 + u) * np.log((1.0 + u) / 2.0)
-        return (u ** a - a * u + a - 1.0) / (a * (a - 1.0))
+            out = np.where(u > 0, u * (np.log(pos) - 1.0), 0.0) + 1.0
+        elif f == "forward_kl" or (f == "alpha_divergence" and a == 0.0):
+            out = u - 1.0 - np.log(u)
+        elif f == "js_divergence":  # u·log(2u/(1+u)) − log((1+u)/2), free of inf − inf for large u
+            out = np.where(u > 0, u * (np.log(2.0) + np.log(pos) - np.log1p(u)), 0.0) - np.log((1.0 + u) / 2.0)
+        else:
+            out = (u ** a - a * u + a - 1.0) / (a * (a - 1.0))
+    if np.any(~np.isfinite(out) & (u > 0)):
+        raise ValueError("f(u) overflows float64 for these u (too large)")
+    return out
 
 
 def f_score(logratio, f_divergence_type: str = "reverse_kl", alpha: float = 0.5):
@@ -133,11 +139,14 @@ def f_score(logratio, f_divergence_type: str = "reverse_kl", alpha: float = 0.5)
 
     reverse KL: ℓ; forward KL: 1 − e^(−ℓ); JS: log 2 + log σ(ℓ); α-divergence: expm1((a − 1)·ℓ)/(a − 1).
     β·f_score is f-DPO's implied reward up to λ(x) (Wang et al. 2023, Theorem 1). Torch tensors in ->
-    tensor out (differentiable); arrays in -> float64 array out. Shapes: any -> same.
+    tensor out (differentiable); arrays in -> float64 array out. Shapes: any -> same. Raises ValueError for a
+    non-finite log-ratio or a score beyond float64 (the forward KL's e^(−ℓ) for ℓ ≲ −709).
     """
     f, a = _check_f(f_divergence_type, alpha)
     is_tensor = isinstance(logratio, torch.Tensor)
-    t = logratio if is_tensor else torch.as_tensor(as_float_array(logratio, "logratio", finite=False))
+    t = logratio if is_tensor else torch.as_tensor(as_float_array(logratio, "logratio"))
+    if is_tensor and not bool(torch.isfinite(t.detach()).all()):
+        raise ValueError("logratio contains NaN or inf")
     if f == "reverse_kl":
         s = t
     elif f == "forward_kl":
@@ -146,6 +155,8 @@ def f_score(logratio, f_divergence_type: str = "reverse_kl", alpha: float = 0.5)
         s = math.log(2.0) + F.logsigmoid(t)
     else:
         s = torch.expm1((a - 1.0) * t) / (a - 1.0)
+    if not bool(torch.isfinite(s.detach()).all()):
+        raise ValueError(f"the {f} score of logratio overflows float64 (a log-ratio far below 0)")
     return s if is_tensor else s.numpy()
 
 
@@ -303,11 +314,13 @@ def f_dpo_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, b
     lp_w, lp_l, ref_w, ref_l = _check_logps([("logp_chosen", logp_chosen), ("logp_rejected", logp_rejected),
                                              ("ref_logp_chosen", ref_logp_chosen),
                                              ("ref_logp_rejected", ref_logp_rejected)])
-    s_w = f_score(lp_w - ref_w.to(lp_w), f, a)  # (B,) f'(π/π_ref) of the chosen responses
-    s_l = f_score(lp_l - ref_l.to(lp_l), f, a)  # (B,)
-    if not bool(torch.isfinite(s_w.detach()).all() and torch.isfinite(s_l.detach()).all()):
-        raise ValueError(f"the {f_divergence_type} score f'(pi/pi_ref) overflows for these log-probs "
-                         f"(a log-ratio far below 0)")
+    try:
+        s_w = f_score(lp_w - ref_w.to(lp_w), f, a)  # (B,) f'(π/π_ref) of the chosen responses
+        s_l = f_score(lp_l - ref_l.to(lp_l), f, a)  # (B,)
+    except ValueError:
+        raise ValueError(f"the {f_divergence_type} score f'(pi/pi_ref) overflows for these logp_chosen, "
+                         f"logp_rejected, ref_logp_chosen, ref_logp_rejected (a log-ratio far below 0, or "
+                         f"log-probs too large to subtract)") from None
     zero = torch.zeros_like(s_w)
     return preference_loss(s_w, s_l, zero, zero, beta, loss_type, label_smoothing, **lengths)
 
@@ -387,8 +400,14 @@ def fit_f_dpo(pi_ref, preferences, beta, *, weights=None, f_divergence_type: str
 
     def loss_and_grad(v: np.ndarray) -> tuple[float, np.ndarray]:
         z = torch.as_tensor(v).requires_grad_(True)
-        loss = objective(z)
-        (g,) = torch.autograd.grad(loss, z)
+        try:
+            loss = objective(z)
+            (g,) = torch.autograd.grad(loss, z)
+        except ValueError:
+            loss, g = torch.tensor(math.nan), None
+        if not (math.isfinite(float(loss.detach())) and bool(torch.isfinite(g).all())):
+            raise ValueError(f"fit_f_dpo: the loss or its gradient left float64 at beta={b:g} (beta too large or "
+                             f"too small for these preferences and weights)")
         return float(loss.detach()), g.numpy()
 
     z0 = np.where(p_ref > 0, np.log(np.where(p_ref > 0, p_ref, 1.0)), 0.0).ravel()
