@@ -180,6 +180,13 @@ def test_forward_kl_optimum_leaves_the_reference_support():
         on_support = f_optimal_policy(pi_ref[:, :2], r[:, :2], beta, f, a)
         assert j > f_regularized_objective(np.append(on_support, 0.0), pi_ref, r, beta, f, a)[0] + 1e-3
     assert f_optimal_policy(pi_ref, r, beta, "reverse_kl")[0, 2] == 0.0
+    # f-DPO sees only log-ratios on the support: on exact data it lands on the support-restricted stationary point,
+    # TV 0.65 from the forward-KL optimum (catches: claiming f-DPO recovers the optimum whatever π_ref's zeros)
+    prefs, w = _exact_bt_data(r[:, :2])
+    fit = fit_f_dpo(pi_ref, prefs, beta, weights=w, f_divergence_type="forward_kl")
+    restricted = np.append(f_optimal_policy(pi_ref[:, :2], r[:, :2], beta, "forward_kl"), 0.0)
+    assert total_variation(fit.policy, restricted) < 1e-8
+    assert total_variation(fit.policy, f_optimal_policy(pi_ref, r, beta, "forward_kl")) > 0.5
     # a low reward outside the support takes no mass
     assert f_optimal_policy(pi_ref, np.array([[0.0, 0.2, 0.5]]), beta, "forward_kl")[0, 2] == 0.0
 
@@ -239,4 +246,26 @@ def test_bad_input_raises():
         f_optimal_policy(pi_ref, r, 0.0, "forward_kl")
     with pytest.raises(ValueError, match="alpha"):
         f_optimal_policy(pi_ref, r, 1.0, "alpha_divergence", float("nan"))
+    with pytest.raises(ValueError, match="logratio"):
+        f_score([0.0, float("nan")], "js_divergence")
+    with pytest.raises(ValueError, match="logratio"):
+        f_score([-800.0], "forward_kl")
+    with pytest.raises(ValueError, match="u"):
+        f_function([1e308], "reverse_kl")
+    with pytest.raises(ValueError, match="u"):
+        f_function([-0.5], "forward_kl")
     assert set(F_DIVERGENCES) == {"reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"}
+
+
+def test_divergence_is_infinite_exactly_where_the_theory_says():
+    # catches: a finite D_f where π leaves π_ref's support under the reverse KL, or where π = 0 on the support
+    # under the forward KL; and an infinite one where the perspective of f is finite (JS, forward KL off support)
+    pi_ref = np.array([[0.5, 0.5, 0.0]])
+    off = np.array([[0.4, 0.4, 0.2]])
+    zero_on = np.array([[1.0, 0.0, 0.0]])
+    assert np.isinf(f_divergence_value(off, pi_ref, "reverse_kl")[0])
+    # KL(π_ref ‖ π) = Σ π_ref log(π_ref/π) does not see π's mass off π_ref's support
+    np.testing.assert_allclose(f_divergence_value(off, pi_ref, "forward_kl"), [np.log(0.5 / 0.4)], rtol=1e-12)
+    assert np.isinf(f_divergence_value(zero_on, pi_ref, "forward_kl")[0])
+    assert np.isfinite(f_divergence_value(zero_on, pi_ref, "js_divergence")[0])
+    assert np.isfinite(f_divergence_value(off, pi_ref, "js_divergence")[0])
