@@ -35,10 +35,9 @@ def plot_lm_training(histories: dict, rows: list | None = None, axes=None):
         star_rm = by_policy.get("pi*_RM (exact)", {})
         if "kl_star" in star_rm and histories.get("rlhf"):
             style.reference_line(axes[0], star_rm["kl_star"], r"$\pi^*_{RM}$: KL$(\pi^*_{RM}\|\pi^*)$, where RLHF"
-                                 "\nshould end (its reward model's optimum)", color=style.color("RLHF"), ls=":",
-                                 lw=1.6)
+                                 "\nshould end (its reward model's optimum)", color=style.color("RLHF"), ls=":")
     axes[0].set_xlabel("training step")
-    axes[0].set_ylabel(r"distance to the optimum, exact KL$(\pi_\theta \,\|\, \pi^*)$")
+    axes[0].set_ylabel(r"gap to $\pi^*$: exact KL$(\pi_\theta \,\|\, \pi^*)$")
     axes[0].set_ylim(bottom=-0.03)
     style.legend_below(axes[0], ncol=2)
     h = [r for r in histories.get("dpo", []) if "logps/chosen" in r and "exact/kl_star" in r]
@@ -52,7 +51,7 @@ def plot_lm_training(histories: dict, rows: list | None = None, axes=None):
             c = style.color(role)
             axes[1].plot(steps, [r[key] for r in h], marker="o", ms=4, color=c, label=rf"DPO: $\log\pi({y})$")
             if d_key in star:  # where the exact π* puts the same pairs
-                axes[1].axhline(h[0][key] + star[d_key], color=c, ls="--", lw=1.2, label=rf"$\pi^*$: $\log\pi^*({y})$")
+                style.reference_line(axes[1], h[0][key] + star[d_key], rf"$\pi^*$: $\log\pi^*({y})$", color=c)
         axes[1].set_xlabel("DPO step")
         axes[1].set_ylabel("mean log-probability over the pairs")
         style.legend_below(axes[1], ncol=2)

@@ -36,7 +36,7 @@ def plot_kl_curves(results: dict, *, x: str = "step", ax=None, legend: bool = Tr
         kl = np.maximum(res.curve("kl/to_optimal"), 1e-16)
         ax.semilogy(res.curve(x), kl, color=style.color(name, f"C{k}"), label=style.label(name))
     ax.set_xlabel(X_LABELS.get(x, x))
-    ax.set_ylabel(r"distance to the optimum, KL$(\pi_\theta \,\|\, \pi^*)$")
+    ax.set_ylabel(r"gap to $\pi^*$: KL$(\pi_\theta \,\|\, \pi^*)$")
     if legend:
         style.legend_outside(ax)
     return fig

@@ -178,5 +178,7 @@ def legend_below(ax, ncol: int = 3, **kwargs):
 
 def reference_line(ax, value: float, label: str, *, axis: str = "y", **kwargs):
     """A dashed line at a curve's known target (an exact optimum, a bound), labelled for the legend."""
-    kw = {"color": COLORS["π*"], "ls": "--", "lw": 1.2, "label": label} | kwargs
+    import matplotlib as mpl
+
+    kw = {"color": COLORS["π*"], "ls": "--", "lw": 0.75 * mpl.rcParams["lines.linewidth"], "label": label} | kwargs
     return ax.axhline(value, **kw) if axis == "y" else ax.axvline(value, **kw)
