@@ -30,7 +30,15 @@ REFERENCE = {
     "apo_zero": lambda c, r, b, e: 1 - sig(b * c) + sig(b * r),
     "exo_pair": lambda c, r, b, e: (sig(b * (c - r)) * (log_sig(b * (c - r)) - np.log(1 - e))
                                     + sig(-b * (c - r)) * (log_sig(-b * (c - r)) - np.log(e))),
+    "aot_unpaired": lambda c, r, b, e: (-(1 - e) * log_sig(b * (np.sort(c) - np.sort(r)))
+                                        - e * log_sig(-b * (np.sort(c) - np.sort(r)))),
+    "apo_down": lambda c, r, b, e: sig(b * c) + 1 - sig(b * (c - r)),
+    "discopop": lambda c, r, b, e: (-log_sig(b * (c - r)) * (1 - sig(b * (c - r) / 0.05))
+                                    + np.exp(-b * (c - r)) * sig(b * (c - r) / 0.05)),
+    "sigmoid_norm": lambda c, r, b, e: -log_sig(b * (c - r)),  # lengths 1 (tests/test_losses_trl.py: with lengths)
 }
+# aot (needs the raw log-probs) and sft (the chosen NLL) are checked in tests/test_losses_trl.py
+NOT_LOGRATIO_ONLY = {"aot", "sft"}
 
 
 def _batch(seed, B=16, scale=3.0):
@@ -40,13 +48,14 @@ def _batch(seed, B=16, scale=3.0):
 
 def test_table_is_complete():
     required = {"sigmoid", "ipo", "hinge", "robust"}
-    wanted = {"bco_pair", "sppo_hard", "nca_pair", "apo_zero", "exo_pair"}
-    assert required | wanted == set(LOSSES) == set(REFERENCE)
+    wanted = {"bco_pair", "sppo_hard", "nca_pair", "apo_zero", "exo_pair", "aot", "aot_unpaired", "apo_down",
+              "discopop", "sigmoid_norm", "sft"}
+    assert required | wanted == set(LOSSES) == set(REFERENCE) | NOT_LOGRATIO_ONLY
     for fn in LOSSES.values():
-        assert "Eq." in fn.__doc__ and "20" in fn.__doc__  # equation and paper year cited
+        assert " et al. 20" in fn.__doc__  # the paper cited (AOT, LN-DPO and TRL's sft cite no equation number)
 
 
-@pytest.mark.parametrize("loss_type", sorted(LOSSES))
+@pytest.mark.parametrize("loss_type", sorted(REFERENCE))
 @pytest.mark.parametrize("beta", [0.05, 0.5, 3.0])
 def test_matches_independent_formula(loss_type, beta):
     lw, ll, rw, rl = _batch(hash(loss_type) % 1000)
