@@ -80,6 +80,42 @@ def test_log_probs_match_token_by_token(small):
     np.testing.assert_allclose(enum, direct, atol=1e-10)
 
 
+@pytest.mark.parametrize("V, L, P, n", [(4, 3, 3, 3), (8, 4, 4, 2), (3, 1, 2, 2), (2, 5, 5, 1)])
+def test_cached_enumeration_equals_full_sequences(V, L, P, n):
+    """The prefix tree with a key/value cache (each prompt and prefix computed once) gives the log-probs of the
+    V^(L−1) full sequences (a wrong parent index, a position offset or a missing segment breaks it)."""
+    task = SyntheticLanguage(vocab=V, response_len=L, prompt_len=P, n_prompts=n, seed=2)
+    m = _model(task, seed=3)
+    cached = enumerate_log_probs(m, task)
+    full = enumerate_log_probs(m, task, cache=False)
+    np.testing.assert_allclose(cached, full, atol=1e-10)
+    np.testing.assert_allclose(enumerate_log_probs(m, task, prompts=[n - 1], batch_size=1), full[[n - 1]], atol=1e-10)
+
+
+def test_gpt_extend_matches_forward(small):
+    """GPT.extend: the prompt at once, then one token at a time after the cache, with branching (a cached row
+    continued by several rows), gives forward()'s logits."""
+    task, m = small
+    g = torch.Generator().manual_seed(0)
+    seq = torch.randint(0, task.vocab_size, (3, 7), generator=g)
+    with torch.no_grad():
+        full = m(seq)
+    logits, cache = m.extend(seq[:, :4])
+    np.testing.assert_allclose(logits.numpy(), full[:, :4].numpy(), atol=1e-10)
+    for t in range(4, 7):
+        logits, cache = m.extend(seq[:, t : t + 1], cache)
+        np.testing.assert_allclose(logits[:, 0].numpy(), full[:, t].numpy(), atol=1e-10)
+    # branch each of the 3 cached rows into 2 continuations: row j continues cached row j // 2
+    _, cache = m.extend(seq[:, :4])
+    nxt = torch.randint(0, task.vocab_size, (6, 1), generator=g)
+    branched, _ = m.extend(nxt, cache)
+    with torch.no_grad():
+        want = m(torch.cat([seq[:, :4].repeat_interleave(2, 0), nxt], 1))[:, -1]
+    np.testing.assert_allclose(branched[:, 0].numpy(), want.numpy(), atol=1e-10)
+    with pytest.raises(ValueError, match="one new position"):
+        m.extend(seq[:, 4:6], cache)
+
+
 def test_data_distribution_and_reward():
     task = SyntheticLanguage(vocab=4, response_len=2, prompt_len=2, n_prompts=2, seed=3)
     logp = task.data_log_probs()

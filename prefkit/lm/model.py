@@ -88,6 +88,39 @@ class CausalSelfAttention(nn.Module):
         )  # (B, nh, T, hd)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, C)
 
+    def attend(self, h: torch.Tensor, past: list | None = None) -> tuple[torch.Tensor, list]:
+        """Attention of new positions ``h`` (B, T, C) after a cache ``past`` (inference); returns the output
+        (B, T, C) and the cache including the new positions.
+
+        The cache is a list of segments (keys, values), each (B_s, nh, T_s, hd) with B_s dividing B: row j of a
+        segment is the context of rows j·r … (j+1)·r − 1 of the batch (r = B/B_s), so one prompt's keys serve all
+        its continuations without being copied (a prefix tree: segment s holds the tokens of tree level s).
+        Without ``past``: causal attention over the T positions, the cache is one segment. With ``past``: T = 1.
+        """
+        B, T, C = h.shape
+        nh, hd = self.n_head, C // self.n_head
+        q, k, v = self.qkv(h).split(C, dim=2)  # 3 × (B, T, C)
+        q, k, v = (t.view(B, T, nh, hd).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hd)
+        if past is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hd)
+            return self.proj(y.transpose(1, 2).reshape(B, T, C)), [(k, v)]
+        if T != 1:
+            raise ValueError("attend: with a cache, feed one new position at a time")
+        segments = list(past) + [(k, v)]
+        qs = q.reshape(B, nh, hd) / math.sqrt(hd)
+        scores = []
+        for ks, _ in segments:  # q·k over each segment, the segment's row broadcast over its r children
+            Bs = ks.shape[0]
+            scores.append(torch.einsum("brhd,bhtd->brht", qs.view(Bs, B // Bs, nh, hd), ks).reshape(B, nh, -1))
+        w = torch.softmax(torch.cat(scores, dim=-1), dim=-1)  # (B, nh, T_total)
+        y, at = 0, 0
+        for ks, vs in segments:
+            Bs, Ts = ks.shape[0], ks.shape[2]
+            ws = w[..., at : at + Ts].reshape(Bs, B // Bs, nh, Ts)
+            y = y + torch.einsum("brht,bhtd->brhd", ws, vs).reshape(B, nh, hd)
+            at += Ts
+        return self.proj(y.reshape(B, 1, C)), segments
+
 
 class Block(nn.Module):
     """h ← h + Attn(LN(h)); h ← h + MLP(LN(h)) (pre-LN, GPT-2)."""
@@ -107,6 +140,12 @@ class Block(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h = h + self.attn(self.ln_1(h))
         return h + self.mlp(self.ln_2(h))
+
+    def extend(self, h: torch.Tensor, past: list | None = None) -> tuple[torch.Tensor, list]:
+        """:meth:`forward` of new positions after a key/value cache (see :meth:`CausalSelfAttention.attend`)."""
+        a, kv = self.attn.attend(self.ln_1(h), past)
+        h = h + a
+        return h + self.mlp(self.ln_2(h)), kv
 
 
 class GPT(nn.Module):
@@ -152,3 +191,28 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """Next-token logits (B, T, vocab_size); the unembedding is tied to ``wte``."""
         return self.hidden(idx) @ self.wte.weight.T  # (B, T, V)
+
+    @torch.no_grad()
+    def extend(self, idx: torch.Tensor, past: list | None = None) -> tuple[torch.Tensor, list]:
+        """Incremental decoding with a key/value cache (inference only): logits (B, T, vocab_size) of the new
+        token ids ``idx`` (B, T) that follow the positions cached in ``past`` (None: ``idx`` starts the
+        sequence), and the cache of every position so far (per block, a list of key/value segments; see
+        :meth:`CausalSelfAttention.attend`). With a cache, T must be 1.
+
+        A batch B that is a multiple r of the cache's batch branches each cached row into r continuations
+        (row j continues cached row j // r) without copying the cache: ``extend(prompts)`` then
+        ``extend(tokens, cache)`` with V tokens per prompt scores every one-token continuation of every
+        prompt. Up to float rounding, the logits are those of :meth:`forward` on the full sequences; this is
+        how :func:`prefkit.lm.enumerate_log_probs` computes each prompt and each response prefix once.
+        """
+        B, T = idx.shape
+        T0 = 0 if past is None else sum(k.shape[2] for k, _ in past[0])
+        if T0 + T > self.config.block_size:
+            raise ValueError(f"sequence length {T0 + T} exceeds block_size {self.config.block_size}")
+        pos = torch.arange(T0, T0 + T, device=idx.device)
+        h = self.wte(idx) + self.wpe(pos)  # (B, T, C); no dropout (inference)
+        cache = []
+        for i, block in enumerate(self.blocks):
+            h, kv = block.extend(h, None if past is None else past[i])
+            cache.append(kv)
+        return self.ln_f(h) @ self.wte.weight.T, cache  # (B, T, V)
