@@ -141,27 +141,53 @@ def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> 
 
 
 def as_index_array(x, name: str, *, n: int | None = None, ncols: int | None = None) -> np.ndarray:
-    """``x`` as an int64 array of indices in ``[0, n)``; with ``ncols``, of shape (m, ncols)."""
-    a = np.asarray(x)
+    """``x`` as an int64 array of indices in ``[0, n)``; with ``ncols``, of shape (m, ncols).
+
+    Integer-valued floats are accepted; NaN, fractions, complex numbers, None, strings, ragged lists and negative
+    indices (no wrap-around: −1 is an error, not the last item) are a ValueError naming ``name``.
+    """
+    if x is None:
+        raise ValueError(f"{name} must be an array of integer indices, got None")
+    x = to_numpy(x)
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be an array of integer indices (not ragged)") from None
     if a.size == 0:
         a = a.reshape(0, ncols) if ncols else a.astype(np.int64)
     if a.dtype.kind == "f":
         if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
             raise ValueError(f"{name} must contain integer indices")
+        if a.size and np.max(np.abs(a)) >= 2**62:
+            raise ValueError(f"{name} contains an index too large for int64")
     elif a.dtype.kind not in "iub":
         raise ValueError(f"{name} must contain integer indices, got dtype {a.dtype}")
     a = a.astype(np.int64)
     if ncols is not None and (a.ndim != 2 or a.shape[1] != ncols):
         raise ValueError(f"{name} must have shape (m, {ncols}), got {a.shape}")
     if np.any(a < 0):
-        raise ValueError(f"{name} contains negative indices")
+        raise ValueError(f"{name} contains negative indices (no wrap-around: −1 is not the last item)")
     if n is not None and np.any(a >= n):
         raise ValueError(f"{name} contains index {int(a.max())}, out of range for {n} items")
     return a
 
 
+def check_index(v, name: str, n: int) -> int:
+    """One integer index in [0, n) (no −1 wrap-around; a float such as 1.0 is not an index); ValueError naming
+    ``name``."""
+    v = to_numpy(v)
+    if isinstance(v, np.ndarray) and v.ndim == 0 and v.dtype.kind in "iu":
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer index, got {v!r}")
+    if not 0 <= v < n:
+        raise ValueError(f"{name}={v} is out of range for {n} entries (no wrap-around: −1 is not the last one)")
+    return int(v)
+
+
 def check_weights(weights, m: int, name: str = "weights") -> np.ndarray:
-    """Optional non-negative finite weights of shape (m,); None means all ones."""
+    """Optional non-negative finite weights of shape (m,); None means all ones. Returned as given (callers that
+    depend only on the ratios divide by :func:`normalize_weights`)."""
     if weights is None:
         return np.ones(m)
     w = as_float_array(weights, name, ndim=1)
@@ -184,11 +210,22 @@ def check_real(v, name: str, *, lo: float | None = None, lo_open: bool = False, 
     return x
 
 
-def check_int(v, name: str, lo: int) -> int:
-    """An integer (not a bool, not a float) ≥ ``lo``; ValueError naming ``name``."""
+def check_int(v, name: str, lo: int, hi: int | None = None) -> int:
+    """An integer (not a bool, not a float) with lo ≤ v (≤ hi if given); ValueError naming ``name``."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
         raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name} must be an integer <= {hi}, got {v!r}")
     return int(v)
+
+
+def finite_result(x, what: str):
+    """``x`` if every entry is finite; else a ValueError saying ``what`` overflowed (``what`` names the
+    arguments responsible). For results whose exact value is beyond float64 even when computed with care."""
+    a = to_numpy(x)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(what)
+    return x
 
 
 def check_tensor(t, name: str, *, nonempty: bool = False):
@@ -212,15 +249,24 @@ def check_tensor(t, name: str, *, nonempty: bool = False):
     return t
 
 
+def check_path(path, name: str = "path"):
+    """A file path (str or os.PathLike) as a ``pathlib.Path``; anything else is a ValueError naming ``name``."""
+    import os
+    from pathlib import Path
+
+    if isinstance(path, (bool, np.bool_)) or not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise ValueError(f"{name} must be a file path (str or pathlib.Path), got {path!r}")
+    return Path(path)
+
+
 def read_text_file(path, *, allow_empty: bool = False) -> str:
     """The text of a UTF-8 data file (a leading BOM, as Excel writes, is dropped; CRLF is kept for the parser).
 
     ValueError naming the file for: a missing file, a directory, a 0-byte file (unless ``allow_empty``), a
     UTF-16/UTF-32 file (by its BOM), and bytes that are not UTF-8 (with the physical line and column).
     """
-    from pathlib import Path
 
-    p = Path(path)
+    p = check_path(path)
     if p.is_dir():
         raise ValueError(f"{p} is a directory, not a data file")
     if not p.is_file():
@@ -251,3 +297,12 @@ def check_torch_seed(seed, name: str = "seed") -> int:
         return int(seed.integers(2**62))
     check_seed(seed, name)
     return int(seed)
+
+
+def mean_value(x) -> float:
+    """The mean of finite numbers without overflow: max|x|·mean(x/max|x|) (np.mean([1e308, 1e308]) is inf)."""
+    a = np.asarray(x, dtype=np.float64)
+    top = float(np.max(np.abs(a))) if a.size else 0.0
+    if top == 0.0 or not np.isfinite(top):
+        return float(np.mean(a)) if a.size else 0.0
+    return float(top * np.mean(a / top))

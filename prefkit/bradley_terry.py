@@ -33,7 +33,16 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import expit, log_expit
 
-from ._validate import as_float_array, as_index_array, check_int, check_real, check_seed, check_weights
+from ._validate import (
+    as_float_array,
+    as_index_array,
+    check_index,
+    check_int,
+    check_real,
+    check_seed,
+    check_weights,
+    finite_result,
+)
 
 __all__ = [
     "sigmoid",
@@ -53,15 +62,25 @@ __all__ = [
 # the model
 # ------------------------------------------------------------------------------------------------------------
 def sigmoid(x):
-    """σ(x) = 1 / (1 + e^{−x}), computed without overflow for any float x (numpy, elementwise)."""
-    out = expit(np.asarray(x, dtype=np.float64))  # evaluates e^{−|x|} only: never overflows
+    """σ(x) = 1 / (1 + e^{−x}), computed without overflow for any float x (numpy, elementwise); ±inf give 1 and 0,
+    NaN is a ValueError."""
+    out = expit(_real_or_inf(x, "x"))  # evaluates e^{−|x|} only: never overflows
     return out if out.ndim else float(out)
 
 
 def log_sigmoid(x):
-    """log σ(x) = −log(1 + e^{−x}) = −logaddexp(0, −x), stable for large |x| (numpy, elementwise)."""
-    out = log_expit(np.asarray(x, dtype=np.float64))  # = min(x, 0) − log1p(e^{−|x|})
+    """log σ(x) = −log(1 + e^{−x}) = −logaddexp(0, −x), stable for large |x| (numpy, elementwise); log σ(−inf) is
+    −inf, NaN is a ValueError."""
+    out = log_expit(_real_or_inf(x, "x"))  # = min(x, 0) − log1p(e^{−|x|})
     return out if out.ndim else float(out)
+
+
+def _real_or_inf(x, name):
+    """``x`` as float64, ±inf allowed, NaN a ValueError naming ``name``."""
+    a = as_float_array(x, name, finite=False)
+    if np.any(np.isnan(a)):
+        raise ValueError(f"{name} contains NaN")
+    return a
 
 
 def bt_probability(strength_i, strength_j, order_effect=0.0):
@@ -72,11 +91,13 @@ def bt_probability(strength_i, strength_j, order_effect=0.0):
     infinite strengths of the same sign facing each other (inf − inf has no probability), raises
     ``ValueError`` naming the argument; δ must be finite.
     """
-    si = as_float_array(strength_i, "strength_i", finite=False)
-    sj = as_float_array(strength_j, "strength_j", finite=False)
-    for a, name in ((si, "strength_i"), (sj, "strength_j")):
-        if np.any(np.isnan(a)):
-            raise ValueError(f"{name} contains NaN")
+    si = _real_or_inf(strength_i, "strength_i")
+    sj = _real_or_inf(strength_j, "strength_j")
+    try:
+        np.broadcast_shapes(si.shape, sj.shape)
+    except ValueError:
+        raise ValueError(f"shape mismatch: strength_i has shape {si.shape} and strength_j has shape {sj.shape}, "
+                         "which do not broadcast") from None
     with np.errstate(invalid="ignore"):  # inf − inf is reported below, not warned about
         d = si - sj
     if np.any(np.isnan(d)):
@@ -144,14 +165,16 @@ def bt_log_likelihood(strengths, comparisons, weights=None, *, winner_first=None
     -------
     float, the log-likelihood (Bradley & Terry 1952; Hunter 2004, Eq. 2).
     """
-    theta = as_float_array(strengths, "strengths", ndim=1)
+    theta = as_float_array(strengths, "strengths", ndim=1, nonempty=True)
     pairs, _, w, wf = _prepare(comparisons, len(theta), weights, winner_first)
     delta = check_real(order_effect, "order_effect")
     if delta != 0.0 and wf is None:
         raise ValueError("order_effect needs winner_first")
     sign = 0.0 if wf is None else np.where(wf, 1.0, -1.0)
-    z = theta[pairs[:, 0]] - theta[pairs[:, 1]] + sign * delta
-    return float(np.sum(w * log_sigmoid(z)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = theta[pairs[:, 0]] - theta[pairs[:, 1]] + sign * delta
+        ll = float(np.sum(w * log_sigmoid(z))) if not np.any(np.isnan(z)) else math.nan
+    return finite_result(ll, "the log-likelihood overflows float64: strengths, order_effect or weights too large")
 
 
 def bt_log_likelihood_gradient(strengths, comparisons, weights=None):
@@ -159,10 +182,12 @@ def bt_log_likelihood_gradient(strengths, comparisons, weights=None):
 
     Hunter (2004), Eq. 3; ``comparisons`` and ``weights`` as in :func:`bt_log_likelihood`.
     """
-    theta = as_float_array(strengths, "strengths", ndim=1)
+    theta = as_float_array(strengths, "strengths", ndim=1, nonempty=True)
     pairs, n, w, _ = _prepare(comparisons, len(theta), weights, None)
-    g = w * sigmoid(theta[pairs[:, 1]] - theta[pairs[:, 0]])  # w·(1 − σ(θ_w − θ_l))
-    return np.bincount(pairs[:, 0], g, n) - np.bincount(pairs[:, 1], g, n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = w * expit(theta[pairs[:, 1]] - theta[pairs[:, 0]])  # w·(1 − σ(θ_w − θ_l))
+        grad = np.bincount(pairs[:, 0], g, n) - np.bincount(pairs[:, 1], g, n)
+    return finite_result(grad, "the gradient overflows float64: weights too large")
 
 
 def bt_fisher_information(strengths, comparisons, weights=None):
@@ -171,15 +196,19 @@ def bt_fisher_information(strengths, comparisons, weights=None):
     It is positive semi-definite with the all-ones vector in its null space (strengths are identified only
     up to a shift). Its pseudo-inverse is the covariance of the MLE in the sum-zero gauge.
     """
-    theta = as_float_array(strengths, "strengths", ndim=1)
+    theta = as_float_array(strengths, "strengths", ndim=1, nonempty=True)
     pairs, n, w, _ = _prepare(comparisons, len(theta), weights, None)
-    p = sigmoid(theta[pairs[:, 0]] - theta[pairs[:, 1]])
-    we = w * p * (1.0 - p)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = theta[pairs[:, 0]] - theta[pairs[:, 1]]
+    finite_result(z, "strengths too large: their differences overflow float64")
+    we = w * expit(z) * expit(-z)
     i, j = pairs[:, 0], pairs[:, 1]
     adj = sp.coo_matrix(
         (np.concatenate([we, we]), (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n)
     ).tocsr()
-    return (sp.diags(np.asarray(adj.sum(axis=1)).ravel()) - adj).tocsr()
+    out = (sp.diags(np.asarray(adj.sum(axis=1)).ravel()) - adj).tocsr()
+    finite_result(out.data, "the Fisher information overflows float64: weights too large")
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -394,24 +423,37 @@ class BradleyTerryFit:
     stderr : (n,) sqrt of the covariance diagonal.
     """
 
-    def __init__(self, strengths, order_effect, log_likelihood, n_iter, converged, method, l2, edges, names):
+    def __init__(self, strengths, order_effect, log_likelihood, n_iter, converged, method, l2, edges, names,
+                 weight_scale=1.0):
         self.strengths = strengths
         self.order_effect = order_effect
-        self.log_likelihood = log_likelihood
+        self._ll_unit = log_likelihood  # ℓ of the counts divided by weight_scale
         self.n_iter = n_iter
         self.converged = converged
         self.method = method
         self.l2 = l2
         self.names = names
-        self._edges = edges
+        self._edges = edges  # counts divided by weight_scale (the largest weight): the fit is scale-free
+        self._scale = float(weight_scale)
 
     @property
     def n_items(self) -> int:
         return len(self.strengths)
 
+    @property
+    def log_likelihood(self) -> float:
+        """ℓ(θ̂, δ̂) for the counts given; ValueError when it overflows float64 (weights near 1e308)."""
+        with np.errstate(over="ignore"):
+            ll = self._ll_unit * self._scale
+        if not math.isfinite(ll):
+            raise ValueError("the log-likelihood of these weights overflows float64 (weights near 1e308); the "
+                             "strengths do not depend on the weights' scale")
+        return ll
+
     @cached_property
-    def _full_covariance(self) -> np.ndarray:
-        """Covariance of (θ, δ): the inverse (penalised) Fisher information; sum-zero gauge if l2 == 0."""
+    def _unit_covariance(self) -> np.ndarray:
+        """Covariance of (θ, δ) for the normalised counts (the largest weight 1): the inverse (penalised) Fisher
+        information, sum-zero gauge if l2 == 0. The covariance for the counts given is this / weight_scale."""
         e, n = self._edges, self.n_items
         delta = self.order_effect if e.has_delta else 0.0
         p = sigmoid(self.strengths[e.i] - self.strengths[e.j] + delta)
@@ -426,8 +468,8 @@ class BradleyTerryFit:
             b = np.bincount(e.i, we, n) - np.bincount(e.j, we, n)
             f[:n, n] = f[n, :n] = b
             f[n, n] = we.sum()
-        if self.l2 > 0:
-            f[np.arange(n), np.arange(n)] += 2 * self.l2
+        if self.l2 > 0:  # c·F_unit + 2·l2 = c·(F_unit + 2·l2/c)
+            f[np.arange(n), np.arange(n)] += 2 * self.l2 / self._scale
             return np.linalg.inv(f)
         u = np.zeros(k)
         u[:n] = 1 / math.sqrt(n)
@@ -436,35 +478,45 @@ class BradleyTerryFit:
 
     @property
     def covariance(self) -> np.ndarray:
-        return self._full_covariance[: self.n_items, : self.n_items]
+        with np.errstate(over="ignore"):
+            c = self._unit_covariance[: self.n_items, : self.n_items] / self._scale
+        if not np.all(np.isfinite(c)):
+            raise ValueError("the covariance overflows float64 for weights this small; use stderr, or rescale "
+                             "weights")
+        return c
+
+    def _se(self, unit_variance):
+        """Standard errors for the counts given from variances of the normalised counts (no overflow)."""
+        return np.sqrt(np.clip(unit_variance, 0.0, None)) / math.sqrt(self._scale)
 
     @property
     def stderr(self) -> np.ndarray:
-        return np.sqrt(np.clip(np.diag(self.covariance), 0.0, None))
+        return self._se(np.diag(self._unit_covariance)[: self.n_items])
 
     @property
     def order_effect_stderr(self) -> float | None:
         if not self._edges.has_delta:
             return None
-        return float(math.sqrt(max(self._full_covariance[-1, -1], 0.0)))
+        return float(self._se(self._unit_covariance[-1, -1]))
 
     def contrast_stderr(self, i: int, j: int) -> float:
         """SE(θ_i − θ_j) = sqrt(C_ii + C_jj − 2·C_ij), gauge-free."""
-        c = self.covariance
-        return float(math.sqrt(max(c[i, i] + c[j, j] - 2 * c[i, j], 0.0)))
+        i, j = check_index(i, "i", self.n_items), check_index(j, "j", self.n_items)
+        c = self._unit_covariance
+        return float(self._se(c[i, i] + c[j, j] - 2 * c[i, j]))
 
     def contrasts(self, ref: int):
         """(θ − θ_ref, SE(θ_i − θ_ref)) for every item i: the fit in the gauge θ_ref = 0, as tables print."""
-        c = self.covariance
+        ref = check_index(ref, "ref", self.n_items)
+        c = self._unit_covariance[: self.n_items, : self.n_items]
         d = np.diag(c)
-        se = np.sqrt(np.clip(d + d[ref] - 2 * c[:, ref], 0.0, None))
-        return self.strengths - self.strengths[ref], se
+        return self.strengths - self.strengths[ref], self._se(d + d[ref] - 2 * c[:, ref])
 
     def __repr__(self) -> str:
         extra = f", order_effect={self.order_effect:.4g}" if self._edges.has_delta else ""
         return (
             f"BradleyTerryFit(n_items={self.n_items}, method={self.method!r}, l2={self.l2}, "
-            f"log_likelihood={self.log_likelihood:.6g}{extra}, n_iter={self.n_iter}, "
+            f"log_likelihood={self._ll_unit * self._scale:.6g}{extra}, n_iter={self.n_iter}, "
             f"converged={self.converged})"
         )
 
@@ -523,6 +575,14 @@ def fit_bradley_terry(
     """
     pairs, n, w, wf = _prepare(comparisons, n_items, weights, winner_first)
     l2 = check_real(l2, "l2", lo=0.0)
+    # The likelihood is scale-free in the weights (c·ℓ has the maximiser of ℓ): fit the counts divided by the
+    # largest, so sums neither overflow (1e308) nor underflow (5e-324); with l2 the penalty becomes l2/c.
+    scale = float(w.max()) if len(w) and w.max() > 0 else 1.0
+    w = w / scale
+    with np.errstate(over="ignore"):
+        l2_unit = l2 / scale
+    if not math.isfinite(l2_unit):
+        raise ValueError(f"l2={l2!r} is too large next to weights of at most {scale!r}: l2/max(weights) overflows")
     if method not in ("newton", "mm"):
         raise ValueError(f"method must be 'newton' or 'mm', got {method!r}")
     if method == "mm" and l2 > 0:
@@ -586,12 +646,12 @@ def fit_bradley_terry(
     ):  # nothing to fit: θ = 0 is the MLE (one item) or the MAP (no data, l2 > 0)
         theta, delta, n_iter, conv = np.zeros(n), 0.0, 0, True
     elif method == "newton":
-        theta, delta, n_iter, conv = _newton(edges, l2, tol, max_iter)
+        theta, delta, n_iter, conv = _newton(edges, l2_unit, tol, max_iter)
     else:
         theta, delta, n_iter, conv = _mm(edges, tol, max_iter)
-    ll = _objective(edges, theta, delta, 0.0)
+    ll = _objective(edges, theta, delta, 0.0)  # of the normalised counts; the fit multiplies by scale
     return BradleyTerryFit(
-        theta, float(delta) if has_delta else None, ll, n_iter, conv, method, l2, edges, names
+        theta, float(delta) if has_delta else None, ll, n_iter, conv, method, l2, edges, names, scale
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array
+from ._validate import as_float_array, check_int, finite_result, to_numpy
 
 __all__ = ["ches_score", "ches_per_pair", "response_hidden_states"]
 
@@ -60,10 +60,18 @@ def ches_score(hidden_chosen, hidden_rejected, *, length_normalized: bool = Fals
     if hw.ndim == 3 and hw.shape[0] != hl.shape[0]:
         raise ValueError(f"batch size mismatch: hidden_chosen has B = {hw.shape[0]}, hidden_rejected "
                          f"B = {hl.shape[0]}")
+    if not isinstance(length_normalized, (bool, np.bool_)):
+        raise ValueError(f"length_normalized must be True or False, got {length_normalized!r}")
+    # rescale by the largest entry s: CHES is quadratic, CHES(h) = s²·CHES(h/s), and h/s cannot overflow
+    s = max(float(np.max(np.abs(hw))), float(np.max(np.abs(hl))))
+    s = s if s > 0 else 1.0
     agg = np.mean if length_normalized else np.sum
-    sw = agg(hw, axis=-2)  # (..., d)
-    sl = agg(hl, axis=-2)  # (..., d)
-    out = np.sum(sw * sl, axis=-1) - np.sum(sw * sw, axis=-1)
+    sw = agg(hw / s, axis=-2)  # (..., d)
+    sl = agg(hl / s, axis=-2)  # (..., d)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = (np.sum(sw * sl, axis=-1) - np.sum(sw * sw, axis=-1)) * s * s
+    finite_result(out, "CHES overflows float64: hidden_chosen/hidden_rejected entries are too large (about "
+                       f"{s:.3g}; CHES is of order T²·d·s²)")
     return float(out) if out.ndim == 0 else out
 
 
@@ -80,9 +88,7 @@ def response_hidden_states(hidden, prompt_length: int) -> np.ndarray:
         if ``prompt_length`` < 1 or the response is empty (prompt_length ≥ L).
     """
     h = as_float_array(hidden, "hidden", ndim=2)
-    p = int(prompt_length)
-    if p < 1:
-        raise ValueError(f"prompt_length must be >= 1, got {prompt_length}")
+    p = check_int(prompt_length, "prompt_length", 1)
     if p >= h.shape[0]:
         raise ValueError(f"prompt_length={p} leaves no response positions in hidden of length {h.shape[0]}")
     return h[p - 1:-1]
@@ -90,8 +96,20 @@ def response_hidden_states(hidden, prompt_length: int) -> np.ndarray:
 
 def ches_per_pair(hidden_chosen, hidden_rejected, *, length_normalized: bool = False) -> np.ndarray:
     """:func:`ches_score` of each pair of two equally long lists of (T_i, d) arrays; returns (m,)."""
+    hidden_chosen, hidden_rejected = _pairs_list(hidden_chosen, "hidden_chosen"), _pairs_list(hidden_rejected,
+                                                                                               "hidden_rejected")
     if len(hidden_chosen) != len(hidden_rejected):
         raise ValueError(f"hidden_chosen has {len(hidden_chosen)} pairs but hidden_rejected has "
                          f"{len(hidden_rejected)}")
     return np.array([ches_score(a, b, length_normalized=length_normalized)
                      for a, b in zip(hidden_chosen, hidden_rejected, strict=True)], dtype=np.float64)
+
+
+def _pairs_list(x, name):
+    """A list of per-pair arrays (a list, a tuple, or an array whose first axis runs over the pairs)."""
+    x = to_numpy(x)
+    if isinstance(x, np.ndarray) and x.ndim >= 1:
+        return list(x)
+    if not isinstance(x, (list, tuple)):
+        raise ValueError(f"{name} must be a list of (T, d) arrays, one per pair, got {type(x).__name__}")
+    return list(x)

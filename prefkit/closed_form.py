@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from ._validate import as_float_array, check_beta, check_distribution, check_same_shape
+from ._validate import as_float_array, check_beta, check_distribution, check_same_shape, mean_value
 
 __all__ = [
     "optimal_policy",
@@ -339,10 +339,17 @@ def reward_kl_frontier(pi_ref, reward, betas) -> dict:
     -------
     dict with arrays ``beta``, ``kl``, ``reward`` (each of length len(betas)).
     """
-    bs = as_float_array(betas, "betas", ndim=1)
+    bs = as_float_array(betas, "betas", ndim=1, nonempty=True)
+    for b in bs:
+        check_beta(b, "betas")
+    p = check_distribution(pi_ref, "pi_ref")
+    r = as_float_array(reward, "reward")
     kls, rews = [], []
     for beta in bs:
-        ps = optimal_policy(pi_ref, reward, beta)
-        kls.append(float(np.mean(kl_divergence(ps, pi_ref))))
-        rews.append(float(np.mean(np.sum(ps * np.asarray(reward, dtype=np.float64), axis=-1))))
+        try:
+            log_ps = optimal_log_policy(p, r, beta)
+        except ValueError as exc:  # name the argument of this function
+            raise ValueError(f"betas: {exc}") from None
+        kls.append(mean_value(kl_divergence_logspace(log_ps, _log(p))))
+        rews.append(mean_value(np.sum(np.exp(log_ps) * r, axis=-1)))
     return {"beta": bs, "kl": np.array(kls), "reward": np.array(rews)}

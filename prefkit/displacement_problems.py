@@ -21,7 +21,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_int, check_probability, check_real, check_seed
+from ._validate import (
+    as_float_array,
+    check_distribution,
+    check_int,
+    check_probability,
+    check_real,
+    check_seed,
+    finite_result,
+)
 from .ches import ches_per_pair
 from .displacement_theory import logp_chosen_velocity
 
@@ -52,6 +60,27 @@ class DisplacementProblem:
     names: list[str] | None = None  # response names, if any
     note: str = ""
 
+    def __post_init__(self):
+        from .optima import _check_preferences
+
+        self.pi_ref = check_distribution(self.pi_ref, "pi_ref")
+        self.preferences = _check_preferences(self.preferences, self.pi_ref)
+        if self.features is not None:
+            self.features = as_float_array(self.features, "features", ndim=3)
+            if self.features.shape[:2] != self.pi_ref.shape:
+                raise ValueError(f"shape mismatch: features has shape {self.features.shape}; expected "
+                                 f"{self.pi_ref.shape + ('d',)}")
+        if self.names is not None:
+            self.names = [str(v) for v in _names_list(self.names)]
+            if len(self.names) != self.pi_ref.shape[1]:
+                raise ValueError(f"names has {len(self.names)} entries for {self.pi_ref.shape[1]} responses")
+
+
+def _names_list(names):
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
+        raise ValueError(f"names must be a list of response names, got {names!r}")
+    return list(names)
+
 
 def tabular_one_pair_problem(n_prompts: int = 4, n_responses: int = 6, seed: int = 0) -> DisplacementProblem:
     """Tabular policy, one preference pair per prompt, random π_ref: case 1, where π(y_w) can only rise."""
@@ -81,6 +110,8 @@ def tabular_chain_problem(seed: int | None = None, ref_scale: float = 0.5) -> Di
     else:
         ref_scale = check_real(ref_scale, "ref_scale", lo=0.0)
         pi_ref = _softmax_rows(ref_scale * check_seed(seed).normal(size=(1, 3)))
+        if np.any(pi_ref == 0):
+            raise ValueError(f"ref_scale={ref_scale!r} is too large: pi_ref underflows to 0 on a response")
     prefs = np.array([[0, 0, 1], [0, 1, 2]])
     return DisplacementProblem(pi_ref, prefs, names=["a", "b", "c"], note="tabular chain a > b > c")
 
@@ -152,7 +183,10 @@ def yes_no_never_problem(jitter: float = 0.0, seed: int | None = None) -> Displa
     if jitter:
         W = W + jitter * check_seed(0 if seed is None else seed).normal(size=W.shape)
     h0 = np.array([1.5, 0.0])
-    pi_ref = _softmax_rows(W @ h0)[None]
+    with np.errstate(over="ignore", invalid="ignore"):
+        pi_ref = finite_result(_softmax_rows(W @ h0)[None], f"jitter={jitter!r} is too large: the logits overflow")
+    if np.any(pi_ref == 0):
+        raise ValueError(f"jitter={jitter!r} is too large: pi_ref underflows to 0 on a response")
     prefs = np.array([[0, 1, 2]])  # "No" ≻ "Never"
     return DisplacementProblem(pi_ref, prefs, features=W[None], names=list(YES_NO_NEVER_TOKENS),
                                note='"No" > "Never" in the unconstrained-features model')

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, as_index_array, check_distribution
+from ._validate import as_float_array, check_distribution, check_index, finite_result
 
 __all__ = ["logratio_gradient", "logp_chosen_velocity", "squeeze_first_order"]
 
@@ -73,16 +73,17 @@ def logp_chosen_velocity(features, logits, chosen: int, rejected: int) -> float:
         raise ValueError(f"shape mismatch: features has {phi.shape[0]} responses but logits has {z.shape[0]}")
     w, l = _pair_indices(chosen, rejected, z.shape[0])
     pi = np.exp(z - np.logaddexp.reduce(z))
-    phi_bar = pi @ phi  # (d,)
-    return float((phi[w] - phi_bar) @ (phi[w] - phi[l]))
+    s = float(np.max(np.abs(phi))) if phi.size else 1.0
+    s = s if s > 0 else 1.0
+    u = phi / s  # the rate is quadratic in φ: rate(φ) = s²·rate(φ/s), and φ/s cannot overflow
+    u_bar = pi @ u  # (d,)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rate = float((u[w] - u_bar) @ (u[w] - u[l])) * s * s
+    return finite_result(rate, "the rate overflows float64: features too large")
 
 
 def _pair_indices(chosen, rejected, n):
-    w, l = int(chosen), int(rejected)
-    if not (0 <= w < n):
-        raise ValueError(f"chosen={chosen} out of range for {n} responses")
-    if not (0 <= l < n):
-        raise ValueError(f"rejected={rejected} out of range for {n} responses")
+    w, l = check_index(chosen, "chosen", n), check_index(rejected, "rejected", n)
     if w == l:
         raise ValueError("chosen and rejected must differ")
     return w, l
@@ -108,7 +109,7 @@ def squeeze_first_order(pi, rejected: int) -> np.ndarray:
     if p.ndim != 1:
         raise ValueError(f"pi must have shape (n_responses,), got {p.shape}")
     n = p.shape[0]
-    l = int(as_index_array(rejected, "rejected", n=n))
+    l = check_index(rejected, "rejected", n)
     e = np.zeros(n)
     e[l] = 1.0
     return p - e - (p @ p - p[l])

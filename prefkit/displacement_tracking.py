@@ -11,7 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import as_float_array, as_index_array, check_same_shape
+
 __all__ = ["displacement_step"]
+
+
+def _log_policy(logp, name):
+    """A (n_prompts, n_responses) table of log-probabilities: −inf allowed (probability 0), NaN, +inf and values
+    above 0 (probabilities above 1) are not."""
+    a = as_float_array(logp, name, ndim=2, finite=False, nonempty=True)
+    if np.any(np.isnan(a)) or np.any(a > 1e-9):
+        raise ValueError(f"{name} must hold log-probabilities (<= 0, -inf allowed, no NaN)")
+    return a
 
 
 def displacement_step(logp, logp_init, preferences) -> dict:
@@ -34,9 +45,15 @@ def displacement_step(logp, logp_init, preferences) -> dict:
         however many pairs it has; with one prompt this is that prompt's top gainer);
         ``top_gainer_gain``: that prompt-averaged rise.
     """
-    logp = np.asarray(logp, dtype=np.float64)
-    logp_init = np.asarray(logp_init, dtype=np.float64)
-    prefs = np.asarray(preferences, dtype=np.int64).reshape(-1, 3)
+    logp = _log_policy(logp, "logp")
+    logp_init = _log_policy(logp_init, "logp_init")
+    check_same_shape(logp, logp_init, "logp", "logp_init")
+    prefs = as_index_array(preferences, "preferences", ncols=3)
+    if len(prefs) == 0:
+        raise ValueError("preferences is empty: the metrics average over the pairs")
+    n_prompts, n = logp.shape
+    as_index_array(prefs[:, 0], "preferences (prompt column)", n=n_prompts)
+    as_index_array(prefs[:, 1:], "preferences (response columns)", n=n)
     x, w, l = prefs[:, 0], prefs[:, 1], prefs[:, 2]
     p, p0 = np.exp(logp), np.exp(logp_init)
     neither = 1.0 - p[x, w] - p[x, l]

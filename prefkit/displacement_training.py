@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validate import as_index_array, check_beta, check_distribution
+from ._validate import check_beta, check_distribution, check_index, check_int, check_real
 from .displacement_problems import DisplacementProblem
 from .displacement_tracking import displacement_step
 
@@ -75,7 +75,10 @@ def train_displacement(problem: DisplacementProblem, beta: float = 0.1, *, steps
     """
     from .dpo import fit_dpo
 
+    if not isinstance(problem, DisplacementProblem):
+        raise ValueError(f"problem must be a DisplacementProblem, got {type(problem).__name__}")
     beta = check_beta(beta)
+    record_every = check_int(record_every, "record_every", 1)
     snaps: list[np.ndarray] = []
 
     def _record(step, policy):
@@ -112,8 +115,10 @@ def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int =
     if p.ndim != 1:
         raise ValueError(f"pi_ref must have shape (n_responses,), got {p.shape}")
     n = p.shape[0]
-    l = int(as_index_array(rejected, "rejected", n=n))
+    l = check_index(rejected, "rejected", n)
     beta = check_beta(beta)
+    steps = check_int(steps, "steps", 0)
+    lr = check_real(lr, "lr", lo=0.0, lo_open=True)
     ref = torch.tensor(np.log(p), dtype=torch.float64)
     z = torch.nn.Parameter(ref.clone())
     opt = torch.optim.SGD([z], lr=lr)
@@ -131,6 +136,9 @@ def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int =
         opt.step()
         with torch.no_grad():
             lp = torch.log_softmax(z, dim=-1).numpy().copy()
+        if not np.all(np.isfinite(lp) | (p == 0)):
+            raise ValueError(f"the descent diverged (non-finite log-probabilities): lr={lr!r} or beta={beta!r} "
+                             "too large")
         traj.append(np.exp(lp))
         history.append(displacement_step(lp[None], logp0, prefs))
     return {"pi": np.stack(traj), "argmax": top, "history": history}

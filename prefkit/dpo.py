@@ -34,6 +34,8 @@ from ._validate import (
     check_real,
     check_seed,
     check_weights,
+    finite_result,
+    normalize_weights,
 )
 from .closed_form import kl_divergence
 from .displacement_tracking import displacement_step
@@ -64,7 +66,7 @@ class ConvergenceWarning(RuntimeWarning):
 
 def total_variation(p, q) -> float:
     """Largest total-variation distance over prompts: max_x ½·Σ_y |p(y|x) − q(y|x)|. Shapes (n_prompts, n)."""
-    p, q = np.atleast_2d(np.asarray(p, float)), np.atleast_2d(np.asarray(q, float))
+    p, q = np.atleast_2d(check_distribution(p, "p")), np.atleast_2d(check_distribution(q, "q"))
     if p.shape != q.shape:
         raise ValueError(f"shape mismatch: p has shape {p.shape} but q has shape {q.shape}")
     return float(np.max(0.5 * np.abs(p - q).sum(axis=-1)))
@@ -276,9 +278,18 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     """
     b = check_beta(beta)
     p_ref, prefs, w, loss_type, eps = _check_data(pi_ref, preferences, weights, loss_type, label_smoothing)
-    if w.sum() <= 0:
-        raise ValueError("weights must not all be zero")
+    w = normalize_weights(w)  # the loss is a weighted mean: only the ratios matter (no overflow of Σw)
     sft = check_real(sft_coef, "sft_coef", lo=0.0)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable, got {callback!r}")
+    if policy is not None:
+        if not (hasattr(policy, "log_probs") and hasattr(policy, "parameters")):
+            raise ValueError(f"policy must be a prefkit.policies module, got {type(policy).__name__}")
+        with torch.no_grad():
+            shape = tuple(policy.log_probs().shape)
+        if shape != p_ref.shape:
+            raise ValueError(f"shape mismatch: policy gives log-probs of shape {shape} but pi_ref has shape "
+                             f"{p_ref.shape}")
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     steps = DEFAULT_STEPS[optimizer] if steps is None else check_int(steps, "steps", 0)
@@ -310,6 +321,9 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         counts["loss_evals"] += 1
         logp = pol.log_probs()  # (n_prompts, n_responses)
         lp_w, lp_l = logp[x, yw], logp[x, yl]  # (m,)
+        if not (bool(torch.isfinite(lp_w).all()) and bool(torch.isfinite(lp_l).all())):
+            raise ValueError(f"training diverged: the policy's log-probabilities became non-finite (optimizer="
+                             f"{optimizer!r}, lr={lr!r}, beta={b!r}); lower lr or beta")
         per_pair = preference_loss(lp_w, lp_l, ref_w, ref_l, b, loss_type, eps)
         if sft:
             per_pair = per_pair - sft * lp_w
@@ -487,6 +501,9 @@ def _newton_step(params, objective, lr: float) -> None:
         hi = torch.autograd.grad(g[i], params, retain_graph=True, allow_unused=True, materialize_grads=True)
         rows.append(torch.cat([h.reshape(-1) for h in hi]))
     H = torch.stack(rows)  # (P, P)
+    if not (bool(torch.isfinite(H).all()) and bool(torch.isfinite(g).all())):
+        raise ValueError("the Newton step's Hessian or gradient is not finite: beta (or the log-ratios) too large "
+                         "for float64; use optimizer='lbfgs' or a smaller beta")
     step = torch.linalg.lstsq(H.detach(), g.detach().unsqueeze(-1), rcond=1e-10, driver="gelsd").solution
     step = step.squeeze(-1)
     with torch.no_grad():
@@ -536,6 +553,10 @@ def fit_dpo_online(problem, beta, *, rounds: int = 10, pairs_per_round: int = 10
         β ≤ 0; ``rounds``, ``pairs_per_round`` or ``steps_per_round`` not an integer ≥ 1; ``seed`` < 0; an
         unknown ``loss_type`` or ``optimizer``.
     """
+    from .problems import Problem
+
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem must be a prefkit.Problem, got {type(problem).__name__}")
     b = check_beta(beta)
     check_int(rounds, "rounds", 1)
     check_int(pairs_per_round, "pairs_per_round", 1)
@@ -584,12 +605,17 @@ def dpo_loss_value(pi, pi_ref, preferences, beta, *, weights=None, loss_type: st
     """The (weighted-mean) DPO-family loss of a tabular policy ``pi`` on ``preferences``, as a float."""
     p_ref = check_distribution(pi_ref, "pi_ref")
     p = check_distribution(pi, "pi")
+    if p.shape != p_ref.shape:
+        raise ValueError(f"shape mismatch: pi has shape {p.shape} but pi_ref has shape {p_ref.shape}")
     prefs = _check_preferences(preferences, p_ref)
-    w = check_weights(weights, len(prefs))
+    w = normalize_weights(check_weights(weights, len(prefs)))
+    _check_loss_type(loss_type)
     x, i, j = prefs.T
     with np.errstate(divide="ignore"):
         lp, ref = np.log(p), np.log(p_ref)
+    if np.any(np.isneginf(lp[x, i]) | np.isneginf(lp[x, j])):
+        raise ValueError("pi is 0 on a response of preferences: its log-ratio is -inf and the loss undefined")
     losses = preference_loss(lp[x, i], lp[x, j], ref[x, i], ref[x, j], beta, loss_type).numpy()
-    return float(np.sum(w * losses) / np.sum(w))
+    return finite_result(float(np.sum(w * losses) / np.sum(w)), "the loss overflows float64: beta too large")
 
 

@@ -17,7 +17,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._validate import as_index_array, check_beta, check_distribution, check_int, check_real, check_weights
+from ._validate import (
+    as_float_array,
+    as_index_array,
+    check_beta,
+    check_distribution,
+    check_int,
+    check_real,
+    check_weights,
+)
 from .dpo import DPOResult
 from .losses import _as_tensor
 from .plackett_luce import all_rankings, pl_log_probability
@@ -65,7 +73,7 @@ def ranking_probabilities(pi_ref, reward, k: int) -> tuple[np.ndarray, np.ndarra
     (rankings (m, k + 1) int64 rows (prompt, y_1, …, y_k), weights (m,)).
     """
     p = check_distribution(pi_ref, "pi_ref")
-    r = np.asarray(reward, dtype=np.float64)
+    r = as_float_array(reward, "reward")
     if p.ndim != 2 or r.shape != p.shape:
         raise ValueError(f"pi_ref and reward must have the same shape (n_prompts, n_responses), got {p.shape} "
                          f"and {r.shape}")

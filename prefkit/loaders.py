@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validate import read_text_file
+from ._validate import as_index_array, check_weights, read_text_file, to_numpy
 
 __all__ = [
     "PairwiseData",
@@ -68,6 +68,23 @@ class PairwiseData:
     weights: np.ndarray
     winner_first: np.ndarray
     source: str = ""
+
+    def __post_init__(self):
+        if isinstance(self.names, (str, bytes)) or not hasattr(self.names, "__len__"):
+            raise ValueError(f"names must be a list of item names, got {self.names!r}")
+        self.names = [str(v) for v in self.names]
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("names has a duplicated item name")
+        self.comparisons = as_index_array(self.comparisons, "comparisons", n=len(self.names), ncols=2)
+        m = len(self.comparisons)
+        self.weights = check_weights(self.weights, m)
+        try:
+            wf = np.asarray(to_numpy(self.winner_first)) if self.winner_first is not None else None
+        except ValueError:  # ragged
+            wf = None
+        if wf is None or wf.shape != (m,) or wf.dtype.kind not in "biu" or not np.all(np.isin(wf, (0, 1))):
+            raise ValueError(f"winner_first must be ({m},) booleans, got {self.winner_first!r}")
+        self.winner_first = wf.astype(bool)
 
     @property
     def n_items(self) -> int:
@@ -224,6 +241,9 @@ def load_pairwise_csv(
     The ``winner`` column must hold one of ``left_wins``, ``right_wins`` or ``ties``. A tie becomes
     (left, right) and (right, left) with weight 0.5 each. ``winner_first`` is True when the left item won.
     """
+    left, right, winner = (_column(c, n) for c, n in ((left, "left"), (right, "right"), (winner, "winner")))
+    left_wins, right_wins, ties = (_labels(v, n) for v, n in ((left_wins, "left_wins"), (right_wins, "right_wins"),
+                                                               (ties, "ties")))
     b = _Builder(path)
     for line, row in _records(path, (left, right, winner))[1]:
         a = b.item(row[left], line, left)
@@ -244,6 +264,21 @@ def load_pairwise_csv(
                 f"{path}, line {line}: column {winner!r} must be one of {allowed}, got {outcome!r}"
             )
     return b.build()
+
+
+def _column(c, name):
+    if not isinstance(c, str) or not c.strip():
+        raise ValueError(f"{name} must be a column name (a non-empty string), got {c!r}")
+    return c.strip()
+
+
+def _labels(v, name):
+    """Outcome labels: a string or a collection of strings, as a tuple."""
+    if isinstance(v, str):
+        return (v,)
+    if not isinstance(v, (list, tuple, set, frozenset)) or not all(isinstance(s, str) for s in v):
+        raise ValueError(f"{name} must be a string or a tuple of strings, got {v!r}")
+    return tuple(v)
 
 
 def load_llmfao(path=None) -> PairwiseData:

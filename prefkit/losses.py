@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validate import check_beta
+from ._validate import as_float_array, check_beta, finite_result
 
 __all__ = ["LOSSES", "preference_loss", "dpo_rewards", "preference_metrics", "check_label_smoothing"]
 
@@ -305,13 +305,7 @@ def _as_tensor(x, name: str) -> torch.Tensor:
             raise ValueError(f"{name} must be real, got a complex tensor")
         t = x if x.is_floating_point() else x.to(torch.float64)
     else:
-        a = np.asarray(x)
-        if np.iscomplexobj(a):
-            raise ValueError(f"{name} must be real, got complex values")
-        try:
-            t = torch.as_tensor(np.asarray(a, dtype=np.float64))
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be an array of numbers") from None
+        t = torch.as_tensor(as_float_array(x, name))
     if not bool(torch.isfinite(t.detach()).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return t
@@ -424,9 +418,10 @@ def dpo_rewards(logp, ref_logp, beta):
     b = check_beta(beta)
     if isinstance(logp, torch.Tensor) or isinstance(ref_logp, torch.Tensor):
         lp, ref = _check_logps([("logp", logp), ("ref_logp", ref_logp)])
-        return b * (lp - ref.to(lp))
+        return finite_result(b * (lp - ref.to(lp)), "the rewards overflow: beta or the log-probs too large")
     lp, ref = (t.numpy() for t in _check_logps([("logp", logp), ("ref_logp", ref_logp)]))
-    return b * (lp - ref)
+    with np.errstate(over="ignore"):
+        return finite_result(b * (lp - ref), "the rewards overflow: beta or the log-probs too large")
 
 
 def preference_metrics(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rejected, beta,
@@ -443,6 +438,8 @@ def preference_metrics(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rej
     lp_w, lp_l, ref_w, ref_l = (t.detach().to(torch.float64) for t in _check_logps(
         [("logp_chosen", logp_chosen), ("logp_rejected", logp_rejected), ("ref_logp_chosen", ref_logp_chosen),
          ("ref_logp_rejected", ref_logp_rejected)]))
+    if lp_w.numel() == 0:
+        raise ValueError("logp_chosen is empty: no pairs to average over")
     if weights is None:
         w = torch.ones_like(lp_w)
     else:
@@ -452,12 +449,16 @@ def preference_metrics(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rej
                              f"the log-probs {tuple(lp_w.shape)}")
         if bool((w < 0).any()):
             raise ValueError("weights must be non-negative")
+        if float(w.max()) <= 0:
+            raise ValueError("weights must not all be zero: preference_metrics needs a pair with positive weight")
+        w = w / w.max()  # only the ratios matter: no overflow (1e308) or underflow (5e-324) of the total
     total = float(w.sum())
-    if total <= 0:
-        raise ValueError("preference_metrics needs at least one pair with positive weight")
 
-    def mean(t):
-        return float((w * t).sum() / total)
+    def mean(t):  # a weighted mean, with t rescaled so that w·t cannot overflow
+        s = float(t.abs().max())
+        s = s if s > 0 else 1.0
+        return finite_result(float((w * (t / s)).sum() / total) * s, "a metric overflows float64: beta or the "
+                             "log-probs too large")
 
     r_w, r_l = b * (lp_w - ref_w), b * (lp_l - ref_l)
     return {

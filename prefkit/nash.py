@@ -47,6 +47,14 @@ def check_preference_matrix(P, name: str = "P", atol: float = 1e-9) -> np.ndarra
     return a
 
 
+def _check_nash_beta(beta) -> float:
+    """β > 0 with 1/β finite (the game's payoffs P/β must fit in float64)."""
+    b = check_beta(beta)
+    if not np.isfinite(1.0 / b):
+        raise ValueError(f"beta={beta!r} is too small: 1/beta overflows float64")
+    return b
+
+
 def _check_policy(pi, n: int, name: str) -> np.ndarray:
     p = check_distribution(pi, name)
     if p.shape != (n,):
@@ -81,7 +89,7 @@ def exploitability(P, pi, *, pi_ref=None, beta=None) -> float:
         raise ValueError("give both pi_ref and beta (the regularised game), or neither")
     if beta is None:
         return float(np.max(wins) - 0.5)
-    b = check_beta(beta)
+    b = _check_nash_beta(beta)
     mu = _check_policy(pi_ref, n, "pi_ref")
     return float(b * log_partition(mu, wins, b) + b * kl_divergence(p, mu) - 0.5)
 
@@ -162,7 +170,7 @@ def regularized_nash(P, pi_ref, beta, *, tol: float = 1e-13, max_iter: int = 200
     A = check_preference_matrix(P)
     n = A.shape[0]
     mu = _check_policy(pi_ref, n, "pi_ref")
-    b = check_beta(beta)
+    b = _check_nash_beta(beta)
     tol = check_real(tol, "tol", lo=0.0, lo_open=True)
     check_int(max_iter, "max_iter", 1)
     on = np.flatnonzero(mu > 0)
@@ -178,9 +186,11 @@ def regularized_nash(P, pi_ref, beta, *, tol: float = 1e-13, max_iter: int = 200
             return r - r.mean(), np.exp(logsumexp(u)) - 1.0  # c = the mean removes the free constant
 
         r, e = resid(u)
+        # the residual holds P·π/β, of size 1/β: rounding alone leaves ~eps/β, so the test is relative to it
+        tol_bt = tol * max(1.0, 1.0 / bt)
         for _ in range(max_iter):
             norm = max(float(np.max(np.abs(r))), abs(e))
-            if norm < tol:
+            if norm < tol_bt:
                 break
             pi = np.exp(u)
             # Jacobian of (u − log μ − P e^u/β − c, Σ e^u − 1) in (u, c)
@@ -198,6 +208,8 @@ def regularized_nash(P, pi_ref, beta, *, tol: float = 1e-13, max_iter: int = 200
                 if max(float(np.max(np.abs(r_new))), abs(e_new)) < (1 - 1e-4 * t) * norm:
                     break
                 t *= 0.5
+            else:
+                break  # no step lowers the residual: round-off level for this β
             u = u + t * du
             r, e = r_new, e_new
         u = u - logsumexp(u)
@@ -225,7 +237,7 @@ def nash_md_step(pi, P, pi_ref, beta, eta) -> np.ndarray:
     n = A.shape[0]
     p = _check_policy(pi, n, "pi")
     mu = _check_policy(pi_ref, n, "pi_ref")
-    b = check_beta(beta)
+    b = _check_nash_beta(beta)
     eta = check_real(eta, "eta", lo=0.0, lo_open=True)
     if eta * b > 1 + 1e-12:
         raise ValueError(f"eta·beta must be <= 1 (the mixture weight), got eta={eta!r}, beta={b!r}")
@@ -263,12 +275,11 @@ def nash_md(P, pi_ref, beta, *, eta, steps: int, pi0=None) -> np.ndarray:
     A = check_preference_matrix(P)
     n = A.shape[0]
     mu = _check_policy(pi_ref, n, "pi_ref")
-    b = check_beta(beta)
+    b = _check_nash_beta(beta)
     steps = check_int(steps, "steps", 0)
-    etas = np.asarray(eta, dtype=np.float64)
+    etas = as_float_array(eta, "eta", ndim=(0, 1))
     if etas.ndim == 0:
         etas = np.full(steps, float(etas))
-    etas = as_float_array(etas, "eta", ndim=1)
     if etas.shape != (steps,):
         raise ValueError(f"eta must be a number or an array of {steps} step sizes, got shape {etas.shape}")
     if np.any(etas <= 0) or np.any(etas * b > 1 + 1e-12):

@@ -14,12 +14,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, as_index_array, check_beta, check_distribution, check_weights
+from ._validate import (
+    as_float_array,
+    as_index_array,
+    check_beta,
+    check_distribution,
+    check_weights,
+    finite_result,
+    mean_value,
+    normalize_weights,
+)
+from .closed_form import _check_inputs
 
 __all__ = ["dpo_solution_set", "dpo_landing_point", "ipo_optimum"]
 
 
 def _check_preferences(preferences, pi_ref: np.ndarray) -> np.ndarray:
+    if pi_ref.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {pi_ref.shape}")
     n_prompts, n_responses = pi_ref.shape
     prefs = as_index_array(preferences, "preferences", ncols=3)
     if len(prefs) == 0:
@@ -76,9 +88,7 @@ def dpo_solution_set(pi_ref, reward, beta, preferences) -> dict:
     (number of free offsets: Σ_x (#components − 1)) and ``policy(offsets)``, a function mapping a list of
     per-prompt offset arrays (one value per component) to a member of the solution set.
     """
-    b = check_beta(beta)
-    p = check_distribution(pi_ref, "pi_ref")
-    r = as_float_array(reward, "reward")
+    p, r, b, _ = _check_inputs(pi_ref, reward, beta)  # shapes, and r/β must not overflow
     prefs = _check_preferences(preferences, p)
     n_prompts, n = p.shape
     comps = np.full((n_prompts, n), -1)
@@ -94,10 +104,11 @@ def dpo_solution_set(pi_ref, reward, beta, preferences) -> dict:
         for xi in range(n_prompts):
             on = comps[xi] >= 0
             c = np.asarray(offsets[xi], float)[comps[xi, on]]
-            logits = np.log(p[xi, on]) + r[xi, on] / b + c
-            z = np.exp(logits - logits.max())
-            out[xi, on] = z / z.sum()
-        return out
+            with np.errstate(over="ignore", invalid="ignore"):
+                logits = np.log(p[xi, on]) + (r[xi, on] / b + c)
+                z = np.exp(logits - logits.max())
+                out[xi, on] = z / z.sum()
+        return finite_result(out, "the policy overflows float64: reward/beta or the offsets too large")
 
     n_free = int(sum(comps[xi].max() for xi in range(n_prompts)))
     return {"components": comps, "n_free": n_free, "policy": policy}
@@ -119,7 +130,7 @@ def dpo_landing_point(pi_ref, reward, beta, preferences) -> np.ndarray:
     offsets = []
     for xi in range(comps.shape[0]):
         k = comps[xi].max() + 1
-        offsets.append(np.array([-np.mean(r[xi][comps[xi] == c]) / b for c in range(k)]))
+        offsets.append(np.array([-mean_value(r[xi][comps[xi] == c] / b) for c in range(k)]))
     return S["policy"](offsets)
 
 
@@ -148,6 +159,8 @@ def ipo_optimum(pi_ref, preferences, tau, weights=None) -> np.ndarray:
     tau : float > 0 (TRL's β for IPO); weights : (m,) non-negative, optional.
     """
     t = check_beta(tau, "tau")
+    if not np.isfinite(1 / (2 * t)):
+        raise ValueError(f"tau={tau!r} is too small: IPO's target 1/(2·tau) overflows float64")
     p = check_distribution(pi_ref, "pi_ref")
     if p.ndim != 2:
         raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {p.shape}")
@@ -156,6 +169,8 @@ def ipo_optimum(pi_ref, preferences, tau, weights=None) -> np.ndarray:
     if np.any(prefs[:, 0] >= n_prompts) or np.any(prefs[:, 1:] >= n):
         raise ValueError("preferences contains an index out of range")
     w = check_weights(weights, len(prefs))
+    if np.any(w > 0):  # the optimum depends on the weights' ratios only: no overflow in L, b
+        w = normalize_weights(w)
     out = np.zeros_like(p)
     for x in range(n_prompts):
         L, b = np.zeros((n, n)), np.zeros(n)
@@ -167,6 +182,7 @@ def ipo_optimum(pi_ref, preferences, tau, weights=None) -> np.ndarray:
         u = np.linalg.pinv(L, rcond=1e-12) @ b
         on = p[x] > 0
         logits = np.where(on, np.log(np.where(on, p[x], 1.0)) + u, -np.inf)
-        z = np.exp(logits - logits[on].max())
-        out[x] = z / z.sum()
-    return out
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = np.exp(logits - logits[on].max())
+            out[x] = z / z.sum()
+    return finite_result(out, "the IPO optimum overflows float64: tau too small")

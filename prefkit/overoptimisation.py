@@ -19,7 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_float_array, check_beta, check_distribution, check_int, check_same_shape
+from ._validate import (
+    as_float_array,
+    check_beta,
+    check_distribution,
+    check_int,
+    check_real,
+    check_same_shape,
+    finite_result,
+    mean_value,
+    to_numpy,
+)
 from .best_of_n import best_of_n_kl, best_of_n_policy
 from .closed_form import kl_divergence_logspace, optimal_log_policy
 
@@ -29,15 +39,25 @@ __all__ = ["gao_bon", "gao_rl", "GaoFit", "fit_gao", "RewardCurve", "best_of_n_c
 
 def gao_bon(d, alpha: float, beta: float) -> np.ndarray:
     """Gao et al. 2022's best-of-n form R_bon(d) = d·(α − β·d), with d = √KL."""
-    d = np.asarray(d, dtype=np.float64)
-    return d * (alpha - beta * d)
+    d, alpha, beta = _check_gao(d, alpha, beta)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = d * (alpha - beta * d)
+    return finite_result(out, "gao_bon overflows float64: d, alpha or beta too large")
 
 
 def gao_rl(d, alpha: float, beta: float) -> np.ndarray:
     """Gao et al. 2022's RL form R_RL(d) = d·(α − β·log d), with d = √KL (0 at d = 0)."""
-    d = np.asarray(d, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(d > 0, d * (alpha - beta * np.log(np.where(d > 0, d, 1.0))), 0.0)
+    d, alpha, beta = _check_gao(d, alpha, beta)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        out = np.where(d > 0, d * (alpha - beta * np.log(np.where(d > 0, d, 1.0))), 0.0)
+    return finite_result(out, "gao_rl overflows float64: d, alpha or beta too large")
+
+
+def _check_gao(d, alpha, beta):
+    d = as_float_array(d, "d")
+    if np.any(d < 0):
+        raise ValueError("d must be >= 0 (it is a square root of a KL)")
+    return d, check_real(alpha, "alpha"), check_real(beta, "beta")
 
 
 @dataclass(frozen=True)
@@ -93,10 +113,20 @@ def fit_gao(d, gain, form: str = "bon") -> GaoFit:
     with np.errstate(divide="ignore", invalid="ignore"):
         second = -d**2 if form == "bon" else np.where(d > 0, -d * np.log(np.where(d > 0, d, 1.0)), 0.0)
     A = np.stack([d, second], axis=1)
-    (alpha, beta), *_ = np.linalg.lstsq(A, g, rcond=None)
-    resid = g - A @ np.array([alpha, beta])
-    ss_tot = float(np.sum((g - g.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
+    # rescale the columns and the gains to a largest entry of 1, so no sum of squares overflows or underflows
+    a_scale = np.max(np.abs(A), axis=0)
+    a_scale[a_scale == 0] = 1.0
+    g_scale = float(np.max(np.abs(g)))
+    if g_scale == 0 or np.all(g == g[0]):
+        raise ValueError("gain is constant: R² is undefined (nothing to fit)")
+    g1 = g / g_scale
+    (a1, b1), *_ = np.linalg.lstsq(A / a_scale, g1, rcond=None)
+    resid = g1 - (A / a_scale) @ np.array([a1, b1])
+    ss_tot = float(np.sum((g1 - g1.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid**2)) / ss_tot
+    with np.errstate(over="ignore"):
+        alpha, beta = a1 * g_scale / a_scale[0], b1 * g_scale / a_scale[1]
+    finite_result([alpha, beta, r2], "the fitted alpha, beta overflow float64: gain too large for d")
     return GaoFit(form, float(alpha), float(beta), r2)
 
 
@@ -143,17 +173,34 @@ def _check_rewards(pi_ref, gold, proxy):
 
 
 def _mean_reward(pi, r) -> float:
-    return float(np.mean(np.sum(pi * r, axis=-1)))
+    return mean_value(np.sum(pi * r, axis=-1))
+
+
+def _sequence(x, name):
+    """A non-empty list of the entries of ``x`` (a list, tuple or array); ValueError naming ``name``."""
+    x = to_numpy(x)
+    if isinstance(x, np.ndarray):
+        x = list(x) if x.ndim else None
+    if not isinstance(x, (list, tuple)) or len(x) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence, got {x!r}")
+    return list(x)
 
 
 def policy_curve(pi_ref, gold, proxy, policies, knob, method: str = "") -> RewardCurve:
     """A :class:`RewardCurve` for given policies (k, n_prompts, n_responses), e.g. DPO fits over a β sweep."""
     p, g, q = _check_rewards(pi_ref, gold, proxy)
-    pols = [check_distribution(pi, "policies") for pi in policies]
+    pols = [check_distribution(pi, "policies") for pi in _sequence(policies, "policies")]
+    for pi in pols:
+        check_same_shape(pi, p, "policies", "pi_ref")
+    knob = as_float_array(knob, "knob", ndim=1)
+    if knob.shape != (len(pols),):
+        raise ValueError(f"knob must have one value per policy ({len(pols)}), got shape {knob.shape}")
     with np.errstate(divide="ignore"):
         log_ref = np.log(p)
-        kl = np.array([float(np.mean(kl_divergence_logspace(np.log(pi), log_ref))) for pi in pols])
-    return RewardCurve(np.asarray(knob), kl, np.array([_mean_reward(pi, g) for pi in pols]),
+        kl = np.array([mean_value(kl_divergence_logspace(np.log(pi), log_ref)) for pi in pols])
+    if not np.all(np.isfinite(kl)):
+        raise ValueError("policies put mass where pi_ref is 0: their KL from pi_ref is infinite")
+    return RewardCurve(knob, kl, np.array([_mean_reward(pi, g) for pi in pols]),
                        np.array([_mean_reward(pi, q) for pi in pols]), _mean_reward(p, g), _mean_reward(p, q),
                        method)
 
@@ -167,9 +214,9 @@ def best_of_n_curve(pi_ref, gold, proxy, ns) -> RewardCurve:
     ns : iterable of ints ≥ 1
     """
     p, g, q = _check_rewards(pi_ref, gold, proxy)
-    ns = np.array([check_int(n, "ns", 1) for n in ns])
+    ns = np.array([check_int(n, "ns", 1) for n in _sequence(ns, "ns")])
     pols = [best_of_n_policy(p, q, int(n)) for n in ns]
-    kl = np.array([float(np.mean(best_of_n_kl(p, q, int(n)))) for n in ns])
+    kl = np.array([mean_value(best_of_n_kl(p, q, int(n))) for n in ns])
     return RewardCurve(ns, kl, np.array([_mean_reward(pi, g) for pi in pols]),
                        np.array([_mean_reward(pi, q) for pi in pols]), _mean_reward(p, g), _mean_reward(p, q),
                        "best-of-n")
@@ -182,11 +229,14 @@ def kl_optimal_curve(pi_ref, gold, proxy, betas) -> RewardCurve:
     RL curves are its finite-training approximation.
     """
     p, g, q = _check_rewards(pi_ref, gold, proxy)
-    betas = np.array([check_beta(b, "betas") for b in betas])
+    betas = np.array([check_beta(b, "betas") for b in _sequence(betas, "betas")])
     with np.errstate(divide="ignore"):
         log_ref = np.log(p)
-    logs = [optimal_log_policy(p, q, b) for b in betas]
-    kl = np.array([float(np.mean(kl_divergence_logspace(lp, log_ref))) for lp in logs])
+    try:
+        logs = [optimal_log_policy(p, q, b) for b in betas]
+    except ValueError as exc:  # name this function's arguments (proxy plays the reward)
+        raise ValueError(f"proxy/betas: {exc}") from None
+    kl = np.array([mean_value(kl_divergence_logspace(lp, log_ref)) for lp in logs])
     pols = [np.exp(lp) for lp in logs]
     return RewardCurve(betas, kl, np.array([_mean_reward(pi, g) for pi in pols]),
                        np.array([_mean_reward(pi, q) for pi in pols]), _mean_reward(p, g), _mean_reward(p, q),

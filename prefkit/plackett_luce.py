@@ -37,7 +37,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg
 
-from ._validate import as_float_array, check_int, check_real, check_seed, check_weights
+from ._validate import as_float_array, check_int, check_real, check_seed, check_weights, finite_result, to_numpy
 from .bradley_terry import mle_obstruction
 
 __all__ = [
@@ -74,6 +74,9 @@ class _Rankings:
 
 
 def _prepare(rankings, n_items=None, weights=None, *, name="rankings") -> _Rankings:
+    rankings = to_numpy(rankings)
+    if rankings is None or isinstance(rankings, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of rankings (each a sequence of item ids), got {rankings!r}")
     if isinstance(rankings, np.ndarray) and rankings.ndim == 2:
         arr = rankings
         if arr.dtype.kind == "f":
@@ -86,8 +89,8 @@ def _prepare(rankings, n_items=None, weights=None, *, name="rankings") -> _Ranki
         flat = arr.ravel()
     else:
         try:
-            seqs = [np.asarray(r) for r in rankings]
-        except TypeError:
+            seqs = [np.asarray(to_numpy(r)) for r in rankings]
+        except (TypeError, RuntimeError):
             raise ValueError(f"{name} must be a sequence of rankings (each a sequence of item ids)") from None
         if any(s.ndim != 1 for s in seqs):
             raise ValueError(f"{name}: each ranking must be a flat sequence of item ids")
@@ -129,7 +132,7 @@ def _prepare(rankings, n_items=None, weights=None, *, name="rankings") -> _Ranki
 
 
 def _check_strengths(strengths, n):
-    theta = as_float_array(strengths, "strengths", ndim=1)
+    theta = as_float_array(strengths, "strengths", ndim=1, nonempty=True)
     if len(theta) < n:
         raise ValueError(f"strengths has {len(theta)} entries but the rankings use item {n - 1}")
     return theta
@@ -242,17 +245,20 @@ def pl_log_probability(strengths, rankings) -> np.ndarray:
     data = _prepare(rankings)
     theta = _check_strengths(strengths, data.n)
     out = np.zeros(data.m)
-    for rows, R, _ in data.groups:
-        T = theta[R]
-        out[rows] = (T[:, :-1] - _suffix_lse(T)[:, :-1]).sum(axis=1)
-    return out
+    with np.errstate(over="ignore", invalid="ignore"):
+        for rows, R, _ in data.groups:
+            T = theta[R]
+            out[rows] = (T[:, :-1] - _suffix_lse(T)[:, :-1]).sum(axis=1)
+    return finite_result(out, "strengths too large: the log-probabilities overflow float64")
 
 
 def pl_log_likelihood(strengths, rankings, weights=None) -> float:
     """ℓ(θ) = Σ_r w_r·log P_θ(ranking r) under Plackett-Luce (see :func:`pl_log_probability`)."""
     data = _prepare(rankings, weights=weights)
     theta = _check_strengths(strengths, data.n)
-    return sum(_block(theta, R, w, grad=False)[0] for _, R, w in data.groups)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ll = float(sum(_block(theta, R, w, grad=False)[0] for _, R, w in data.groups))
+    return finite_result(ll, "the log-likelihood overflows float64: strengths or weights too large")
 
 
 def pl_log_likelihood_gradient(strengths, rankings, weights=None) -> np.ndarray:
@@ -262,9 +268,11 @@ def pl_log_likelihood_gradient(strengths, rankings, weights=None) -> np.ndarray:
     expected count sums e^{θ_i}/Σ_{j≥k} e^{θ_{y_j}} over the stages whose remaining set contains it (Hunter
     2004, §5). ``n`` is ``len(strengths)``.
     """
-    theta = as_float_array(strengths, "strengths", ndim=1)
+    theta = as_float_array(strengths, "strengths", ndim=1, nonempty=True)
     data = _prepare(rankings, len(theta), weights)
-    return _loglik_grad(theta, data)[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = _loglik_grad(theta, data)[1]
+    return finite_result(g, "the gradient overflows float64: strengths or weights too large")
 
 
 def pl_fisher_information(strengths, rankings, weights=None) -> np.ndarray:
@@ -273,9 +281,11 @@ def pl_fisher_information(strengths, rankings, weights=None) -> np.ndarray:
     Positive semi-definite with the all-ones vector in its null space. For PL it does not depend on which item
     won each stage, only on the sets, so it is also the observed information.
     """
-    theta = as_float_array(strengths, "strengths", ndim=1)
+    theta = as_float_array(strengths, "strengths", ndim=1, nonempty=True)
     data = _prepare(rankings, len(theta), weights)
-    return _information(theta, data, dense=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        F = _information(theta, data, dense=True)
+    return finite_result(F, "the information overflows float64: strengths or weights too large")
 
 
 def _pairs_above(data: _Rankings):
@@ -320,9 +330,10 @@ class PlackettLuceFit:
     stderr : (n,) sqrt of the covariance diagonal.
     """
 
-    def __init__(self, strengths, log_likelihood, n_iter, converged, method, l2, data):
+    def __init__(self, strengths, log_likelihood, n_iter, converged, method, l2, data, weight_scale=1.0):
         self.strengths = strengths
-        self.log_likelihood = log_likelihood
+        self._ll_unit = log_likelihood  # of the counts divided by weight_scale (the fit is scale-free)
+        self._scale = float(weight_scale)
         self.n_iter = n_iter
         self.converged = converged
         self.method = method
@@ -333,22 +344,38 @@ class PlackettLuceFit:
     def n_items(self) -> int:
         return len(self.strengths)
 
+    @property
+    def log_likelihood(self) -> float:
+        """ℓ(θ̂) for the counts given; ValueError when it overflows float64 (weights near 1e308)."""
+        return finite_result(self._ll_unit * self._scale, "the log-likelihood of these weights overflows float64")
+
     @cached_property
-    def covariance(self) -> np.ndarray:
+    def _unit_covariance(self) -> np.ndarray:
+        """The covariance for the counts divided by weight_scale; the covariance is this / weight_scale."""
         n = self.n_items
         F = _information(self.strengths, self._data, dense=True)
-        if self.l2 > 0:
-            return np.linalg.inv(F + 2 * self.l2 * np.eye(n))
-        u = np.full((n, n), 1.0 / n)
-        return np.linalg.inv(F + u) - u  # the pseudo-inverse in the sum-zero gauge
+        try:
+            if self.l2 > 0:  # c·F_unit + 2·l2 = c·(F_unit + 2·l2/c)
+                return np.linalg.inv(F + 2 * (self.l2 / self._scale) * np.eye(n))
+            u = np.full((n, n), 1.0 / n)
+            return np.linalg.inv(F + u) - u  # the pseudo-inverse in the sum-zero gauge
+        except np.linalg.LinAlgError:
+            raise ValueError("the information matrix is singular in float64: weights too uneven") from None
+
+    @property
+    def covariance(self) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            c = self._unit_covariance / self._scale
+        return finite_result(c, "the covariance overflows float64 for weights this small; use stderr")
 
     @property
     def stderr(self) -> np.ndarray:
-        return np.sqrt(np.clip(np.diag(self.covariance), 0.0, None))
+        return np.sqrt(np.clip(np.diag(self._unit_covariance), 0.0, None)) / np.sqrt(self._scale)
 
     def __repr__(self) -> str:
         return (f"PlackettLuceFit(n_items={self.n_items}, method={self.method!r}, l2={self.l2}, "
-                f"log_likelihood={self.log_likelihood:.6g}, n_iter={self.n_iter}, converged={self.converged})")
+                f"log_likelihood={self._ll_unit * self._scale:.6g}, n_iter={self.n_iter}, "
+                f"converged={self.converged})")
 
 
 def _objective(theta, data, l2):
@@ -459,6 +486,13 @@ def fit_plackett_luce(rankings, n_items=None, *, weights=None, l2=0.0, method="n
     """
     data = _prepare(rankings, n_items, weights)
     l2 = check_real(l2, "l2", lo=0.0)
+    # scale-free in the weights: fit the counts divided by the largest (no overflow or underflow of sums)
+    top = max(float(w.max()) for _, _, w in data.groups)
+    scale = top if top > 0 else 1.0
+    data = _Rankings(data.n, data.m, [(rows, R, w / scale) for rows, R, w in data.groups])
+    l2_unit = l2 / scale
+    if not np.isfinite(l2_unit):
+        raise ValueError(f"l2={l2!r} is too large next to weights of at most {scale!r}: l2/max(weights) overflows")
     if method not in ("newton", "mm"):
         raise ValueError(f"method must be 'newton' or 'mm', got {method!r}")
     if method == "mm" and l2 > 0:
@@ -488,13 +522,17 @@ def fit_plackett_luce(rankings, n_items=None, *, weights=None, l2=0.0, method="n
     if data.n == 1:
         theta, it, conv = np.zeros(1), 0, True
     elif method == "newton":
-        theta, it, conv = _newton(data, l2, tol, max_iter)
+        try:
+            theta, it, conv = _newton(data, l2_unit, tol, max_iter)
+        except np.linalg.LinAlgError:
+            raise ValueError("the Newton system is singular in float64: weights too uneven (ratios near the "
+                             "float range); rescale or drop the tiny weights") from None
     else:
         theta, it, conv = _mm(data, tol, max_iter)
     if l2 == 0:
         theta = theta - theta.mean()
     ll = _objective(theta, data, 0.0)
-    return PlackettLuceFit(theta, ll, it, conv, method, l2, data)
+    return PlackettLuceFit(theta, ll, it, conv, method, l2, data, scale)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ are reused by the tiny-LM chapter; :func:`prefkit.rl.train_rlhf` puts them toget
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -28,6 +30,7 @@ from ._validate import (
     check_real,
     check_same_shape,
     check_tensor,
+    finite_result,
 )
 
 __all__ = [
@@ -69,8 +72,13 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"rewards must have k >= 2 samples on the last axis, got shape "
                          f"{tuple(rewards.shape)}")
     k = rewards.shape[-1]
-    baseline = (rewards.sum(dim=-1, keepdim=True) - rewards) / (k - 1)  # (B, k)
-    return rewards - baseline
+    # A_i = k/(k−1)·(r_i − mean r), with the rewards divided by their largest |r| first: the sum of k rewards of
+    # 1e308 would overflow (and give −inf or NaN advantages); the scale is a constant, so gradients are unchanged
+    s = rewards.detach().abs().amax(dim=-1, keepdim=True).clamp(min=torch.finfo(rewards.dtype).tiny) \
+        if rewards.is_floating_point() else torch.ones(())
+    u = rewards / s
+    adv = (u - u.mean(dim=-1, keepdim=True)) * (k / (k - 1)) * s
+    return finite_result(adv, "the advantages overflow: rewards differ by more than the float range")
 
 
 def reinforce_loss(logp: torch.Tensor, advantages: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -85,12 +93,13 @@ def reinforce_loss(logp: torch.Tensor, advantages: torch.Tensor, reduction: str 
     advantages : tensor of the same shape (detached inside)
     reduction : "mean" (default), "sum" or "none" (per-sample losses)
     """
-    check_tensor(logp, "logp")
-    check_tensor(advantages, "advantages")
+    check_tensor(logp, "logp", nonempty=True)
+    check_tensor(advantages, "advantages", nonempty=True)
     if logp.shape != advantages.shape:
         raise ValueError(f"shape mismatch: logp has shape {tuple(logp.shape)} but advantages has shape "
                          f"{tuple(advantages.shape)}")
-    return _reduce(-(logp * advantages.detach()), reduction)
+    return finite_result(_reduce(-(logp * advantages.detach()), reduction),
+                         "the loss overflows: logp times advantages exceeds the float range")
 
 
 def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, clip_eps: float = 0.2,
@@ -110,18 +119,25 @@ def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.
     At ratio = 1 (the first epoch on fresh samples) its gradient equals :func:`reinforce_loss`'s (its value is
     −mean A).
     """
-    check_tensor(logp, "logp")
-    check_tensor(old_logp, "old_logp")
-    check_tensor(advantages, "advantages")
+    check_tensor(logp, "logp", nonempty=True)
+    check_tensor(old_logp, "old_logp", nonempty=True)
+    check_tensor(advantages, "advantages", nonempty=True)
     if logp.shape != old_logp.shape or logp.shape != advantages.shape:
         raise ValueError(f"shape mismatch: logp {tuple(logp.shape)}, old_logp {tuple(old_logp.shape)}, "
                          f"advantages {tuple(advantages.shape)}")
     eps = check_real(clip_eps, "clip_eps", lo=0.0, lo_open=True, hi=1.0)
     adv = advantages.detach()
-    ratio = torch.exp(logp - old_logp.detach())
+    log_ratio = logp - old_logp.detach()
+    # Where A ≥ 0 the min is clip(ratio)·A as soon as ratio > 1 + ε (value constant, gradient 0), so capping the
+    # log-ratio there changes nothing but keeps exp from overflowing (ratio = inf meeting A = 0 gave NaN).
+    cap = math.log1p(eps) + 1.0
+    log_ratio = torch.where(adv >= 0, torch.clamp(log_ratio, max=cap), log_ratio)
+    ratio = torch.exp(log_ratio)
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - eps, 1.0 + eps) * adv
-    return _reduce(-torch.minimum(unclipped, clipped), reduction)
+    return finite_result(_reduce(-torch.minimum(unclipped, clipped), reduction),
+                         "the loss overflows: logp − old_logp is so large that ratio·advantages exceeds the "
+                         "float range (negative advantages)")
 
 
 def kl_penalized_reward(reward, logp, ref_logp, beta):
@@ -132,7 +148,28 @@ def kl_penalized_reward(reward, logp, ref_logp, beta):
     :func:`prefkit.kl_regularized_objective`.
     """
     b = check_beta(beta)
-    return reward - b * (logp - ref_logp)
+    if any(isinstance(t, torch.Tensor) for t in (reward, logp, ref_logp)):
+        r, lp, ref = (t if isinstance(t, torch.Tensor) else torch.as_tensor(as_float_array(t, n))
+                      for t, n in ((reward, "reward"), (logp, "logp"), (ref_logp, "ref_logp")))
+        for t, n in ((r, "reward"), (lp, "logp"), (ref, "ref_logp")):
+            check_tensor(t, n)
+        _same_shapes((r, "reward"), (lp, "logp"), (ref, "ref_logp"))
+        out = r - b * (lp - ref.to(lp))
+    else:
+        r, lp, ref = as_float_array(reward, "reward"), as_float_array(logp, "logp"), as_float_array(ref_logp,
+                                                                                                   "ref_logp")
+        _same_shapes((r, "reward"), (lp, "logp"), (ref, "ref_logp"))
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = r - b * (lp - ref)
+    return finite_result(out, "the penalised reward overflows: reward, logp, ref_logp or beta too large")
+
+
+def _same_shapes(*named):
+    """No broadcasting: every array must have the shape of the first."""
+    (a0, n0) = named[0]
+    for a, n in named[1:]:
+        if tuple(a.shape) != tuple(a0.shape):
+            raise ValueError(f"shape mismatch: {n0} has shape {tuple(a0.shape)} but {n} has shape {tuple(a.shape)}")
 
 
 def rlhf_objective(logp: torch.Tensor, ref_logp: torch.Tensor, reward: torch.Tensor, beta) -> torch.Tensor:
@@ -142,6 +179,18 @@ def rlhf_objective(logp: torch.Tensor, ref_logp: torch.Tensor, reward: torch.Ten
     Off π_ref's support (ref_logp = −inf, where the policy's logp is −inf too) the term is 0.
     """
     b = check_beta(beta)
+    for t, n in ((logp, "logp"), (ref_logp, "ref_logp"), (reward, "reward")):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{n} must be a torch.Tensor, got {type(t).__name__}")
+        if t.is_complex():
+            raise ValueError(f"{n} must be real, got a complex tensor")
+    _same_shapes((logp, "logp"), (ref_logp, "ref_logp"), (reward, "reward"))
+    check_tensor(reward, "reward", nonempty=True)
+    if bool(torch.isnan(logp).any() | torch.isnan(ref_logp).any() | (logp.detach() == float("inf")).any()
+            | (ref_logp.detach() == float("inf")).any()):
+        raise ValueError("logp and ref_logp must be log-probabilities (-inf allowed; no NaN or +inf)")
+    if bool((torch.isinf(logp.detach()) & torch.isfinite(ref_logp.detach())).any()):
+        raise ValueError("logp is -inf where ref_logp is finite: the policy must keep pi_ref's support")
     mask = torch.isfinite(ref_logp)
     safe_logp = torch.where(mask, logp, torch.zeros_like(logp))
     safe_ref = torch.where(mask, ref_logp, torch.zeros_like(ref_logp))

@@ -27,9 +27,11 @@ from ._validate import (
     as_index_array,
     check_distribution,
     check_int,
+    check_path,
     check_real,
     check_seed,
     read_text_file,
+    to_numpy,
 )
 from .bradley_terry import bt_probability
 from .closed_form import optimal_policy
@@ -314,6 +316,19 @@ def tajwar_bandit(n_actions: int = 100, *, mode: int = 20, mu: float = 70.0, wid
 # ---------------------------------------------------------------- JSONL in TRL's prompt/chosen/rejected shape
 
 
+def _names(names, arg):
+    """Optional names: None, or a list of them (strings or numbers; written with str)."""
+    if names is None:
+        return None
+    names = to_numpy(names)
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__") or not hasattr(names, "__getitem__"):
+        raise ValueError(f"{arg} must be a list of names, got {names!r}")
+    names = [str(v) for v in names]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{arg} has a duplicated name")
+    return names
+
+
 def _name(prefix: str, i: int, names) -> str:
     return f"{prefix}{i}" if names is None else str(names[i])
 
@@ -326,10 +341,12 @@ def write_preferences_jsonl(path, preferences, *, prompt_names=None, response_na
     preference dataset.
     """
     prefs = as_index_array(preferences, "preferences", ncols=3)
+    prompt_names = _names(prompt_names, "prompt_names")
+    response_names = _names(response_names, "response_names")
     for names, cols, arg in ((prompt_names, [0], "prompt_names"), (response_names, [1, 2], "response_names")):
         if names is not None and len(prefs) and int(prefs[:, cols].max()) >= len(names):
             raise ValueError(f"{arg} has {len(names)} names but preferences holds index {int(prefs[:, cols].max())}")
-    path = Path(path)
+    path = check_path(path)
     if path.is_dir():
         raise ValueError(f"path {path} is a directory, not a file")
     lines = []
@@ -374,7 +391,9 @@ def read_preferences_jsonl(path, *, prompt_names=None, response_names=None, n_pr
         physical line) for a line that is not a JSON object, lacks a key, holds an unknown value or an
         out-of-range index, or has chosen == rejected.
     """
-    path = Path(path)
+    path = check_path(path)
+    prompt_names = _names(prompt_names, "prompt_names")
+    response_names = _names(response_names, "response_names")
     n_prompts = None if n_prompts is None else check_int(n_prompts, "n_prompts", 1)
     n_responses = None if n_responses is None else check_int(n_responses, "n_responses", 2)
     rows = []

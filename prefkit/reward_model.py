@@ -30,6 +30,8 @@ from ._validate import (
     check_tensor,
     check_torch_seed,
     check_weights,
+    finite_result,
+    normalize_weights,
 )
 
 __all__ = [
@@ -80,9 +82,7 @@ def reward_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor, marg
     c = check_real(center_coef, "center_coef", lo=0.0)
     diff = reward_chosen - reward_rejected
     if margin is not None:
-        m = torch.as_tensor(margin, dtype=diff.dtype)
-        if not torch.all(torch.isfinite(m)):
-            raise ValueError("margin contains NaN or inf")
+        m = torch.as_tensor(as_float_array(margin, "margin"), dtype=diff.dtype)
         if m.ndim > 0 and m.shape != diff.shape:
             raise ValueError(f"shape mismatch: margin has shape {tuple(m.shape)} but rewards have shape "
                              f"{tuple(diff.shape)}")
@@ -161,9 +161,7 @@ def preference_accuracy(reward, preferences, weights=None) -> float:
         raise ValueError("preferences is empty")
     if np.any(prefs[:, 0] >= r.shape[0]) or np.any(prefs[:, 1:] >= r.shape[1]):
         raise ValueError("preferences contains an index out of range for reward")
-    w = check_weights(weights, len(prefs))
-    if w.sum() <= 0:
-        raise ValueError("weights must not all be 0")
+    w = normalize_weights(check_weights(weights, len(prefs)))  # ratios only: no overflow in the sums
     d = r[prefs[:, 0], prefs[:, 1]] - r[prefs[:, 0], prefs[:, 2]]
     hit = (d > 0) + 0.5 * (d == 0)
     return float(np.sum(w * hit) / np.sum(w))
@@ -187,9 +185,13 @@ def reward_recovery_error(reward, reward_true, pi_ref=None) -> float:
     mask = np.ones(a.shape, bool) if pi_ref is None else check_distribution(pi_ref, "pi_ref") > 0
     if mask.shape != a.shape:
         raise ValueError(f"shape mismatch: pi_ref has shape {mask.shape} but reward has shape {a.shape}")
-    d = np.where(mask, a - b, 0.0)
+    # rescale by the largest entry s (the distance is homogeneous of degree 1), so no square overflows
+    s = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    s = s if s > 0 else 1.0
+    d = np.where(mask, a / s - b / s, 0.0)
     f = d.sum(axis=-1, keepdims=True) / mask.sum(axis=-1, keepdims=True)
-    return float(np.sqrt(np.sum(np.where(mask, (d - f) ** 2, 0.0)) / mask.sum()))
+    err = float(np.sqrt(np.sum(np.where(mask, (d - f) ** 2, 0.0)) / mask.sum())) * s
+    return finite_result(err, "the error overflows float64: reward and reward_true differ by more than 1e308")
 
 
 def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: str = "tabular", features=None,
@@ -240,9 +242,7 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
         raise ValueError(f"preferences has a prompt index >= n_prompts={n_prompts}")
     if np.any(prefs[:, 1:] >= n_responses):
         raise ValueError(f"preferences has a response index >= n_responses={n_responses}")
-    w = check_weights(weights, len(prefs))
-    if w.sum() <= 0:
-        raise ValueError("weights must not all be 0")
+    w = normalize_weights(check_weights(weights, len(prefs)))  # ratios only: no overflow in the sums
     if margin is not None:
         margin = as_float_array(margin, "margin", ndim=(0, 1))
         if margin.ndim == 1 and margin.shape != (len(prefs),):
@@ -277,6 +277,9 @@ def fit_reward_model(preferences, n_prompts: int, n_responses: int, *, model: st
 
     def objective() -> torch.Tensor:
         table = net()
+        if not bool(torch.isfinite(table).all()):
+            raise ValueError(f"training diverged: the reward model's outputs became non-finite (l2={l2!r}, "
+                             f"lr={lr!r}); lower l2 or lr")
         per_pair = reward_loss(table[x, yw], table[x, yl], margin=margin, center_coef=center_coef)
         penalty = l2 * sum((q ** 2).sum() for q in params)
         return (w_t * per_pair).sum() + penalty

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import as_float_array, check_beta, check_distribution, check_same_shape, check_torch_seed
+from ._validate import as_float_array, check_beta, check_distribution, check_int, check_same_shape, check_torch_seed
 from .closed_form import kl_divergence_logspace, optimal_log_policy, optimal_policy
 from .reward_model import RewardModelResult, fit_reward_model
 from .rl import RLResult, train_rlhf
@@ -109,6 +109,14 @@ def classical_rlhf(problem, beta, n_pairs: int, *, seed: int = 0, reward_model: 
     ``rl_kwargs``.
     """
 
+    from .problems import Problem
+
+    if not isinstance(problem, Problem):
+        raise ValueError(f"problem must be a prefkit.Problem, got {type(problem).__name__}")
+    n_pairs = check_int(n_pairs, "n_pairs", 1)
+    for kw, name in ((rm_kwargs, "rm_kwargs"), (rl_kwargs, "rl_kwargs")):
+        if kw is not None and not isinstance(kw, dict):
+            raise ValueError(f"{name} must be a dict of keyword arguments, got {type(kw).__name__}")
     torch_seed = check_torch_seed(seed)
     rng = np.random.default_rng(torch_seed)
     prefs = problem.sample_preferences(n_pairs, rng)
