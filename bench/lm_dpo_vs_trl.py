@@ -10,12 +10,22 @@ log-probs computed once before training (π_ref is frozen; TRL, by default, runs
 every step).
 
 Sizes: ~100k parameters (2 layers, width 64) and ~3M (4 layers, width 256); fp32 and bf16 (CPU autocast on our
-side, ``bf16=True`` on TRL's). The dataset holds ``steps × batch`` distinct pairs read in order by both sides
+side, ``bf16=True`` on TRL's). bf16 rows run only on a CPU with native bf16 (``avx512_bf16`` or ``amx_bf16`` in
+/proc/cpuinfo): elsewhere bf16 is emulated, 5–40× slower than fp32 on both sides, and the rows are skipped with a
+note (``--bf16 force`` runs them anyway, ``--bf16 off`` never).
+
+The dataset holds ``steps × batch`` distinct pairs read in order by both sides
 (TRL: ``train_sampling_strategy="sequential"``), so step t of each side sees the same batch, and the per-step
 losses must agree (checked: fp32 to 1e-4, bf16 to 5e-2). Tokenisation happens before the timed steps on both
 sides. Reported: median seconds per step after the warm-up steps, as steps/s, and TRL's time / ours; the
 column "ratio, ref/step" repeats our loop with a reference forward inside every step (TRL's default), to show
 how much of the gap the one-off reference log-probs explain.
+
+The column "train_dpo_lm steps/s" times the library's own loop, :func:`prefkit.lm.train_dpo_lm` (fused AdamW,
+reference log-probs once, exact evaluation off), on the chapter-7 synthetic language with the same model shape,
+the same batch and the same sequence length (10 tokens: [BOS, 4 prompt tokens, SEP, 4 response tokens] vs TRL's
+[4 prompt chars, SEP, 4 response chars, EOS]); it cannot share TRL's batches (another token layout), so its losses
+are not compared, only its speed (fp32; the library autocasts to bf16 on CUDA only).
 
 Run: ``python bench/lm_dpo_vs_trl.py [--steps 40] [--batch 32] [--threads 2]``.
 """
@@ -213,6 +223,34 @@ def run_prefkit(model, ref, tok, data, batch, steps, beta, lr, bf16, ref_each_st
 WARMUP = 5
 
 
+def native_bf16() -> bool | None:
+    """True/False when /proc/cpuinfo lists (or lacks) avx512_bf16 or amx_bf16; None when it cannot tell."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def run_library(n_layer, n_embd, n_head, batch, steps, beta, lr):
+    """Seconds per step of :func:`prefkit.lm.train_dpo_lm` itself (after a warm-up run), same shapes."""
+    from prefkit.lm import GPT, Preferences, SyntheticLanguage, clone, train_dpo_lm, trainable_copy
+
+    task = SyntheticLanguage(vocab=len(CHARS), response_len=4, prompt_len=4, n_prompts=64, seed=0)
+    torch.manual_seed(0)
+    ref = clone(GPT(GPTConfig(vocab_size=task.vocab_size, block_size=16, n_layer=n_layer, n_head=n_head,
+                              n_embd=n_embd)))
+    rng = np.random.default_rng(0)
+    m = batch * steps
+    prompt = rng.integers(task.n_prompts, size=m)
+    prefs = Preferences(prompt, (task.prompts[prompt] + 1) % task.vocab, rng.integers(task.vocab, size=(m, 4)))
+    kw = dict(batch_size=batch, lr=lr, progress=False)
+    train_dpo_lm(trainable_copy(ref), ref, task, prefs, beta, steps=WARMUP, **kw)  # warm-up
+    r = train_dpo_lm(trainable_copy(ref), ref, task, prefs, beta, steps=steps, **kw)
+    return r.wall_s / steps
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=40)
@@ -224,6 +262,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--repeats", type=int, default=3, help="alternate the two sides this many times; keep the best"
     )
+    ap.add_argument("--bf16", choices=("auto", "force", "off"), default="auto",
+                    help="bf16 rows: auto = only on a CPU with native bf16 (default)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -247,14 +287,21 @@ def main(argv=None) -> int:
         f"(median step time after {WARMUP} warm-up steps, best of {args.repeats} alternating runs); "
         f"same init, same batches"
     )
+    has_bf16 = native_bf16()
+    run_bf16 = args.bf16 == "force" or (args.bf16 == "auto" and has_bf16)
+    if not run_bf16:
+        why = {"off": "--bf16 off", "auto": "this CPU has no native bf16 (no avx512_bf16/amx_bf16 in /proc/cpuinfo)"
+               if has_bf16 is False else "cannot tell whether this CPU has native bf16"}[args.bf16]
+        print(f"bf16 rows skipped: {why}; emulated bf16 runs 5-40x slower than fp32 on both sides "
+              "(--bf16 force runs them)")
     print(
         f"{'size':>6} {'params':>9} {'dtype':>5} {'TRL steps/s':>12} {'prefkit steps/s':>16} {'ratio':>6} "
-        f"{'ratio, ref/step':>13} {'max |loss diff|':>16}  losses match"
+        f"{'ratio, ref/step':>13} {'train_dpo_lm steps/s':>21} {'ratio':>6} {'max |loss diff|':>16}  losses match"
     )
     ok = True
     for size in args.sizes.split(","):
         n_layer, n_embd, n_head = shapes[size]
-        for bf16 in (False, True):
+        for bf16 in (False, True) if run_bf16 else (False,):
             dt_trl = dt_ours = dt_abl = float("inf")
             for _ in range(args.repeats):  # alternate; keep each side's fastest run (the machine is shared)
                 hf = hf_model(n_layer, n_embd, n_head, len(tok), seed=0)
@@ -273,6 +320,13 @@ def main(argv=None) -> int:
                     ref_each_step=True,
                 )
                 dt_abl = min(dt_abl, dt)
+            if bf16:
+                lib = "n/a (CUDA only)"
+                lib_ratio = ""
+            else:
+                dt_lib = min(run_library(n_layer, n_embd, n_head, args.batch, args.steps, args.beta, args.lr)
+                             for _ in range(args.repeats))
+                lib, lib_ratio = f"{1 / dt_lib:.1f}", f"{dt_trl / dt_lib:.2f}x"
             n = min(len(l_trl), len(l_ours))
             diff = float(np.max(np.abs(l_trl[:n] - l_ours[:n])))
             tol = 5e-2 if bf16 else 1e-4
@@ -280,7 +334,8 @@ def main(argv=None) -> int:
             ok &= match
             print(
                 f"{size:>6} {count_parameters(ours):>9,} {'bf16' if bf16 else 'fp32':>5} {1 / dt_trl:>12.1f} "
-                f"{1 / dt_ours:>16.1f} {dt_trl / dt_ours:>5.2f}x {dt_trl / dt_abl:>12.2f}x {diff:>16.2e}  "
+                f"{1 / dt_ours:>16.1f} {dt_trl / dt_ours:>5.2f}x {dt_trl / dt_abl:>12.2f}x {lib:>21} {lib_ratio:>6} "
+                f"{diff:>16.2e}  "
                 f"{'yes' if match else 'NO'} (tol {tol:g}; loss {l_ours[0]:.4f} -> {l_ours[-1]:.4f})"
             )
     return 0 if ok else 1

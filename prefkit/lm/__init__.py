@@ -45,6 +45,7 @@ from .train import (
     Preferences,
     RewardModel,
     TrainResult,
+    adamw,
     autocast,
     clone,
     completion_log_probs,
@@ -73,7 +74,7 @@ __all__ = [
     # training loops
     "TrainResult", "RewardModel", "Preferences", "resolve_device", "autocast", "train_sft", "make_preferences",
     "train_reward_model", "train_rlhf_lm", "train_dpo_lm", "train_online_dpo_lm", "dpo_logps", "clone",
-    "trainable_copy", "reward_model_accuracy", "completion_log_probs",
+    "trainable_copy", "reward_model_accuracy", "completion_log_probs", "adamw",
     # checkpoints
     "save_checkpoint", "load_checkpoint", "load_model", "save_preferences", "load_preferences", "atomic_write",
     # pipeline
