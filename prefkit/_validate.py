@@ -222,8 +222,13 @@ def check_int(v, name: str, lo: int, hi: int | None = None) -> int:
 def finite_result(x, what: str):
     """``x`` if every entry is finite; else a ValueError saying ``what`` overflowed (``what`` names the
     arguments responsible). For results whose exact value is beyond float64 even when computed with care."""
-    a = to_numpy(x)
-    if not np.all(np.isfinite(a)):
+    if _is_tensor(x):  # on the tensor's own device: no copy to the host
+        import torch
+
+        ok = bool(torch.isfinite(x.detach()).all())
+    else:
+        ok = bool(np.all(np.isfinite(x)))
+    if not ok:
         raise ValueError(what)
     return x
 

@@ -128,3 +128,83 @@ def test_fuzz_loaders_parse_or_raise_value_error(tmp_path, rows, kind):
         data.comparisons[:, 0] != data.comparisons[:, 1]
     )
     assert np.all(np.isfinite(data.weights)) and np.all(data.weights > 0)
+
+
+# ---------------------------------------------------------------- file-level problems (issue 11 reproducers)
+def _write_bytes(tmp_path, data, name="x.csv"):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def test_utf8_bom_and_crlf_are_accepted(tmp_path):
+    """Excel writes a BOM and CRLF; the BOM was read as part of the first column name ("missing column")."""
+    body = "left,right,winner\r\na,b,left\r\nb,c,tie\r\n"
+    plain = load_pairwise_csv(_write(tmp_path, "left,right,winner\na,b,left\nb,c,tie\n", "plain.csv"))
+    for data in (body.encode("utf-8-sig"), body.encode("utf-8")):
+        got = load_pairwise_csv(_write_bytes(tmp_path, data))
+        assert got.names == plain.names
+        np.testing.assert_array_equal(got.comparisons, plain.comparisons)
+    base = load_baseball()
+    text = (DATA_DIR / "baseball_agresti1987ALE.csv").read_text(encoding="utf-8")
+    crlf = load_baseball(_write_bytes(tmp_path, text.replace("\n", "\r\n").encode("utf-8-sig"), "b.csv"))
+    np.testing.assert_array_equal(crlf.comparisons, base.comparisons)
+
+
+@pytest.mark.parametrize("body, line", [
+    ("left,right,winner\n\na,b,left\n\n\na,b,sideways\n", 6),  # blank lines count
+    ('left,right,winner\n"a\nwith newline",b,left\na,b,sideways\n', 4),  # a quoted newline counts
+    ("\nleft,right,winner\na,b,sideways\n", 3),  # a blank line before the header
+    ("left,right,winner\r\na,b,left\r\n\r\na,b,sideways\r\n", 4),  # CRLF
+])
+def test_line_numbers_are_physical_lines(tmp_path, body, line):
+    """Reported line numbers counted records, not lines: wrong after a blank line or a quoted newline."""
+    with pytest.raises(ValueError, match=rf"x\.csv, line {line}: column 'winner'"):
+        load_pairwise_csv(_write_bytes(tmp_path, body.encode()))
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"", r"x\.csv: the file is empty \(0 bytes\)"),
+    ("left,right,winner\na,b,left\nb,\xe9,left\n".encode("latin-1"), r"x\.csv, line 3: not valid UTF-8"),
+    ("left,right,winner\na,b,left\n".encode("utf-16"), r"x\.csv: the file is UTF-16"),
+    (b"left,right,winner,left\na,b,left,c\n", r"x\.csv, line 1: column 'left' appears twice"),
+])
+def test_file_level_errors_name_the_file(tmp_path, data, match):
+    """0 bytes gave "I/O operation on closed file"; bad bytes a raw UnicodeDecodeError; a duplicated column was
+    resolved silently."""
+    with pytest.raises(ValueError, match=match):
+        load_pairwise_csv(_write_bytes(tmp_path, data))
+    with pytest.raises(ValueError, match=r"x\.csv"):
+        load_baseball(_write_bytes(tmp_path, data))
+
+
+def test_directory_is_not_reported_as_missing(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        load_pairwise_csv(tmp_path)
+    with pytest.raises(ValueError, match="no such data file"):
+        load_pairwise_csv(tmp_path / "nope.csv")
+    with pytest.raises(ValueError, match="path"):
+        load_pairwise_csv(None)
+
+
+def test_jsonl_file_errors_are_value_errors(tmp_path):
+    """JSONL errors were FileNotFoundError or IsADirectoryError instead of a ValueError with file and line."""
+    from prefkit import read_preferences_jsonl, write_preferences_jsonl
+
+    with pytest.raises(ValueError, match="no such data file"):
+        read_preferences_jsonl(tmp_path / "nope.jsonl")
+    with pytest.raises(ValueError, match="is a directory"):
+        read_preferences_jsonl(tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"prompt": "x0", "chosen": "y1", "rejected": "y2"}\n{"prompt": "\xff"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl, line 2: not valid UTF-8"):
+        read_preferences_jsonl(bad)
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes(b'{"prompt": "x0", "chosen": "y1", "rejected": "y2"}\r\n\r\n{"prompt": "x0"}\r\n')
+    with pytest.raises(ValueError, match=r"crlf\.jsonl:3: missing key"):
+        read_preferences_jsonl(crlf)
+    with pytest.raises(ValueError, match="is a directory"):
+        write_preferences_jsonl(tmp_path, [[0, 1, 2]])
+    empty = tmp_path / "empty.jsonl"
+    write_preferences_jsonl(empty, np.zeros((0, 3), dtype=int))
+    assert read_preferences_jsonl(empty).shape == (0, 3)  # zero pairs round-trip
