@@ -167,8 +167,8 @@ def policy_gradient_errors(problem, beta, *, seed: int = 0) -> dict:
     grad = exact_policy_gradient(pi_now, problem.pi_ref, problem.reward, beta)
     on = problem.pi_ref > 0
     pstar = optimal_policy(problem.pi_ref, problem.reward, beta)
-    with np.errstate(divide="ignore", invalid="ignore"):  # −inf − (−inf) off the support, masked below
-        A = kl_penalized_reward(problem.reward, np.log(pstar), log_ref, beta)
+    with np.errstate(divide="ignore"):  # the penalised reward exists on π_ref's support only (masked below)
+        A = kl_penalized_reward(problem.reward, np.where(on, np.log(pstar), 0.0), np.where(on, log_ref, 0.0), beta)
     spread = np.where(on, A, -np.inf).max(-1) - np.where(on, A, np.inf).min(-1)
     return {"autograd": float(np.max(np.abs(pol.logits.grad.numpy()[on] - grad[on]))),
             "stationary": float(np.max(spread))}
