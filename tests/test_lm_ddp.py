@@ -78,6 +78,24 @@ def _compare(a, b, where, worst):
         assert a == b, f"{where}: {a!r} vs {b!r}"
 
 
+def test_shards_cover_the_global_batch_once():
+    """Each rank's contiguous shard: together they cover 0..n-1 once, in rank order, sizes differing by ≤ 1."""
+    from prefkit.lm import distributed
+
+    for n in range(1, 20):
+        for world in range(1, min(n, 5) + 1):
+            bounds = [distributed._bounds(n, r, world) for r in range(world)]
+            assert bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+            sizes = [b - a for a, b in bounds]
+            assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+    # one process: every helper is the identity
+    assert distributed.world_size() == 1 and distributed.shard(7) == slice(0, 7)
+    t = torch.arange(3.0, requires_grad=True)
+    assert distributed.shard_loss(t.sum(), 3, 3).item() == 3.0 and torch.equal(distributed.gather(t, 3), t.detach())
+    assert distributed.global_means([torch.tensor(0.25), 2.0], 3, 3) == [0.25, 2.0]
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without torch.distributed")
 def test_two_processes_give_the_numbers_of_one(tmp_path):
     from prefkit.lm import load_checkpoint
