@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -48,8 +49,8 @@ SKIPPED = {
 # Give each a valid call in CASES to fuzz it; until then the coverage test names them rather than failing.
 PENDING_MODULES = {"prefkit.grpo", "prefkit.f_divergence"}
 
-EXAMPLES = 30  # hypothesis examples per function
-EXAMPLES_SLOW = 8  # for the training loops
+EXAMPLES = int(os.environ.get("PREFKIT_FUZZ_EXAMPLES", 60))  # hypothesis examples per function
+EXAMPLES_SLOW = max(1, EXAMPLES // 4)  # for the training loops
 
 # ----------------------------------------------------------------------------------------------- valid calls
 PI = np.array([[0.2, 0.3, 0.5], [0.5, 0.25, 0.25]])
@@ -285,7 +286,8 @@ def _numeric(v):
 def _scale(v, s):
     if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
         return type(v)(v * s) if isinstance(v, float) else v * s
-    a = _as_array(v).astype(np.float64) * s
+    with np.errstate(over="ignore"):
+        a = _as_array(v).astype(np.float64) * s
     return _like(v, a)
 
 
@@ -445,7 +447,22 @@ def _check_call(name, kwargs, mutated_arg):
     return "ok"
 
 
-ALL_KINDS = sorted(MUTATIONS) + sorted(GENERIC)
+DRAWN = ["scale_by_10^e", "drawn_values"]  # mutations whose parameters hypothesis draws
+ALL_KINDS = sorted(MUTATIONS) + sorted(GENERIC) + DRAWN
+
+
+def _drawn(value, kind, data):
+    """A numeric argument multiplied by 10**e (e from -330 to 308), or refilled entry by entry with any floats."""
+    if isinstance(value, list) and value and _numeric(value[0]):
+        return [_drawn(value[0], kind, data), *value[1:]]
+    if not _numeric(value):
+        return None
+    if kind == "scale_by_10^e":
+        return _scale(value, 10.0 ** data.draw(st.integers(-330, 308), label="e"))
+    a = _as_array(value).astype(np.float64)
+    vals = data.draw(st.lists(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True),
+                              min_size=a.size, max_size=a.size), label="values")
+    return _like(value, np.asarray(vals, dtype=np.float64).reshape(a.shape)) if a.ndim else vals[0]
 
 
 def _fuzz(name, data):
@@ -457,7 +474,7 @@ def _fuzz(name, data):
     kinds = ALL_KINDS if _numeric(base[arg]) or isinstance(base[arg], list) else sorted(GENERIC)
     kind = data.draw(st.sampled_from(kinds), label="mutation")
     kwargs = dict(base)
-    kwargs[arg] = _mutate(base[arg], kind)
+    kwargs[arg] = _drawn(base[arg], kind, data) if kind in DRAWN else _mutate(base[arg], kind)
     _check_call(name, kwargs, f"{arg}:{kind}")
 
 
