@@ -69,7 +69,7 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, f
         raise ValueError(f"{name} must be real, got complex values")
     if raw.dtype.kind not in "biuf" and raw.size:
         raise ValueError(f"{name} must be an array of numbers, got dtype {raw.dtype}")
-    a = raw.astype(np.float64)
+    a = raw.astype(np.float64, copy=False)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if a.ndim not in allowed:

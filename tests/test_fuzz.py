@@ -18,8 +18,9 @@ ValueError that names no argument fails the test. The examples are derandomised 
 Skipped exports (not callable with data, or result containers built only by the fits), by name:
 ``LOSSES`` (a dict; its entries are fuzzed through ``preference_loss``), ``BradleyTerryFit``,
 ``PlackettLuceFit``, ``GaoFit``, ``RewardCurve``, ``RewardModelResult``, ``RLResult``, ``DPOResult``,
-``RLHFPipelineResult``, ``DisplacementRun``, ``EmbeddingPopulation``, ``TrainedPolicy`` (result records whose
-numbers are checked through the functions that return them).
+``RLHFPipelineResult``, ``DisplacementRun``, ``EmbeddingPopulation``, ``TrainedPolicy``, ``FDPOFit``,
+``GRPOResult`` (result records whose numbers are checked through the functions that return them); and, for now,
+the GRPO module (``PENDING_MODULES`` below).
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ from hypothesis import strategies as st
 import prefkit
 
 SKIPPED = {
-    "LOSSES", "BradleyTerryFit", "PlackettLuceFit", "GaoFit", "RewardCurve", "RewardModelResult", "RLResult",
+    "LOSSES", "FDPOFit", "GRPOResult",
+    "BradleyTerryFit", "PlackettLuceFit", "GaoFit", "RewardCurve", "RewardModelResult", "RLResult",
     "DPOResult", "RLHFPipelineResult", "DisplacementRun", "EmbeddingPopulation", "TrainedPolicy",
 }
 
-# Exports added by other work in progress (issue 15: GRPO, f-DPO) while this suite was written: not fuzzed yet.
-# Give each a valid call in CASES to fuzz it; until then the coverage test names them rather than failing.
-PENDING_MODULES = {"prefkit.grpo", "prefkit.f_divergence"}
+# Exports of work in progress while this suite was written (issue 15: GRPO). Their valid calls are in CASES, but
+# they are not fuzzed until their module leaves this set: the first exhaustive run found NaN/inf outputs and
+# errors that name no argument in kl_estimate, grpo_loss, train_grpo, expected_grpo_direction, grpo_fixed_point,
+# forward_kl_optimal_policy and effective_beta (reported to their author).
+PENDING_MODULES = {"prefkit.grpo"}
 
 EXAMPLES = int(os.environ.get("PREFKIT_FUZZ_EXAMPLES", 60))  # hypothesis examples per function
 EXAMPLES_SLOW = max(1, EXAMPLES // 4)  # for the training loops
@@ -222,10 +226,38 @@ CASES = {
     "displacement_step": lambda: dict(logp=np.log(PI[:, ::-1]), logp_init=np.log(PI), preferences=PREFS.copy()),
     "train_displacement": lambda: dict(problem=_dproblem(), beta=0.5, steps=3, lr=0.05),
     "squeeze_trajectory": lambda: dict(pi_ref=[0.2, 0.3, 0.5], rejected=1, beta=1.0, steps=3, lr=0.5),
+    # GRPO (issue 15)
+    "group_advantages": lambda: dict(rewards=_t([1.0, 0.0, 2.0, 1.0]), scale_rewards="group", eps=1e-4),
+    "kl_estimate": lambda: dict(logp=_t(-1.0, -2.0), ref_logp=_t(-1.5, -1.5), estimator="k3"),
+    "grpo_loss": lambda: dict(logp=_t(-1.0, -2.0), old_logp=_t(-1.1, -1.9), ref_logp=_t(-1.5, -1.5),
+                              advantages=_t(0.5, -0.5), beta=0.1, epsilon_low=0.2, epsilon_high=0.3),
+    "train_grpo": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.1, group_size=2, steps=2, lr=0.05, seed=0),
+    "kl_estimator_moments": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy()),
+    "kl_estimator_expected_gradient": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), estimator="k3"),
+    "expected_grpo_direction": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), reward=R.copy(), beta=0.1,
+                                            group_size=2),
+    "grpo_fixed_point": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.1, group_size=2, flow_steps=50),
+    "forward_kl_optimal_policy": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.5),
+    "effective_beta": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), reward=R.copy()),
+    # f-DPO
+    "f_function": lambda: dict(u=[0.5, 1.0, 2.0], f_divergence_type="js_divergence", alpha=0.5),
+    "f_score": lambda: dict(logratio=[-1.0, 0.0, 1.0], f_divergence_type="alpha_divergence", alpha=0.5),
+    "f_normalizer": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.5, f_divergence_type="js_divergence"),
+    "f_optimal_policy": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.5, f_divergence_type="js_divergence"),
+    "f_divergence_value": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), f_divergence_type="alpha_divergence",
+                                       alpha=0.5),
+    "f_regularized_objective": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), reward=R.copy(), beta=0.5,
+                                            f_divergence_type="js_divergence"),
+    "f_dpo_loss": lambda: dict(logp_chosen=_t(-1.0, -2.0), logp_rejected=_t(-2.0, -1.0),
+                               ref_logp_chosen=_t(-1.5, -1.5), ref_logp_rejected=_t(-1.5, -1.5), beta=0.5,
+                               f_divergence_type="js_divergence"),
+    "fit_f_dpo": lambda: dict(pi_ref=PI.copy(), preferences=PREFS.copy(), beta=0.5, weights=[1.0, 2.0, 1.0, 1.0],
+                              f_divergence_type="js_divergence", max_iter=20),
 }
 
 SLOW = {"fit_bradley_terry", "fit_plackett_luce", "fit_reward_model", "train_rlhf", "classical_rlhf", "fit_dpo",
-        "fit_dpo_online", "fit_listwise_dpo", "train_displacement",
+        "fit_dpo_online", "fit_listwise_dpo", "train_displacement", "fit_f_dpo", "f_optimal_policy", "f_normalizer",
+        "f_regularized_objective", "train_grpo", "grpo_fixed_point", "expected_grpo_direction",
         "embedding_population", "unconstrained_features_problem", "regularized_nash", "nash_equilibrium"}
 
 # outputs that may hold ±inf by documented design (never NaN): name -> why
@@ -256,7 +288,9 @@ def _pending():
 
 def test_every_export_is_fuzzed_or_skipped():
     names = set(prefkit.__all__) - _pending()
-    assert names == set(CASES) | SKIPPED, (names - set(CASES) - SKIPPED, set(CASES) - names)
+    fuzzed = set(CASES) - _pending()
+    skipped = SKIPPED - _pending()
+    assert names == fuzzed | skipped, (names - fuzzed - skipped, fuzzed - names)
 
 
 # ------------------------------------------------------------------------------------------------- mutations
@@ -480,11 +514,11 @@ def _fuzz(name, data):
 
 def test_every_valid_case_runs():
     """The base calls themselves are valid: they return without error, with finite outputs."""
-    for name in CASES:
+    for name in sorted(set(CASES) - _pending()):
         assert _check_call(name, CASES[name](), "none") == "ok", name
 
 
-FAST = sorted(set(CASES) - SLOW)
+FAST = sorted(set(CASES) - SLOW - _pending())
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -495,7 +529,7 @@ def test_fuzz(name, data):
     _fuzz(name, data)
 
 
-@pytest.mark.parametrize("name", sorted(SLOW))
+@pytest.mark.parametrize("name", sorted(SLOW - _pending()))
 @settings(max_examples=EXAMPLES_SLOW, deadline=None, derandomize=True, database=None,
           suppress_health_check=list(HealthCheck))
 @given(data=st.data())
