@@ -42,6 +42,7 @@ from ._validate import (
     check_seed,
     check_weights,
     finite_result,
+    to_numpy,
 )
 
 __all__ = [
@@ -131,7 +132,10 @@ def _prepare(comparisons, n_items, weights, winner_first):
     w = check_weights(weights, m)
     wf = None
     if winner_first is not None:
-        wf = np.asarray(winner_first)
+        try:
+            wf = np.asarray(to_numpy(winner_first))
+        except (TypeError, ValueError):
+            raise ValueError(f"winner_first must be ({m},) booleans (not ragged)") from None
         if wf.shape != (m,):
             raise ValueError(f"winner_first must have shape ({m},), got {wf.shape}")
         if wf.dtype != np.bool_:
@@ -408,6 +412,10 @@ def _order_effect_obstruction(edges: _Edges) -> str | None:
 # ------------------------------------------------------------------------------------------------------------
 # the fit
 # ------------------------------------------------------------------------------------------------------------
+_SINGULAR = ("the covariance is singular in float64: some item's information underflows (weights whose ratios "
+             "span the float range, or an l2 that is subnormal next to the weights)")
+
+
 class BradleyTerryFit:
     """Result of :func:`fit_bradley_terry`.
 
@@ -470,11 +478,21 @@ class BradleyTerryFit:
             f[n, n] = we.sum()
         if self.l2 > 0:  # c·F_unit + 2·l2 = c·(F_unit + 2·l2/c)
             f[np.arange(n), np.arange(n)] += 2 * self.l2 / self._scale
-            return np.linalg.inv(f)
+            with np.errstate(all="ignore"):
+                try:
+                    cov = np.linalg.inv(f)
+                except np.linalg.LinAlgError:
+                    raise ValueError(_SINGULAR) from None
+            if not np.all(np.isfinite(cov)):
+                raise ValueError(_SINGULAR)
+            return cov
         u = np.zeros(k)
         u[:n] = 1 / math.sqrt(n)
         uu = np.outer(u, u)
-        return np.linalg.inv(f + uu) - uu  # = pseudo-inverse: F⁺ restricted to the sum-zero gauge
+        try:
+            return np.linalg.inv(f + uu) - uu  # = pseudo-inverse: F⁺ restricted to the sum-zero gauge
+        except np.linalg.LinAlgError:
+            raise ValueError(_SINGULAR) from None
 
     @property
     def covariance(self) -> np.ndarray:
@@ -633,12 +651,13 @@ def fit_bradley_terry(
         if has_delta and n > 1:
             why = _order_effect_obstruction(edges)
             if why is not None:
-                raise ValueError(f"the maximum-likelihood estimate of the order effect does not exist: {why}")
+                raise ValueError(f"the maximum-likelihood estimate of the order effect does not exist for these "
+                                 f"comparisons and winner_first: {why}")
     elif has_delta:
         first_wins, second_wins = edges.n_ij.sum(), edges.n_ji.sum()
         if first_wins == 0 or second_wins == 0:
             raise ValueError(
-                "the order effect has no finite estimate: the "
+                "the order effect has no finite estimate from winner_first: the "
                 f"{'first' if second_wins == 0 else 'second'} position won every comparison"
             )
     if (

@@ -208,6 +208,10 @@ def train_rlhf(pi_ref, reward, beta, *, method: str = "rloo", features=None, ste
                 loss.backward()
                 opt.step()
                 counts["grad_steps"] += 1
+        with torch.no_grad():
+            if not bool(torch.isfinite(pol.log_probs()[mask]).all()):
+                raise ValueError(f"training diverged at step {t}: the policy's log-probabilities became non-finite "
+                                 f"(method={method!r}, lr={lr!r}, beta={b!r}); lower lr")
         sched.step()
         if t % record_every == 0 or t == steps:
             record(t)
