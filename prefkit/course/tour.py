@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..plotting import style
 from .claims import Claim, ClaimSpec, chapters
 
 __all__ = ["TourContext", "run_tour", "format_table", "unmeasured", "matches"]
@@ -76,7 +77,8 @@ def run_tour(ctx: TourContext, only: str | None = None, echo=print) -> tuple[lis
                 continue
             t0 = time.perf_counter()
             try:
-                out = _as_claims(fn(ctx))
+                with style.context("paper"):  # the course's figure style (sizes, fonts) for every tour figure
+                    out = _as_claims(fn(ctx))
             except Exception as exc:  # a crashing check is reported, never hidden
                 errors.append(CheckError(ch.label, name, f"{type(exc).__name__}: {exc}"))
                 out = []
