@@ -361,7 +361,7 @@ def test_sample_comparisons_is_seeded_and_follows_bt():
     se = math.sqrt(0.25 / len(pair01))
     assert abs(rate - bt_probability(1.0, 0.0)) < 5 * se
     with pytest.raises(ValueError, match="rng"):
-        sample_comparisons(theta, 5, 0)
+        sample_comparisons(theta, 5, 1.5)
     with pytest.raises(ValueError, match="strengths"):
         sample_comparisons([1.0], 5, np.random.default_rng(0))
 

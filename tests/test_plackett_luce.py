@@ -174,7 +174,7 @@ def test_input_validation_of_arguments():
         with pytest.raises(ValueError, match=name):
             sample_rankings(np.zeros(3), 5, rng, **kw)
     with pytest.raises(ValueError, match="rng"):
-        sample_rankings(np.zeros(3), 5, 0)
+        sample_rankings(np.zeros(3), 5, 1.5)
 
 
 def test_sampler_matches_pl_probabilities():

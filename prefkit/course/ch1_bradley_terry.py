@@ -178,6 +178,8 @@ def coverage_experiment(n_items, n_comparisons, n_reps, seed=0, level=0.95):
     """
     from scipy.stats import norm
 
+    if not (isinstance(level, (int, float)) and 0 < level < 1):
+        raise ValueError(f"level must be a probability strictly between 0 and 1, got {level!r}")
     rng = np.random.default_rng(seed)
     theta = rng.standard_normal(n_items)
     theta -= theta.mean()
