@@ -33,6 +33,9 @@ __all__ = [
     "beta_sweep",
     "partial_coverage_problem",
     "partial_coverage_demo",
+    "F_CASES",
+    "f_dpo_experiment",
+    "f_dpo_support_toy",
 ]
 
 S_CHANGE = "2. The change of variables, one step at a time"
@@ -41,6 +44,7 @@ S_POP = "4. Population DPO recovers π*"
 S_FINITE = "5. Finite samples"
 S_BETA = "6. The β sweep"
 S_PARTIAL = "7. Partial coverage: a set of optima"
+S_FDIV = "8. Beyond the reverse KL: f-DPO"
 
 # --- claims ------------------------------------------------------------------------------------------------------
 SHIFT = CHAPTER.claim("implied_shift", "r* − β·log(π*/π_ref) equals β·log Z(x) on every response: largest error",
@@ -84,6 +88,19 @@ ADAM_LOSS = CHAPTER.claim("partial_adam_loss", "Adam reaches the optimal loss: g
                           section=S_PARTIAL)
 ADAM_ELSE = CHAPTER.claim("partial_adam_elsewhere", "... at a different member: TV(Adam, minimum-norm member)",
                           at_least=1e-4, section=S_PARTIAL)
+# Wang et al. 2023 (f-DPO). Bugs each would catch: an implied reward other than β·f'(π/π_ref) (the fit lands on π*,
+# TV 0.01-0.1 away: F_RECOVER fails); λ(x) replaced by normalising the sum (F_MAX fails: the brute-force optimiser
+# finds more); the f-optimum computed as π* by mistake (F_DIFFERS fails); assuming π ≪ π_ref for every f (F_SUPPORT).
+F_RECOVER = CHAPTER.claim("f_dpo_recovers", "f-DPO (forward KL, Jensen-Shannon, α = 0.5) on exact BT data recovers "
+                          "that divergence's regularised optimum: largest TV", at_most=1e-8, section=S_FDIV,
+                          kind="precision")
+F_MAX = CHAPTER.claim("f_optimum_is_max", "no general-purpose optimiser (SLSQP on the simplex) finds a higher "
+                      "f-regularised objective than the closed form: largest excess", at_most=1e-12, section=S_FDIV,
+                      kind="precision")
+F_DIFFERS = CHAPTER.claim("f_optimum_differs", "the divergence matters: at β = 0.3, each f-optimum's TV from π* "
+                          "(smallest)", at_least=0.01, section=S_FDIV)
+F_SUPPORT = CHAPTER.claim("forward_kl_leaves_support", "forward KL: the optimum puts mass on a response π_ref never "
+                          "gives, which f-DPO cannot reach: TV(f-DPO fit, optimum)", at_least=0.5, section=S_FDIV)
 
 
 # --- experiments -------------------------------------------------------------------------------------------------
@@ -388,6 +405,88 @@ def tour_partial(ctx):
     return {FREE: d["n_free"], SPREAD: d["member_loss_spread"], DIFFER: d["member_tv"], LAND_LBFGS: d["tv_lbfgs"],
             LAND_NEWTON: d["tv_newton"], LAND_SGD: d["tv_sgd"], ADAM_LOSS: abs(d["loss_gap_adam"]),
             ADAM_ELSE: d["tv_adam"]}
+
+
+# --- 8. f-DPO (Wang et al. 2023) ----------------------------------------------------------------------------------
+F_CASES = (("forward_kl", 0.5), ("js_divergence", 0.5), ("alpha_divergence", 0.5))
+
+
+def _brute_force_f_optimum(p, r, beta, f, a):
+    """max_q J_f(q) on one prompt's simplex by SLSQP from three starts: knows nothing of the closed form."""
+    from scipy.optimize import minimize
+
+    from ..f_divergence import f_regularized_objective
+
+    def neg_j(q):
+        q = np.clip(q, 0.0, None)
+        return -float(f_regularized_objective(q / q.sum(), p, r, beta, f, a)[0])
+
+    best = None
+    for q0 in (p.copy(), np.full(len(p), 1.0 / len(p)), np.linspace(1.0, 2.0, len(p))):
+        q0 = np.clip(q0, 1e-3, None)
+        res = minimize(neg_j, q0 / q0.sum(), method="SLSQP", bounds=[(1e-12, 1.0)] * len(p),
+                       constraints=[{"type": "eq", "fun": lambda q: q.sum() - 1.0}],
+                       options={"ftol": 1e-15, "maxiter": 1000})
+        if best is None or res.fun < best.fun:
+            best = res
+    q = np.clip(best.x, 0.0, None)
+    return q / q.sum()
+
+
+def f_dpo_experiment(seed: int = 0, betas=(0.3, 1.0), cases=F_CASES) -> dict:
+    """f-DPO on exact Bradley-Terry data of a full-support problem (3 prompts, 5 responses), for each divergence
+    in ``cases`` and β in ``betas``.
+
+    Returns a dict: ``recover_tv`` (largest TV between the f-DPO fit and :func:`prefkit.f_optimal_policy`),
+    ``objective_excess`` (largest J_f(brute force) − J_f(closed form), per prompt), ``differs_tv`` (smallest TV
+    between an f-optimum and π* of the same β, at the smallest β: at large β every optimum nears π_ref, and so
+    they near each other), and ``rows`` (one dict per case and β, for a table).
+    """
+    from ..f_divergence import f_optimal_policy, f_regularized_objective, fit_f_dpo
+
+    P = random_problem(3, 5, seed=seed, reward_scale=2.0)
+    prefs, w = P.preference_probabilities("all")
+    rows = []
+    for f, a in cases:
+        for beta in betas:
+            target = f_optimal_policy(P.pi_ref, P.reward, beta, f, a)
+            fit = fit_f_dpo(P.pi_ref, prefs, beta, weights=w, f_divergence_type=f, alpha=a)
+            j = f_regularized_objective(target, P.pi_ref, P.reward, beta, f, a)
+            brute = [f_regularized_objective(_brute_force_f_optimum(P.pi_ref[x], P.reward[x], beta, f, a),
+                                             P.pi_ref[x], P.reward[x], beta, f, a)[0] for x in range(P.n_prompts)]
+            rows.append({"divergence": f if f != "alpha_divergence" else f"alpha_divergence (α = {a:g})",
+                         "beta": beta, "tv_fit": _tv(fit.policy, target),
+                         "tv_pi_star": _tv(target, optimal_policy(P.pi_ref, P.reward, beta)),
+                         "excess": float(np.max(np.asarray(brute) - j))})
+    return {"recover_tv": max(r["tv_fit"] for r in rows), "objective_excess": max(r["excess"] for r in rows),
+            "differs_tv": min(r["tv_pi_star"] for r in rows if r["beta"] == min(betas)), "rows": rows}
+
+
+def f_dpo_support_toy(beta: float = 1.0) -> dict:
+    """π_ref = (½, ½, 0), r* = (0, 0.2, 3): the forward-KL optimum puts mass on the third response, which π_ref
+    never gives; f-DPO sees only pairs on π_ref's support and lands on the support-restricted point instead.
+
+    Returns ``optimum`` and ``fit`` (the two policies), ``mass_off_support`` and ``tv`` (fit vs optimum).
+    """
+    from ..f_divergence import f_optimal_policy, fit_f_dpo
+    from ..problems import Problem
+
+    pi_ref, r = np.array([[0.5, 0.5, 0.0]]), np.array([[0.0, 0.2, 3.0]])
+    prefs, w = Problem(pi_ref, r).preference_probabilities("all")
+    opt = f_optimal_policy(pi_ref, r, beta, "forward_kl")
+    fit = fit_f_dpo(pi_ref, prefs, beta, weights=w, f_divergence_type="forward_kl").policy
+    return {"optimum": opt, "fit": fit, "mass_off_support": float(opt[0, 2]), "tv": _tv(fit, opt)}
+
+
+def _tv(p, q) -> float:
+    return float(0.5 * np.max(np.abs(np.asarray(p) - np.asarray(q)).sum(-1)))
+
+
+@CHAPTER.check("f-DPO: other divergences, their optima")
+def tour_f_dpo(ctx):
+    m = f_dpo_experiment(seed=ctx.seed)
+    return {F_RECOVER: m["recover_tv"], F_MAX: m["objective_excess"], F_DIFFERS: m["differs_tv"],
+            F_SUPPORT: f_dpo_support_toy()["tv"]}
 
 
 # --- exercise checkers -------------------------------------------------------------------------------------------
