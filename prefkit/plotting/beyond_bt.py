@@ -5,10 +5,13 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import style
+
 __all__ = ["plot_strength_recovery", "plot_preference_matrix", "plot_policies", "plot_convergence"]
 
-COLORS = {"π_ref": "0.6", "RLHF / DPO": "C0", "von Neumann winner": "C3", "regularised Nash": "C2",
-          "π* (chapter 2)": "C1"}
+# The course's colours (prefkit.plotting.style) for the policies every chapter shares; two colours of this chapter's own
+COLORS = {"π_ref": style.color("π_ref"), "RLHF / DPO": style.color("DPO"), "von Neumann winner": "#88CCEE",
+          "regularised Nash": "#117733", "π* (chapter 2)": style.color("π*")}
 
 
 def _ax(ax, size=(5, 4)):
@@ -27,8 +30,8 @@ def plot_strength_recovery(true_strengths, estimates: dict, ax=None):
     t = t - t.mean()
     lo, hi = t.min() - 0.3, t.max() + 0.3
     ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, ls="--", label="θ̂ = θ")
-    for k, (name, (est, se)) in enumerate(estimates.items()):
-        ax.errorbar(t + 0.02 * k, est, yerr=2 * np.asarray(se), fmt="o", ms=4, capsize=2, label=name)
+    for k, ((name, (est, se)), c) in enumerate(zip(estimates.items(), style.shades(len(estimates)), strict=True)):
+        ax.errorbar(t + 0.02 * k, est, yerr=2 * np.asarray(se), fmt="o", ms=4, capsize=2, label=name, color=c)
     ax.set_xlabel(r"true strength $\theta_i$")
     ax.set_ylabel(r"estimate $\hat\theta_i$ (±2 SE)")
     ax.legend(loc="upper left", frameon=False)
@@ -64,7 +67,7 @@ def plot_policies(policies: dict, labels=None, ax=None, title=None):
     width = 0.8 / len(names)
     for k, name in enumerate(names):
         ax.bar(np.arange(n) + (k - (len(names) - 1) / 2) * width, policies[name], width,
-               label=name, color=COLORS.get(name, f"C{k + 4}"))
+               label=name, color=COLORS.get(name) or style.color(name, default="#BBBBBB"))
     ax.set_xticks(range(n), labels)
     ax.set_ylabel(r"$\pi(y)$")
     if title:
@@ -79,12 +82,12 @@ def plot_convergence(curves: dict, ax=None, ylabel=r"KL$(\pi^*_\beta \,\|\, \pi_
     ``reference`` = (t, values, label) adds a dashed reference line (a rate).
     """
     fig, ax = _ax(ax, (5, 3.8))
-    for k, (name, (t, v)) in enumerate(curves.items()):
-        ax.loglog(t, v, color=f"C{k}", label=name)
+    for (name, (t, v)), c in zip(curves.items(), style.shades(len(curves)), strict=True):
+        ax.loglog(t, v, color=c, label=name)
     if reference is not None:
         t, v, lab = reference
         ax.loglog(t, v, color="0.4", ls="--", lw=1, label=lab)
     ax.set_xlabel("Nash-MD step $t$")
     ax.set_ylabel(ylabel)
-    ax.legend(frameon=False, fontsize=8)
+    style.legend_outside(ax)
     return fig
