@@ -62,7 +62,15 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import brentq, minimize
 
-from ._validate import as_float_array, check_beta, check_distribution, check_real, check_same_shape, check_weights
+from ._validate import (
+    as_float_array,
+    check_beta,
+    check_distribution,
+    check_real,
+    check_same_shape,
+    check_weights,
+    finite_result,
+)
 from .closed_form import log_partition, optimal_policy
 from .losses import _check_logps, _check_loss_type, check_label_smoothing, preference_loss
 
@@ -105,7 +113,8 @@ def _check_f(f_divergence_type, alpha) -> tuple[str, float]:
 
 def _sup_score(f: str, a: float) -> float:
     """f'(∞) = lim f(u)/u, the price per unit of mass where π_ref = 0."""
-    return {"reverse_kl": math.inf, "forward_kl": 1.0, "js_divergence": math.log(2.0)}.get(f, 1.0 / (1.0 - a))
+    fixed = {"reverse_kl": math.inf, "forward_kl": 1.0, "js_divergence": math.log(2.0)}
+    return fixed[f] if f in fixed else 1.0 / (1.0 - a)  # a < 1 here: alpha_divergence at a = 1 is reverse_kl
 
 
 def f_function(u, f_divergence_type: str = "reverse_kl", alpha: float = 0.5) -> np.ndarray:
@@ -179,31 +188,49 @@ def _check_problem(pi_ref, reward, beta):
     return np.atleast_2d(p), np.atleast_2d(r), b
 
 
+def _scaled_gap(r_top: float, r: np.ndarray, b: float) -> np.ndarray:
+    """(r_top − r)/β without overflow in the difference (a gap beyond float64 is +inf, whose limit the callers use)."""
+    with np.errstate(over="ignore"):
+        gap = r_top - r
+        return np.where(np.isfinite(gap), gap / b, (0.5 * r_top - 0.5 * r) / b * 2.0)
+
+
 def _solve_row(p: np.ndarray, r: np.ndarray, b: float, f: str, a: float) -> tuple[float, np.ndarray]:
-    """(λ, π_f) for one prompt: the KKT conditions of the module docstring."""
+    """(λ, π_f) for one prompt: the KKT conditions of the module docstring.
+
+    Solved in the scale-free unknown t = (λ − r_top)/β with d(y) = (r_top − r(y))/β ≥ 0 (r_top the best reward on
+    the support), so that no reward or β overflows: π_f(y) = π_ref(y)·(f')^{-1}(−d(y) − t), λ = r_top + β·t.
+    """
     S = p > 0
     if f == "reverse_kl":  # closed form: λ = β log Z, π_f = π* (chapter 2)
-        return b * float(log_partition(p, r, b)), optimal_policy(p, r, b)
-
-    def mass(lam: float) -> float:  # Σ_S π_ref·(f')^{-1}((r − λ)/β), strictly decreasing in λ
-        return float(np.sum(p[S] * _inverse_score((r[S] - lam) / b, f, a)))
+        with np.errstate(over="ignore"):
+            lam = b * float(log_partition(p, r, b))
+        return lam, optimal_policy(p, r, b)
 
     top = np.flatnonzero(S)[np.argmax(r[S])]
-    hi = float(r[top])  # every (r − λ)/β ≤ 0 there, so each u ≤ 1 and mass ≤ 1
-    u_top = 1.0 / p[top]  # the top response alone carries mass 1 at λ = lo
-    lo = float(r[top] - b * float(f_score(np.log(u_top), f, a)))
-    if mass(hi) >= 1.0 or lo >= hi:
-        lam = hi
+    d = _scaled_gap(float(r[top]), r[S], b)  # (|S|,) ≥ 0, 0 at the top
+
+    def mass(t: float) -> float:  # Σ_S π_ref·(f')^{-1}(−d − t), strictly decreasing in t
+        with np.errstate(over="ignore"):
+            return float(np.sum(p[S] * _inverse_score(-d - t, f, a)))
+
+    # t = 0: every argument ≤ 0, so each u ≤ 1 and mass ≤ 1; t = lo: the top response alone carries mass 1
+    lo = -float(f_score(np.log(1.0 / p[top]), f, a))
+    if mass(0.0) >= 1.0 or lo >= 0.0:
+        t = 0.0
     else:
-        scale = max(1.0, abs(lo), abs(hi))
-        lam = brentq(lambda t: mass(t) - 1.0, lo, hi, xtol=4e-16 * scale, rtol=8.9e-16, maxiter=500)
+        t = brentq(lambda t: mass(t) - 1.0, lo, 0.0, xtol=4e-16 * max(1.0, abs(lo)), rtol=8.9e-16, maxiter=500)
+    off = False
     if not np.all(S):  # a finite price f'(∞) per unit of mass off the support: is it worth paying?
-        lam_off = float(np.max(r[~S])) - b * _sup_score(f, a)
-        lam = max(lam, lam_off)
+        t_off = -float(_scaled_gap(float(r[top]), np.array([np.max(r[~S])]), b)[0]) - _sup_score(f, a)
+        if t_off >= t:
+            t, off = t_off, True
     pi = np.zeros_like(p)
-    pi[S] = p[S] * _inverse_score((r[S] - lam) / b, f, a)
+    with np.errstate(over="ignore"):
+        pi[S] = p[S] * _inverse_score(-d - t, f, a)
+        lam = float(r[top] + b * t)
     rest = 1.0 - pi.sum()
-    if not np.all(S) and lam == lam_off and rest > 0:
+    if off and rest > 0:
         best = ~S & (r == np.max(r[~S]))
         pi[best] = rest / best.sum()
     return lam, pi / pi.sum()  # the final division only removes the root-finder's last rounding
@@ -217,7 +244,8 @@ def f_normalizer(pi_ref, reward, beta, f_divergence_type: str = "reverse_kl", al
     """
     f, a = _check_f(f_divergence_type, alpha)
     p, r, b = _check_problem(pi_ref, reward, beta)
-    return np.array([_solve_row(p[x], r[x], b, f, a)[0] for x in range(len(p))])
+    return finite_result(np.array([_solve_row(p[x], r[x], b, f, a)[0] for x in range(len(p))]),
+                         "lambda = r_top + beta·t overflows float64: reward or beta too large")
 
 
 def f_optimal_policy(pi_ref, reward, beta, f_divergence_type: str = "reverse_kl", alpha: float = 0.5) -> np.ndarray:
@@ -263,7 +291,11 @@ def f_divergence_value(pi, pi_ref, f_divergence_type: str = "reverse_kl", alpha:
     check_same_shape(q, p, "pi", "pi_ref")
     S = p > 0
     u = np.where(S, q / np.where(S, p, 1.0), 1.0)
-    on = np.where(S, p * f_function(u, f, a), 0.0).sum(axis=-1)
+    try:
+        on = np.where(S, p * f_function(u, f, a), 0.0).sum(axis=-1)
+    except ValueError:
+        raise ValueError(f"D_f overflows float64: f(pi/pi_ref) is beyond float64 for these pi, pi_ref at "
+                         f"alpha={a:g} ({f})") from None
     off_mass = np.where(S, 0.0, q).sum(axis=-1)
     with np.errstate(invalid="ignore"):
         off = np.where(off_mass > 0, _sup_score(f, a) * off_mass, 0.0)

@@ -53,6 +53,8 @@ from ._validate import (
     check_real,
     check_same_shape,
     check_tensor,
+    finite_result,
+    mean_value,
 )
 from .closed_form import kl_divergence, kl_divergence_logspace, optimal_log_policy
 from .policies import TrainedPolicy, make_policy
@@ -78,6 +80,7 @@ SCALE_REWARDS = ("group", "batch", "none")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 KL_PLACEMENTS = ("loss", "reward")
 TRL_EPS = 1e-4  # TRL adds 1e-4 to the group std before dividing
+REWARD_MAX = 1e100  # train_grpo's range for |reward|: group stds, squares and means stay within float64
 
 
 def _check_choice(v, name, choices):
@@ -113,12 +116,25 @@ def group_advantages(rewards: torch.Tensor, scale_rewards: str = "group", eps: f
     if rewards.ndim < 1 or rewards.shape[-1] < 2:
         raise ValueError(f"rewards must hold G >= 2 samples per group on the last axis, got shape "
                          f"{tuple(rewards.shape)}")
+    adv = _advantages(rewards, scale_rewards, eps)
+    if not bool(torch.isfinite(adv.detach()).all()):  # huge rewards: r/c with c a power of 2 (exact), then × c
+        top = float(rewards.detach().abs().max())
+        c = 2.0 ** (math.frexp(top)[1] - 1)
+        if scale_rewards == "none":
+            adv = _advantages(rewards / c, scale_rewards, eps) * c
+        else:  # (r − mean)/(std + ε) = (r/c − mean)/(std(r/c) + ε/c)
+            adv = _advantages(rewards / c, scale_rewards, eps / c)
+    return finite_result(adv, "the advantages of these rewards overflow float64 (differences beyond 1.8e308): "
+                              "rescale rewards")
+
+
+def _advantages(rewards, scale_rewards, eps):
     adv = rewards - rewards.mean(dim=-1, keepdim=True)  # (..., G)
-    if scale_rewards == "group":
-        adv = adv / (rewards.std(dim=-1, keepdim=True) + eps)
-    elif scale_rewards == "batch":
-        adv = adv / (rewards.std() + eps)
-    return adv
+    if scale_rewards == "none":
+        return adv
+    den = (rewards.std(dim=-1, keepdim=True) if scale_rewards == "group" else rewards.std()) + eps
+    # with eps = 0 a group of equal rewards has std 0: no signal, A = 0 (not 0/0)
+    return adv / torch.where(den > 0, den, torch.full_like(den, math.inf))
 
 
 def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
@@ -132,6 +148,12 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k3
     _check_choice(estimator, "estimator", KL_ESTIMATORS)
     if logp.shape != ref_logp.shape:
         raise ValueError(f"shape mismatch: logp {tuple(logp.shape)}, ref_logp {tuple(ref_logp.shape)}")
+    return finite_result(_kl_estimate(logp, ref_logp, estimator),
+                         f"the {estimator} estimate overflows float64 for these logp and ref_logp (ref_logp − logp "
+                         f"too large: k3 = exp(ref_logp − logp) overflows beyond 709)")
+
+
+def _kl_estimate(logp, ref_logp, estimator):
     log_rho = ref_logp - logp
     if estimator == "k1":
         return -log_rho
@@ -175,8 +197,17 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     if b > 0:
         per_sample = per_sample + b * k
     clipped = ((ratio < 1 - lo) & (adv < 0)) | ((ratio > 1 + hi) & (adv > 0))
-    metrics = {"kl": float(k.detach().mean()), "clip_ratio": float(clipped.double().mean())}
-    return per_sample.mean(), metrics
+    kl = float(k.detach().mean())
+    if not math.isfinite(kl):  # the mean of huge finite estimates, without overflow
+        kl = mean_value(k.detach().cpu().double().numpy())
+    metrics = {"kl": kl, "clip_ratio": float(clipped.double().mean())}
+    loss = per_sample.mean()
+    if not bool(torch.isfinite(loss.detach())) and bool(torch.isfinite(per_sample.detach()).all()):
+        top = per_sample.detach().abs().max()  # the mean of huge finite terms: max|x|·mean(x/max|x|)
+        loss = top * (per_sample / top).mean()
+    msg = ("the GRPO loss overflows float64 for these inputs: the ratio exp(logp − old_logp) times advantages, "
+           "or beta times the KL estimate of logp against ref_logp, is beyond 1.8e308")
+    return finite_result(loss, msg), metrics
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -236,8 +267,13 @@ def train_grpo(pi_ref, reward, beta, *, group_size: int = 8, steps: int = 300, l
     _check_choice(optimizer, "optimizer", ("adam", "sgd"))
     lr = check_real(lr, "lr", lo=0.0, lo_open=True)
     lr_decay = check_real(lr_decay, "lr_decay", lo=0.0)
+    eps = check_real(eps, "eps", lo=0.0)
+    epsilon = check_real(epsilon, "epsilon", lo=0.0, hi=1.0)
     if features is not None and policy is not None:
         raise ValueError("give features or policy, not both")
+    if np.max(np.abs(r)) > REWARD_MAX:
+        raise ValueError(f"reward must lie within ±{REWARD_MAX:g} (the sampled group statistics square it); "
+                         f"rescale reward and beta together, got max |reward| = {np.max(np.abs(r)):.3g}")
 
     log_pi_star = optimal_log_policy(p_ref, r, b) if b > 0 else None
     pol = make_policy(p_ref, features) if policy is None else policy
@@ -266,21 +302,11 @@ def train_grpo(pi_ref, reward, beta, *, group_size: int = 8, steps: int = 300, l
 
     record(0, {})
     for t in range(1, steps + 1):
-        with torch.no_grad():
-            logp_all = pol.log_probs()
-            y = torch.multinomial(logp_all.exp(), G, replacement=True, generator=gen)  # (n_prompts, G)
-            old_logp = logp_all[rows, y]  # (n_prompts, G)
-            R = r_t[rows, y]
-            if kl_in == "reward" and b > 0:
-                R = R - b * kl_estimate(old_logp, ref_logp[rows, y], kl_estimator)
-            adv = group_advantages(R, scale_rewards, eps)  # (n_prompts, G)
-            std = R.std(dim=-1)
-        for _ in range(num_iterations):
-            loss, m = grpo_loss(pol.log_probs()[rows, y], old_logp, ref_logp[rows, y], adv,
-                                b if kl_in == "loss" else 0.0, epsilon_low=epsilon, kl_estimator=kl_estimator)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        try:
+            m, loss, std, y = _grpo_step(pol, opt, rows, r_t, ref_logp, G, gen, b, kl_in, kl_estimator, scale_rewards,
+                                         eps, epsilon, num_iterations)
+        except ValueError as exc:
+            raise ValueError(f"train_grpo diverged at step {t}: {exc}; lower lr, or rescale reward and beta") from None
         sched.step()
         if t % record_every == 0 or t == steps:
             record(t, {"reward": float(r_t[rows, y].mean()), "reward_std": float(std.mean()),
@@ -292,10 +318,38 @@ def train_grpo(pi_ref, reward, beta, *, group_size: int = 8, steps: int = 300, l
                       beta=b, config=config)
 
 
+def _grpo_step(pol, opt, rows, r_t, ref_logp, G, gen, b, kl_in, kl_estimator, scale_rewards, eps, epsilon,
+               num_iterations):
+    """One step of :func:`train_grpo`: sample the groups, form the advantages, take ``num_iterations`` optimiser
+    steps; ValueError when the loss or the logits stop being finite."""
+    with torch.no_grad():
+        logp_all = pol.log_probs()
+        y = torch.multinomial(logp_all.exp(), G, replacement=True, generator=gen)  # (n_prompts, G)
+        old_logp = logp_all[rows, y]  # (n_prompts, G)
+        R = r_t[rows, y]
+        if kl_in == "reward" and b > 0:
+            R = R - b * kl_estimate(old_logp, ref_logp[rows, y], kl_estimator)
+        adv = group_advantages(R, scale_rewards, eps)  # (n_prompts, G)
+        std = R.std(dim=-1)
+    for _ in range(num_iterations):
+        loss, m = grpo_loss(pol.log_probs()[rows, y], old_logp, ref_logp[rows, y], adv,
+                            b if kl_in == "loss" else 0.0, epsilon_low=epsilon, kl_estimator=kl_estimator)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for q in pol.parameters():
+        finite_result(q.detach(), "the policy's parameters are no longer finite")
+    return m, loss, std, y
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # exact expectations over the discrete support (numpy, float64)
 # ------------------------------------------------------------------------------------------------------------------
-def _support_rows(pi, pi_ref, reward=None):
+_NO_REWARD = object()
+MAX_GROUPS = 2_000_000  # expected_grpo_direction enumerates C(G + n − 1, G) groups per prompt
+
+
+def _support_rows(pi, pi_ref, reward=_NO_REWARD):
     p = check_distribution(pi, "pi")
     q = check_distribution(pi_ref, "pi_ref")
     check_same_shape(p, q, "pi", "pi_ref")
@@ -303,7 +357,7 @@ def _support_rows(pi, pi_ref, reward=None):
         raise ValueError(f"pi must have shape (n_prompts, n_responses), got {p.shape}")
     if np.any((p > 0) != (q > 0)):
         raise ValueError("pi must have the same support as pi_ref (GRPO's policies keep π_ref's support)")
-    if reward is not None:
+    if reward is not _NO_REWARD:
         r = as_float_array(reward, "reward")
         check_same_shape(p, r, "pi", "reward")
         return p, q, r
@@ -313,9 +367,22 @@ def _support_rows(pi, pi_ref, reward=None):
 def _k_and_coef(p_row, q_row, estimator):
     """k(y) and ∂k/∂log π(y) on the support, by autograd of :func:`kl_estimate` (one call per prompt)."""
     logp = torch.tensor(np.log(p_row), requires_grad=True)
-    k = kl_estimate(logp, torch.tensor(np.log(q_row)), estimator)
+    k = _kl_estimate(logp, torch.tensor(np.log(q_row)), estimator)
     (coef,) = torch.autograd.grad(k.sum(), logp)
     return k.detach().numpy(), coef.numpy()
+
+
+def _k3_moments(p_row, q_row):
+    """(Σ π·k3, Σ π·k3²) without overflow where ρ = π_ref/π is beyond float64: π·k3 = π_ref − π − π·log ρ and
+    π·k3² = exp(log π + 2·log k3), log k3 = log ρ + log1p(−(1 + log ρ)/ρ)."""
+    log_rho = np.log(q_row) - np.log(p_row)
+    mean = float(np.sum(q_row - p_row - p_row * log_rho))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        k = np.exp(log_rho) - 1.0 - log_rho
+        big = log_rho > 30.0
+        log_k = log_rho + np.log1p(-(1.0 + log_rho) * np.exp(-np.where(big, log_rho, 30.0)))
+        second = float(np.sum(np.where(big, np.exp(np.log(p_row) + 2.0 * log_k), p_row * np.where(big, 0.0, k) ** 2)))
+    return mean, second
 
 
 def kl_estimator_moments(pi, pi_ref) -> dict:
@@ -331,8 +398,14 @@ def kl_estimator_moments(pi, pi_ref) -> dict:
         for e in KL_ESTIMATORS:
             k, _ = _k_and_coef(p[x, s], q[x, s], e)
             mean = float(np.sum(p[x, s] * k))
+            with np.errstate(over="ignore", invalid="ignore"):
+                var = float(np.sum(p[x, s] * (k - mean) ** 2))
+            if not (math.isfinite(mean) and math.isfinite(var)) and e == "k3":  # π_ref/π beyond float64
+                mean, second = _k3_moments(p[x, s], q[x, s])
+                var = max(second - mean**2, 0.0)
             out[e]["mean"][x] = mean
-            out[e]["var"][x] = float(np.sum(p[x, s] * (k - mean) ** 2))
+            out[e]["var"][x] = finite_result(var, f"the variance of {e} at prompt {x} is beyond float64: pi(y) is "
+                                                  f"too small against pi_ref(y)")
     return out
 
 
@@ -349,7 +422,10 @@ def kl_estimator_expected_gradient(pi, pi_ref, estimator: str = "k3") -> np.ndar
     for x in range(p.shape[0]):
         s = p[x] > 0
         _, c = _k_and_coef(p[x, s], q[x, s], estimator)
-        w = p[x, s] * c
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = p[x, s] * c
+        if not np.all(np.isfinite(w)):  # k3: π·(1 − π_ref/π) = π − π_ref, where π_ref/π overflows
+            w = np.where(np.isfinite(w), w, p[x, s] - q[x, s])
         out[x, s] = w - p[x, s] * w.sum()
     return out
 
@@ -384,12 +460,18 @@ def expected_grpo_direction(pi, pi_ref, reward, beta, group_size: int, *, scale_
     _check_choice(kl_estimator, "kl_estimator", KL_ESTIMATORS)
     _check_choice(kl_in, "kl_in", KL_PLACEMENTS)
     eps = check_real(eps, "eps", lo=0.0)
+    m_max = int(np.max(np.sum(p > 0, axis=-1))) if p.size else 0
+    if math.comb(G + m_max - 1, G) > MAX_GROUPS:
+        raise ValueError(f"group_size={G} with {m_max} responses gives C(G + n − 1, G) > {MAX_GROUPS} groups to "
+                         f"enumerate; choose a smaller group_size")
     out = np.zeros(p.shape)
     for x in range(p.shape[0]):
         s = np.flatnonzero(p[x] > 0)
         ps = p[x, s]
         k, _ = _k_and_coef(ps, q[x, s], kl_estimator)
-        R = r[x, s] - (b * k if kl_in == "reward" else 0.0)  # (m,)
+        with np.errstate(over="ignore", invalid="ignore"):
+            R = r[x, s] - (b * k if kl_in == "reward" and b > 0 else 0.0)  # (m,)
+        finite_result(R, "reward − beta·k overflows float64 (pi too small against pi_ref, or beta too large)")
         seqs, prob = _groups(len(s), G, ps)
         A = group_advantages(torch.as_tensor(R[seqs]), scale_rewards, eps).numpy()  # (K, G)
         # Σ_i A_i e_{y_i}; the term −π·Σ_i A_i vanishes because a group's advantages sum to 0 (leave-in mean)
@@ -398,8 +480,10 @@ def expected_grpo_direction(pi, pi_ref, reward, beta, group_size: int, *, scale_
         d = prob @ (sumA - A.sum(-1, keepdims=True) * ps) / G
         out[x, s] = d
     if kl_in == "loss" and b > 0:
-        out -= b * kl_estimator_expected_gradient(p, q, kl_estimator)
-    return out
+        with np.errstate(over="ignore", invalid="ignore"):
+            out -= b * kl_estimator_expected_gradient(p, q, kl_estimator)
+    return finite_result(out, "the expected GRPO direction overflows float64: beta (times the KL gradient) is too "
+                              "large")
 
 
 def grpo_fixed_point(pi_ref, reward, beta, group_size: int, *, scale_rewards: str = "group",
@@ -412,7 +496,7 @@ def grpo_fixed_point(pi_ref, reward, beta, group_size: int, *, scale_rewards: st
     ----------
     start : (n_prompts, n_responses) policy to start from (default: π* of β if β > 0, else π_ref)
     tol : the largest |d_y|/π(y) accepted (relative, so a small π(y) is pinned down too); a root-find that ends
-        above it raises ``RuntimeError``
+        above it raises ``ValueError`` (naming tol, start and flow_steps)
     flow_steps : when the root-find from ``start`` fails, follow the expected update from π_ref for at most this
         many damped steps (z ← z + 0.2·d/π, the stationary point that training reaches) and polish from there
 
@@ -425,68 +509,87 @@ def grpo_fixed_point(pi_ref, reward, beta, group_size: int, *, scale_rewards: st
     check_same_shape(q, r, "pi_ref", "reward")
     b = check_real(beta, "beta", lo=0.0)
     tol = check_real(tol, "tol", lo=0.0, lo_open=True)
+    check_int(group_size, "group_size", 2)
+    check_int(flow_steps, "flow_steps", 0)
+    _check_choice(scale_rewards, "scale_rewards", ("group", "none"))
+    _check_choice(kl_estimator, "kl_estimator", KL_ESTIMATORS)
+    _check_choice(kl_in, "kl_in", KL_PLACEMENTS)
+    check_real(eps, "eps", lo=0.0)
+    if q.ndim != 2:
+        raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {q.shape}")
     if start is None:
         start = np.exp(optimal_log_policy(q, r, b)) if b > 0 else q
     start = check_distribution(start, "start")
+    check_same_shape(q, start, "pi_ref", "start")
+    if np.any((start <= 0) & (q > 0)):
+        raise ValueError("start must be > 0 wherever pi_ref is (the search runs on its logits)")
     kw = {"scale_rewards": scale_rewards, "kl_estimator": kl_estimator, "kl_in": kl_in, "eps": eps}
     out = np.zeros(q.shape)
-    for x in range(q.shape[0]):
-        s = np.flatnonzero(q[x] > 0)
-        if len(s) == 1:
-            out[x, s] = 1.0
-            continue
-        z0 = np.log(start[x, s])
-        z0 = z0[1:] - z0[0]
+    x = 0
+    try:
+        for x in range(q.shape[0]):
+            s = np.flatnonzero(q[x] > 0)
+            if len(s) == 1:
+                out[x, s] = 1.0
+                continue
+            z0 = np.log(start[x, s])
+            z0 = z0[1:] - z0[0]
 
-        def policy_of(zf):
-            z = np.concatenate([[0.0], np.clip(zf, -30.0, 30.0)])  # keep every π(y) > 0 while searching
-            e = np.exp(z - z.max())
-            return e / e.sum()
+            def policy_of(zf):
+                z = np.concatenate([[0.0], np.clip(zf, -30.0, 30.0)])  # keep every π(y) > 0 while searching
+                e = np.exp(z - z.max())
+                return e / e.sum()
 
-        def resid(zf, qs=q[x, s][None], rs=r[x, s][None]):
-            pr = policy_of(zf)
-            d = expected_grpo_direction(pr[None], qs, rs, b, group_size, **kw)[0]
-            return d[1:] / np.maximum(pr[1:], 1e-300)  # d_y/π_y: scale-free, well conditioned near small π
+            def resid(zf, qs=q[x, s][None], rs=r[x, s][None]):
+                pr = policy_of(zf)
+                d = expected_grpo_direction(pr[None], qs, rs, b, group_size, **kw)[0]
+                return d[1:] / np.maximum(pr[1:], 1e-300)  # d_y/π_y: scale-free, well conditioned near small π
 
-        best, message = None, ""
-        if len(s) == 2:  # one free logit: bracket the sign change of d_1/π_1 and bisect (robust)
-            grid = np.linspace(-40.0, 40.0, 161)
-            vals = np.array([resid(np.array([g]))[0] for g in grid])
-            change = np.flatnonzero(np.sign(vals[:-1]) * np.sign(vals[1:]) <= 0)
-            if len(change):
-                i = int(np.argmin(np.abs(grid[change] - z0[0])))  # the sign change nearest the start
-                lo, hi = grid[change[i]], grid[change[i] + 1]
-                zs = lo if vals[change[i]] == 0 else brentq(lambda g: resid(np.array([g]))[0], lo, hi, xtol=1e-14,
-                                                            rtol=4 * np.finfo(float).eps, maxiter=500)
-                best = policy_of(np.array([zs]))
-        else:
-            sol = root(resid, z0, method="hybr", tol=1e-15)
-            message = sol.message
-            pr = policy_of(sol.x)
-            d = expected_grpo_direction(pr[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
-            if np.all(np.isfinite(pr)) and np.max(np.abs(d) / pr) <= tol:
-                best = pr
-            else:  # follow the expected update itself (damped, in the natural d/π direction), then polish
-                zf = np.log(q[x, s][1:] / q[x, s][0])
-                for _ in range(flow_steps):
-                    g = resid(zf)
-                    if np.max(np.abs(g)) <= tol:
-                        break
-                    zf = zf + 0.2 * g
-                sol = root(resid, zf, method="hybr", tol=1e-15)
-                for cand in (sol.x, zf):
-                    pr = policy_of(cand)
-                    d = expected_grpo_direction(pr[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
-                    if np.all(np.isfinite(pr)) and np.max(np.abs(d) / pr) <= tol:
-                        best = pr
-                        break
-        if best is None:
-            raise RuntimeError(f"no stationary point found for prompt {x} ({message})")
-        d = expected_grpo_direction(best[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
-        if np.max(np.abs(d) / best) > tol:
-            raise RuntimeError(f"no stationary point found for prompt {x}: largest |d|/π = "
-                               f"{np.max(np.abs(d) / best):.3g}")
-        out[x, s] = best
+            best, message = None, ""
+            if len(s) == 2:  # one free logit: bracket the sign change of d_1/π_1 and bisect (robust)
+                grid = np.linspace(-40.0, 40.0, 161)
+                vals = np.array([resid(np.array([g]))[0] for g in grid])
+                change = np.flatnonzero(np.sign(vals[:-1]) * np.sign(vals[1:]) <= 0)
+                if len(change):
+                    i = int(np.argmin(np.abs(grid[change] - z0[0])))  # the sign change nearest the start
+                    lo, hi = grid[change[i]], grid[change[i] + 1]
+                    zs = lo if vals[change[i]] == 0 else brentq(lambda g: resid(np.array([g]))[0], lo, hi, xtol=1e-14,
+                                                                rtol=4 * np.finfo(float).eps, maxiter=500)
+                    best = policy_of(np.array([zs]))
+            else:
+                sol = root(resid, z0, method="hybr", tol=1e-15)
+                message = sol.message
+                pr = policy_of(sol.x)
+                d = expected_grpo_direction(pr[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
+                if np.all(np.isfinite(pr)) and np.max(np.abs(d) / pr) <= tol:
+                    best = pr
+                else:  # follow the expected update itself (damped, in the natural d/π direction), then polish
+                    zf = np.log(q[x, s][1:] / q[x, s][0])
+                    for _ in range(flow_steps):
+                        g = resid(zf)
+                        if np.max(np.abs(g)) <= tol:
+                            break
+                        zf = zf + 0.2 * g
+                    sol = root(resid, zf, method="hybr", tol=1e-15)
+                    for cand in (sol.x, zf):
+                        pr = policy_of(cand)
+                        d = expected_grpo_direction(pr[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
+                        if np.all(np.isfinite(pr)) and np.max(np.abs(d) / pr) <= tol:
+                            best = pr
+                            break
+            if best is None:
+                raise ValueError(f"no stationary point found for prompt {x} within tol ({message}); try another "
+                                 f"start, a larger tol or more flow_steps")
+            d = expected_grpo_direction(best[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
+            if np.max(np.abs(d) / best) > tol:
+                raise ValueError(f"no stationary point found for prompt {x}: largest |d|/π = "
+                                 f"{np.max(np.abs(d) / best):.3g} > tol; try another start or more flow_steps")
+            out[x, s] = best
+    except ValueError as exc:
+        if "no stationary point" in str(exc):
+            raise
+        raise ValueError(f"no stationary point found for prompt {x}: the search left float64 ({exc}); check beta "
+                         f"and reward, or try another start, tol or flow_steps") from None
     return out
 
 
@@ -495,7 +598,8 @@ def forward_kl_optimal_policy(pi_ref, reward, beta) -> np.ndarray:
 
     Stationarity of the Lagrangian gives r(y) + β·π_ref(y)/π(y) = λ; λ > max_y r(y) on the support is the unique root
     of Σ_y β·π_ref(y)/(λ − r(y)) = 1 (decreasing in λ; found by brentq between r_max + β·π_ref(y_max) and
-    r_max + β). Wang et al. 2023, "Beyond reverse KL", Theorem 1 with f(u) = −log u. It is the stationary point of
+    r_max + β, in the scale-free unknowns (λ − r_max)/β and (r_max − r)/β, so no reward or β overflows).
+    Wang et al. 2023, "Beyond reverse KL", Theorem 1 with f(u) = −log u. It is the stationary point of
     Dr. GRPO with TRL's k3 loss at β·G/(G−1) (see the module docstring).
     """
     q = check_distribution(pi_ref, "pi_ref")
@@ -509,18 +613,23 @@ def forward_kl_optimal_policy(pi_ref, reward, beta) -> np.ndarray:
         s = q[x] > 0
         qs, rs = q[x, s], r[x, s]
         j = int(np.argmax(rs))
+        # in the scale-free unknowns u = (λ − r_max)/β ∈ [π_ref(y_max), 1] and d = (r_max − r)/β ≥ 0 (no overflow:
+        # a d beyond float64 is +inf and gives π(y) = 0, its limit): Σ_y π_ref(y)/(u + d(y)) = 1, π = π_ref/(u + d)
+        with np.errstate(over="ignore"):
+            gap = rs[j] - rs
+            d = np.where(np.isfinite(gap), gap / b, (0.5 * rs[j] - 0.5 * rs) / b * 2.0)
 
-        def f(lam, qs=qs, rs=rs):
-            return float(np.sum(b * qs / (lam - rs))) - 1.0
+        def f(u, qs=qs, d=d):
+            return float(np.sum(qs / (u + d))) - 1.0
 
-        lo, hi = rs[j] + b * qs[j], rs[j] + b
+        lo, hi = qs[j], 1.0
         if f(lo) <= 0:
-            lam = lo
+            u = lo
         elif f(hi) >= 0:
-            lam = hi
+            u = hi
         else:
-            lam = brentq(f, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500)
-        pi_s = b * qs / (lam - rs)
+            u = brentq(f, lo, hi, xtol=1e-16, rtol=4 * np.finfo(float).eps, maxiter=500)
+        pi_s = qs / (u + d)
         out[x, s] = pi_s / pi_s.sum()
     return out
 
@@ -539,13 +648,18 @@ def effective_beta(pi, pi_ref, reward) -> np.ndarray:
     p, q, r = _support_rows(pi, pi_ref, reward)
     out = np.zeros(p.shape[0])
     for x in range(p.shape[0]):
-        target = float(np.sum(p[x] * r[x]))
+        # β'(c·r) = c·β'(r): solve for r/c with c a power of 2 near max|r| (exact), so no reward overflows
+        top = float(np.max(np.abs(r[x]))) if r.shape[1] else 0.0
+        c = 2.0 ** (math.frexp(top)[1] - 1) if top > 0 else 1.0
+        rx = r[x:x + 1] / c
+        target = float(np.sum(p[x] * rx[0]))
 
-        def gap(logb, qx=q[x:x + 1], rx=r[x:x + 1], target=target):
+        def gap(logb, qx=q[x:x + 1], rx=rx, target=target):
             return float(np.sum(forward_kl_optimal_policy(qx, rx, math.exp(logb))[0] * rx[0])) - target
 
         lo, hi = -30.0, 30.0
         if not (gap(lo) > 0 > gap(hi)):
-            raise ValueError(f"pi's expected reward at prompt {x} is not between π_ref's and the best response's")
-        out[x] = math.exp(brentq(gap, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500))
-    return out
+            raise ValueError(f"pi's expected reward at prompt {x} is not between π_ref's and the best response's "
+                             f"(strictly, within e^±30 of β' in units of max|reward|)")
+        out[x] = math.exp(brentq(gap, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=500)) * c
+    return finite_result(out, "the effective beta overflows float64: reward is too large")
