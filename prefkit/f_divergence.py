@@ -211,13 +211,15 @@ def _solve_row(p: np.ndarray, r: np.ndarray, b: float, f: str, a: float) -> tupl
     d = _scaled_gap(float(r[top]), r[S], b)  # (|S|,) ≥ 0, 0 at the top
 
     def mass(t: float) -> float:  # Σ_S π_ref·(f')^{-1}(−d − t), strictly decreasing in t
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", divide="ignore"):
             return float(np.sum(p[S] * _inverse_score(-d - t, f, a)))
 
     # t = 0: every argument ≤ 0, so each u ≤ 1 and mass ≤ 1; t = lo: the top response alone carries mass 1
     lo = -float(f_score(np.log(1.0 / p[top]), f, a))
     if mass(0.0) >= 1.0 or lo >= 0.0:
         t = 0.0
+    elif mass(lo) <= 1.0:  # the others' mass underflows (β tiny against the reward gaps): the top alone, to rounding
+        t = lo
     else:
         t = brentq(lambda t: mass(t) - 1.0, lo, 0.0, xtol=4e-16 * max(1.0, abs(lo)), rtol=8.9e-16, maxiter=500)
     off = False
@@ -226,7 +228,7 @@ def _solve_row(p: np.ndarray, r: np.ndarray, b: float, f: str, a: float) -> tupl
         if t_off >= t:
             t, off = t_off, True
     pi = np.zeros_like(p)
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", divide="ignore"):
         pi[S] = p[S] * _inverse_score(-d - t, f, a)
         lam = float(r[top] + b * t)
     rest = 1.0 - pi.sum()

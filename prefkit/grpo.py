@@ -116,14 +116,15 @@ def group_advantages(rewards: torch.Tensor, scale_rewards: str = "group", eps: f
     if rewards.ndim < 1 or rewards.shape[-1] < 2:
         raise ValueError(f"rewards must hold G >= 2 samples per group on the last axis, got shape "
                          f"{tuple(rewards.shape)}")
-    adv = _advantages(rewards, scale_rewards, eps)
-    if not bool(torch.isfinite(adv.detach()).all()):  # huge rewards: r/c with c a power of 2 (exact), then × c
-        top = float(rewards.detach().abs().max())
-        c = 2.0 ** (math.frexp(top)[1] - 1)
+    top = float(rewards.detach().abs().max()) if rewards.numel() else 0.0
+    if 0.0 < top and not 1e-150 < top < 1e150:  # the std's squares would over/underflow: r/c, c a power of 2
+        c = 2.0 ** (math.frexp(top)[1] - 1)  # (exact), then × c
         if scale_rewards == "none":
             adv = _advantages(rewards / c, scale_rewards, eps) * c
         else:  # (r − mean)/(std + ε) = (r/c − mean)/(std(r/c) + ε/c)
             adv = _advantages(rewards / c, scale_rewards, eps / c)
+    else:
+        adv = _advantages(rewards, scale_rewards, eps)
     return finite_result(adv, "the advantages of these rewards overflow float64 (differences beyond 1.8e308): "
                               "rescale rewards")
 

@@ -269,3 +269,32 @@ def test_divergence_is_infinite_exactly_where_the_theory_says():
     assert np.isinf(f_divergence_value(zero_on, pi_ref, "forward_kl")[0])
     assert np.isfinite(f_divergence_value(zero_on, pi_ref, "js_divergence")[0])
     assert np.isfinite(f_divergence_value(off, pi_ref, "js_divergence")[0])
+
+
+# ------------------------------------------------------------------------------------------- extreme input (issue 11)
+def test_alpha_one_is_the_reverse_kl_everywhere():
+    # bug caught: f'(∞) = 1/(1 − alpha) evaluated eagerly for every f: ZeroDivisionError at alpha = 1
+    pi, q = np.array([[0.2, 0.3, 0.5]]), np.array([[0.5, 0.25, 0.25]])
+    for f in F_DIVERGENCES:
+        assert np.all(np.isfinite(f_divergence_value(pi, q, f, alpha=1.0)))
+    np.testing.assert_allclose(f_divergence_value(pi, q, "alpha_divergence", alpha=1.0), kl_divergence(pi, q))
+
+
+def test_f_divergence_overflow_names_its_arguments():
+    pi, q = np.array([[0.01, 0.49, 0.5]]), np.array([[0.5, 0.25, 0.25]])
+    with pytest.raises(ValueError, match="alpha"):
+        f_divergence_value(pi, q, "alpha_divergence", alpha=-775.0)
+
+
+@pytest.mark.parametrize("f", ["forward_kl", "js_divergence", "alpha_divergence"])
+def test_f_optimum_at_extreme_beta_and_reward(f):
+    # bug caught: brentq's "f(a) and f(b) must have different signs" when β is tiny against the reward gaps (the
+    # optimum is the best response alone) or when λ − r loses β to rounding at huge rewards
+    q = np.array([[0.2, 0.3, 0.5]])
+    r = np.array([[1.0, 0.0, -1.0]])
+    for beta, scale in ((5e-324, 1.0), (1e-300, 1.0), (0.5, 1e300)):
+        np.testing.assert_allclose(f_optimal_policy(q, r * scale, beta, f), [[1.0, 0.0, 0.0]], atol=1e-12)
+    base = f_optimal_policy(q, r, 0.5, f)
+    np.testing.assert_allclose(f_optimal_policy(q, r * 1e300, 0.5e300, f), base, atol=1e-10)
+    np.testing.assert_allclose(f_normalizer(q, r * 1e300, 0.5e300, f), f_normalizer(q, r, 0.5, f) * 1e300,
+                               rtol=1e-10)

@@ -260,3 +260,70 @@ def test_train_grpo_reaches_exact_fixed_point_and_logs_trl_metrics():
         train_grpo(P.pi_ref, P.reward, 0.5, kl_in="advantage")
     with pytest.raises(ValueError, match="beta"):
         train_grpo(P.pi_ref, P.reward, -1.0)
+
+
+# ------------------------------------------------------------------------------------------- extreme input (issue 11)
+def test_group_advantages_huge_and_flat_rewards():
+    # bug caught: the mean/std of rewards near 1e308 overflow to inf and the advantages become NaN
+    R = torch.tensor([[1.0, 0.0, 2.0, 1.0]], dtype=torch.float64)
+    for mode in ("group", "none"):
+        A = group_advantages(R * 1e307, mode, eps=0.0)
+        assert torch.isfinite(A).all()
+        scale = 1e307 if mode == "none" else 1.0
+        np.testing.assert_allclose(A.numpy(), group_advantages(R, mode, eps=0.0).numpy() * scale, rtol=1e-12)
+    # bug caught: eps = 0 and a flat group give 0/0 = NaN instead of "no signal" (A = 0)
+    assert torch.all(group_advantages(torch.full((2, 3), 0.1, dtype=torch.float64), eps=0.0) == 0)
+
+
+def test_kl_estimate_and_loss_overflow_name_their_arguments():
+    # bug caught: exp(ref_logp − logp) overflows to inf silently
+    with pytest.raises(ValueError, match="logp"):
+        kl_estimate(torch.tensor([-800.0], dtype=torch.float64), torch.tensor([0.0], dtype=torch.float64), "k3")
+    lp = torch.tensor([-1.0, -2.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match="logp|advantages"):
+        grpo_loss(lp, lp - 800.0, lp, torch.tensor([-1.0, 1.0], dtype=torch.float64), 0.1)
+
+
+def test_exact_kl_moments_where_pi_ref_over_pi_overflows():
+    # bug caught: π_ref/π beyond float64 makes k3 = inf and E[k3] = inf·tiny = inf, though E[k3] = KL(π‖π_ref)
+    pi = np.array([[1e-320, 1.0 - 1e-320]])
+    q = np.array([[1e-10, 1.0 - 1e-10]])
+    m = kl_estimator_moments(pi, q)
+    np.testing.assert_allclose(m["k3"]["mean"], kl_divergence(pi, q), rtol=1e-6, atol=1e-12)
+    assert np.all(np.isfinite(m["k3"]["var"]))
+    g = kl_estimator_expected_gradient(pi, q, "k3")
+    np.testing.assert_allclose(g, pi - q, atol=1e-15)  # closed form π − π_ref
+
+
+def test_forward_kl_optimum_and_effective_beta_are_scale_free():
+    # bug caught: λ − r loses β·π_ref to rounding when |r| ≫ β (λ = r_max, a division by 0)
+    P = random_problem(n_prompts=3, n_responses=4, seed=2)
+    base = forward_kl_optimal_policy(P.pi_ref, P.reward, 0.5)
+    for c in (1e-300, 1e300):
+        np.testing.assert_allclose(forward_kl_optimal_policy(P.pi_ref, c * P.reward, c * 0.5), base, atol=1e-12)
+    pi = forward_kl_optimal_policy(P.pi_ref, P.reward, 0.7)
+    be = effective_beta(pi, P.pi_ref, P.reward)
+    np.testing.assert_allclose(be, 0.7, rtol=1e-8)
+    np.testing.assert_allclose(effective_beta(pi, P.pi_ref, P.reward * 1e300), be * 1e300, rtol=1e-8)
+
+
+def test_grpo_fixed_point_refuses_a_start_off_the_support():
+    P = random_problem(n_prompts=1, n_responses=3, seed=0)
+    start = np.array([[1.0, 0.0, 0.0]])
+    with pytest.raises(ValueError, match="start"):
+        grpo_fixed_point(P.pi_ref, P.reward, 0.1, 2, start=start)
+    with pytest.raises(ValueError, match="flow_steps"):
+        grpo_fixed_point(P.pi_ref, P.reward, 0.1, 2, flow_steps=-1)
+
+
+def test_train_grpo_refuses_rewards_beyond_its_range():
+    P = random_problem(n_prompts=1, n_responses=3, seed=0)
+    with pytest.raises(ValueError, match="reward"):
+        train_grpo(P.pi_ref, P.reward * 1e200, 0.1, steps=1)
+
+
+def test_group_advantages_tiny_rewards():
+    # bug caught: the std's squares underflow to 0 for rewards near 1e-300 and every advantage becomes 0
+    R = torch.tensor([[1.0, 0.0, 2.0, 1.0]], dtype=torch.float64)
+    np.testing.assert_allclose(group_advantages(R * 1e-300, "group", eps=0.0).numpy(),
+                               group_advantages(R, "group", eps=0.0).numpy(), rtol=1e-12)
