@@ -256,7 +256,7 @@ CASES = {
     "kl_estimator_expected_gradient": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), estimator="k3"),
     "expected_grpo_direction": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), reward=R.copy(), beta=0.1,
                                             group_size=2),
-    "grpo_fixed_point": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.1, group_size=2, flow_steps=50),
+    "grpo_fixed_point": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.5, group_size=2, flow_steps=50),
     "forward_kl_optimal_policy": lambda: dict(pi_ref=PI.copy(), reward=R.copy(), beta=0.5),
     "effective_beta": lambda: dict(pi=PI[:, ::-1].copy(), pi_ref=PI.copy(), reward=R.copy()),
     # f-DPO
