@@ -201,3 +201,19 @@ def test_kl_logspace_is_the_kl():
     assert kl_divergence_logspace([0.0, -np.inf], [-np.inf, 0.0]) == np.inf
     with pytest.raises(ValueError, match="logp"):
         kl_divergence_logspace([np.nan, 0.0], [0.0, 0.0])
+
+
+def test_reward_kl_frontier_averages_over_prompts():
+    # mutation testing (mutmut) found the frontier's reward sum taken over every axis, or over prompts, survived:
+    # each point must be the mean over prompts of E_{π*_β}[r] and of KL(π*_β‖π_ref), computed here directly
+    from prefkit import kl_divergence, optimal_policy, reward_kl_frontier
+
+    rng = np.random.default_rng(3)
+    pi_ref = rng.dirichlet(np.ones(5), 3)
+    reward = rng.normal(size=(3, 5))
+    betas = np.array([0.2, 1.0, 5.0])
+    f = reward_kl_frontier(pi_ref, reward, betas)
+    for k, beta in enumerate(betas):
+        pi = optimal_policy(pi_ref, reward, beta)
+        assert abs(f["reward"][k] - np.mean(np.sum(pi * reward, axis=-1))) < 1e-12
+        assert abs(f["kl"][k] - np.mean(kl_divergence(pi, pi_ref))) < 1e-12

@@ -196,3 +196,28 @@ def test_fuzz_finite_or_value_error(logps, beta, loss_type, eps, complex_col, as
     # a loss that ignores a column (sft: the chosen NLL only) leaves its gradient None, i.e. zero
     assert all(c.grad is None or torch.isfinite(c.grad).all() for c in cols[:2])
     assert cols[0].grad is not None
+
+
+def test_dpo_rewards_torch_and_numpy_agree_with_the_formula():
+    # mutation testing (mutmut): the torch branch of dpo_rewards (β·(logp − ref_logp)) was unguarded; a sign or
+    # operator slip there survived every test
+    from prefkit.losses import dpo_rewards
+
+    rng = np.random.default_rng(0)
+    lp, ref = rng.normal(size=6), rng.normal(size=6)
+    want = 0.3 * (lp - ref)
+    np.testing.assert_allclose(dpo_rewards(lp, ref, 0.3), want, rtol=1e-14)
+    got = dpo_rewards(torch.tensor(lp), torch.tensor(ref), 0.3)
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-14)
+    got = dpo_rewards(torch.tensor(lp), ref, 0.3)  # one tensor is enough for the torch branch
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-14)
+
+
+def test_sft_loss_without_lengths_is_the_chosen_nll():
+    # mutation testing (mutmut): the default length n = 1 of the sft loss was unguarded
+    from prefkit.losses import preference_loss
+
+    lw, ll = torch.tensor([-1.5, -0.2], dtype=torch.float64), torch.tensor([-2.0, -3.0], dtype=torch.float64)
+    z = torch.zeros(2, dtype=torch.float64)
+    np.testing.assert_allclose(preference_loss(lw, ll, z, z, 0.5, "sft").numpy(), [1.5, 0.2], rtol=1e-14)
