@@ -93,9 +93,21 @@ def log_partition(pi_ref, reward, beta) -> np.ndarray:
     ValueError
         naming ``beta``, ``pi_ref`` or ``reward`` (see the module docstring).
     """
-    p, _, _, scaled = _check_inputs(pi_ref, reward, beta)
-    logits, m = _shifted_logits(p, scaled)
-    return logsumexp(logits, axis=-1) + m[..., 0]
+    p, _, _, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
+    z[p <= 0] = -np.inf  # off π_ref's support
+    m = z.max(axis=-1, keepdims=True)
+    z -= m  # r/β − m(x) first, so a huge r/β cannot absorb log π_ref's digits
+    with np.errstate(divide="ignore"):
+        z += np.log(p)  # log π_ref + r/β − m(x) ≤ 0
+    np.exp(z, out=z)
+    total = z.sum(axis=-1)
+    low = total < 1e-280  # every term underflowed (π_ref tiny where r/β is largest): logsumexp for those rows
+    with np.errstate(divide="ignore"):
+        out = np.log(total) + m[..., 0]
+    if np.any(low):
+        logits, m_low = _shifted_logits(p[low], as_float_array(reward, "reward")[low] / check_beta(beta))
+        out[low] = logsumexp(logits, axis=-1) + m_low[..., 0]
+    return out
 
 
 def optimal_log_policy(pi_ref, reward, beta) -> np.ndarray:
@@ -132,8 +144,24 @@ def optimal_policy(pi_ref, reward, beta) -> np.ndarray:
     References
     ----------
     Rafailov et al. 2023, "Direct Preference Optimization", Eq. 4 and Appendix A.1.
+
+    Memory: besides the output, one temporary the size of the input (r/β, which the checks need anyway) and a
+    boolean mask; the softmax runs in place in the output (log π_ref + r/β − max, exp, divide by the row sum).
     """
-    return np.exp(optimal_log_policy(pi_ref, reward, beta))
+    p, _, _, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
+    z[p <= 0] = -np.inf  # off π_ref's support: π* = 0
+    z -= z.max(axis=-1, keepdims=True)  # r/β − m(x) first, so a huge r/β cannot absorb log π_ref's digits
+    out = _log(p)
+    out += z  # log π_ref + r/β − m(x) ≤ 0: exp cannot overflow
+    del z
+    np.exp(out, out=out)
+    total = out.sum(axis=-1, keepdims=True)
+    low = total[..., 0] < 1e-280  # every term underflowed or lost digits (π_ref tiny where r/β is largest)
+    if np.any(low):  # rare: redo those rows with a logsumexp over the logits
+        out[low] = np.exp(optimal_log_policy(p[low], np.asarray(reward, dtype=np.float64)[low], beta))
+        total[low] = 1.0
+    out /= total
+    return out
 
 
 def implied_reward(pi, pi_ref, beta) -> np.ndarray:
