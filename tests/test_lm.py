@@ -512,7 +512,10 @@ def test_dpo_step_matches_preference_loss(lm_setup):
         with torch.no_grad():
             ref_w, ref_l = response_log_probs(ref, task, x, yw), response_log_probs(ref, task, x, yl)
         logp_w, logp_l = response_log_probs(want, task, x, yw), response_log_probs(want, task, x, yl)
-        loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta, loss_type=loss_type).mean()
+        # ipo: per-token log-ratios by default, as TRL (every response has task.response_len tokens)
+        n = torch.full_like(logp_w, float(task.response_len))
+        lens = {"length_chosen": n, "length_rejected": n} if loss_type == "ipo" else {}
+        loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta, loss_type=loss_type, **lens).mean()
         assert r.history[-1]["loss"] == pytest.approx(loss.item(), rel=1e-5), loss_type
         _adamw_step(want, loss)
         _assert_same_step(r.model, want, pol0)
@@ -588,3 +591,28 @@ def test_online_dpo_step_matches_preference_loss(lm_setup):
     assert r.history[-1]["loss"] == pytest.approx(loss.item(), rel=1e-5)
     _adamw_step(want, loss)
     _assert_same_step(r.model, want, pol0)
+
+
+def test_dpo_lengths_per_token_as_trl_and_label_smoothing_from_the_cli():
+    # issue 10 (TRL parity): ipo/sigmoid_norm/sft get each response's token count by default (TRL's per-token
+    # log-ratios), --sequence-level turns it off, other loss types get none; exo_pair without ε fails at once
+    from prefkit.lm.cli import _config, build_parser
+    from prefkit.lm.pipeline import LMConfig
+    from prefkit.lm.train import _lengths
+    from prefkit.losses import preference_loss
+
+    task = SyntheticLanguage()
+    logp = torch.tensor([-3.0, -5.0], dtype=torch.float64)
+    lens = _lengths("ipo", True, logp, task)
+    assert torch.equal(lens["length_chosen"], torch.full((2,), float(task.response_len), dtype=torch.float64))
+    assert _lengths("ipo", False, logp, task) == {} and _lengths("sigmoid", True, logp, task) == {}
+    ref = torch.tensor([-4.0, -4.5], dtype=torch.float64)
+    per_token = preference_loss(logp, logp.flip(0), ref, ref.flip(0), 0.5, "ipo", **lens)
+    sequence = preference_loss(logp, logp.flip(0), ref, ref.flip(0), 0.5, "ipo")
+    assert not torch.allclose(per_token, sequence)  # the lengths reach the loss
+    with pytest.raises(ValueError, match="dpo_label_smoothing"):
+        LMConfig(dpo_loss_type="exo_pair")
+    args = build_parser().parse_args(["dpo", "--loss-type", "exo_pair", "--label-smoothing", "0.1",
+                                      "--sequence-level"])
+    cfg = _config(args)
+    assert cfg.dpo_loss_type == "exo_pair" and cfg.dpo_label_smoothing == 0.1 and cfg.dpo_per_token is False

@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("rloo", "ppo"), default="rloo", help="RLHF optimiser (default rloo)")
     p.add_argument("--k", type=_positive_int, default=None, help="RLHF samples per prompt (>= 2)")
     p.add_argument("--loss-type", choices=sorted(LOSSES), default="sigmoid", help="DPO loss (chapter 4)")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="ε of the DPO loss (robust, exo_pair (needs ε > 0), cDPO for sigmoid; default 0)")
+    p.add_argument("--sequence-level", action="store_true",
+                   help="ipo/sigmoid_norm/sft on sequence log-ratios (default: per token, as TRL)")
     p.add_argument("--eval-every", type=_positive_int, default=None)
     p.add_argument("--online-dpo", action="store_true", help="pipeline: also run online DPO")
     p.add_argument("--fast", action="store_true", help="the fast setting (small step counts); also PREFKIT_FAST=1")
@@ -140,6 +144,8 @@ def _config(args, preset: str = "tiny", dtype: str = "float32"):
         bf16=not args.no_bf16,
         rlhf_method=args.method,
         dpo_loss_type=args.loss_type,
+        dpo_label_smoothing=args.label_smoothing,
+        dpo_per_token=not args.sequence_level,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     stage_keys = {"sft": "sft", "rm": "rm", "rlhf": "rlhf", "dpo": "dpo", "online-dpo": "online_dpo"}

@@ -84,6 +84,10 @@ class LMConfig:
     rlhf_lr: float = 2e-3
     dpo_loss_type: str = "sigmoid"
     """Any chapter-4 loss type of :func:`prefkit.losses.preference_loss`."""
+    dpo_label_smoothing: float = 0.0
+    """ε of the loss types that take one (``robust``, ``exo_pair`` needs ε > 0, cDPO for ``sigmoid``)."""
+    dpo_per_token: bool = True
+    """TRL's per-token log-ratios for ``ipo``, ``sigmoid_norm`` and ``sft``; False: sequence log-ratios."""
     dpo_steps: int = 800
     dpo_batch_size: int = 128
     dpo_lr: float = 3e-4
@@ -105,6 +109,16 @@ class LMConfig:
 
         if self.dpo_loss_type not in LOSSES:  # fail now, not after minutes of SFT and reward modelling
             raise ValueError(f"dpo_loss_type must be one of {sorted(LOSSES)}, got {self.dpo_loss_type!r}")
+        import torch
+
+        from ..losses import preference_loss
+
+        z = torch.zeros(2, dtype=torch.float64)
+        try:  # the loss type and ε together (exo_pair needs ε > 0), checked before any training
+            preference_loss(z, z, z, z, self.beta, self.dpo_loss_type, self.dpo_label_smoothing)
+        except ValueError as e:
+            raise ValueError(f"dpo_label_smoothing={self.dpo_label_smoothing!r} with dpo_loss_type="
+                             f"{self.dpo_loss_type!r}: {e}") from None
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.dtype not in ("float32", "float64"):
@@ -253,8 +267,9 @@ def train_stage(
         return train_rlhf_lm(policy, ref, rm, task, cfg.beta, **kw, **common)
     if stage == "dpo":
         kw = dict(steps=cfg.dpo_steps, batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr)
+        kw.update(label_smoothing=cfg.dpo_label_smoothing, per_token=cfg.dpo_per_token)
         return train_dpo_lm(policy, ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
-    kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr)
+    kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr, per_token=cfg.dpo_per_token)
     return train_online_dpo_lm(policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
 
 

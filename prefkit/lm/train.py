@@ -483,6 +483,16 @@ def dpo_logps(model, task: SyntheticLanguage, prompt, chosen, rejected) -> tuple
     return both[: len(prompt)], both[len(prompt) :]
 
 
+def _lengths(loss_type: str, per_token: bool, logp: torch.Tensor, task: SyntheticLanguage) -> dict:
+    """TRL's token counts for the loss types that use them (every response has task.response_len tokens)."""
+    from ..losses import _USES_LENGTHS
+
+    if not per_token or loss_type not in _USES_LENGTHS:
+        return {}
+    n = torch.full_like(logp, float(task.response_len))
+    return {"length_chosen": n, "length_rejected": n}
+
+
 def train_dpo_lm(
     policy,
     ref_model,
@@ -495,6 +505,7 @@ def train_dpo_lm(
     batch_size: int = 64,
     lr: float = 3e-4,
     label_smoothing: float = 0.0,
+    per_token: bool = True,
     seed: int = 0,
     evaluator: ExactEvaluator | None = None,
     eval_every: int = 50,
@@ -502,6 +513,10 @@ def train_dpo_lm(
     progress: bool = True,
 ) -> TrainResult:
     """Offline DPO (Rafailov et al. 2023, Eq. 7) or any chapter-4 ``loss_type`` on fixed preference pairs.
+
+    ``per_token`` (the default, as TRL): the loss types that depend on response length (``ipo``,
+    ``sigmoid_norm``, ``sft``) get each response's token count, L, so IPO works on per-token log-ratios;
+    ``per_token=False`` uses sequence log-ratios. Other loss types are unaffected.
 
     The reference log-probs of every pair are computed once before training (π_ref is frozen). Each step
     samples a minibatch, runs ONE forward pass over [chosen; rejected], and minimises the mean of
@@ -533,7 +548,8 @@ def train_dpo_lm(
         _check_outputs(step + 1, f"dpo ({loss_type})", lr, logp_w, logp_l)
         bt = torch.as_tensor(b, device=dev)
         loss = preference_loss(
-            logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type, label_smoothing=label_smoothing
+            logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type, label_smoothing=label_smoothing,
+            **_lengths(loss_type, per_token, logp_w, task),
         ).mean()
         opt.zero_grad(set_to_none=True)
         distributed.shard_loss(loss, n_loc, B).backward()
@@ -570,6 +586,7 @@ def train_online_dpo_lm(
     beta: float,
     *,
     loss_type: str = "sigmoid",
+    per_token: bool = True,
     steps: int = 300,
     prompts_per_step: int = 16,
     samples_per_prompt: int = 2,
@@ -615,7 +632,8 @@ def train_online_dpo_lm(
         with autocast(dev, bf16):
             logp_w, logp_l = dpo_logps(ddp, task, prompt, chosen, rejected)
         _check_outputs(step + 1, "online dpo", lr, logp_w, logp_l, s)
-        loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta, loss_type=loss_type).mean()
+        loss = preference_loss(logp_w, logp_l, ref_w, ref_l, beta, loss_type=loss_type,
+                               **_lengths(loss_type, per_token, logp_w, task)).mean()
         opt.zero_grad(set_to_none=True)
         distributed.shard_loss(loss, n_loc, n_p).backward()
         opt.step()
