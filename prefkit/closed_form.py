@@ -93,7 +93,7 @@ def log_partition(pi_ref, reward, beta) -> np.ndarray:
     ValueError
         naming ``beta``, ``pi_ref`` or ``reward`` (see the module docstring).
     """
-    p, _, _, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
+    p, r, b, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
     z[p <= 0] = -np.inf  # off π_ref's support
     m = z.max(axis=-1, keepdims=True)
     z -= m  # r/β − m(x) first, so a huge r/β cannot absorb log π_ref's digits
@@ -105,7 +105,7 @@ def log_partition(pi_ref, reward, beta) -> np.ndarray:
     with np.errstate(divide="ignore"):
         out = np.log(total) + m[..., 0]
     if np.any(low):
-        logits, m_low = _shifted_logits(p[low], as_float_array(reward, "reward")[low] / check_beta(beta))
+        logits, m_low = _shifted_logits(p[low], r[low] / b)
         out[low] = logsumexp(logits, axis=-1) + m_low[..., 0]
     return out
 
@@ -148,7 +148,7 @@ def optimal_policy(pi_ref, reward, beta) -> np.ndarray:
     Memory: besides the output, one temporary the size of the input (r/β, which the checks need anyway) and a
     boolean mask; the softmax runs in place in the output (log π_ref + r/β − max, exp, divide by the row sum).
     """
-    p, _, _, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
+    p, r, b, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
     z[p <= 0] = -np.inf  # off π_ref's support: π* = 0
     z -= z.max(axis=-1, keepdims=True)  # r/β − m(x) first, so a huge r/β cannot absorb log π_ref's digits
     out = _log(p)
@@ -158,7 +158,8 @@ def optimal_policy(pi_ref, reward, beta) -> np.ndarray:
     total = out.sum(axis=-1, keepdims=True)
     low = total[..., 0] < 1e-280  # every term underflowed or lost digits (π_ref tiny where r/β is largest)
     if np.any(low):  # rare: redo those rows with a logsumexp over the logits
-        out[low] = np.exp(optimal_log_policy(p[low], np.asarray(reward, dtype=np.float64)[low], beta))
+        logits, _ = _shifted_logits(p[low], r[low] / b)
+        out[low] = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
         total[low] = 1.0
     out /= total
     return out

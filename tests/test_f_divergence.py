@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import minimize
 
 from prefkit.closed_form import kl_divergence, optimal_policy
+from prefkit.course.ch4_dpo import brute_force_f_optimum  # SLSQP on the simplex, no closed form
 from prefkit.dpo import total_variation
 from prefkit.f_divergence import (
     F_DIVERGENCES,
@@ -43,25 +43,6 @@ def _exact_bt_data(reward):
     prefs = np.array([(x, a, b) for x in range(n_prompts) for a, b in zip(i, j, strict=True)])
     gap = reward[prefs[:, 0], prefs[:, 1]] - reward[prefs[:, 0], prefs[:, 2]]
     return prefs, 1.0 / (1.0 + np.exp(-gap))
-
-
-def _brute_force_optimum(p, r, beta, f, a, seed=0):
-    """max_q J_f(q) over the whole simplex of one prompt by SLSQP from several starts, with no closed form."""
-    def neg_j(q):
-        q = np.clip(q, 0.0, None)
-        return -float(f_regularized_objective(q / q.sum(), p, r, beta, f, a)[0])
-
-    rng = np.random.default_rng(seed)
-    best = None
-    for q0 in [p.copy(), np.full(len(p), 1.0 / len(p)), rng.dirichlet(np.ones(len(p)))]:
-        q0 = np.clip(q0, 1e-3, None)
-        res = minimize(neg_j, q0 / q0.sum(), method="SLSQP", bounds=[(1e-12, 1.0)] * len(p),
-                       constraints=[{"type": "eq", "fun": lambda q: q.sum() - 1.0}],
-                       options={"ftol": 1e-15, "maxiter": 1000})
-        if best is None or res.fun < best.fun:
-            best = res
-    q = np.clip(best.x, 0.0, None)
-    return q / q.sum()
 
 
 # --- the generator f and its derivative ----------------------------------------------------------------------
@@ -150,7 +131,7 @@ def test_optimum_maximises_the_f_regularised_objective(f, a, beta):
         for t in (1e-4, 1e-2, 0.3, 1.0):
             assert np.all(f_regularized_objective((1 - t) * pi + t * q, pi_ref, r, beta, f, a) <= j_opt + 1e-13)
     for x in range(2):  # a generic constrained optimiser, which knows nothing of the closed form
-        q = _brute_force_optimum(pi_ref[x], r[x], beta, f, a)
+        q = brute_force_f_optimum(pi_ref[x], r[x], beta, f, a)
         j_brute = f_regularized_objective(q, pi_ref[x], r[x], beta, f, a)[0]
         assert j_brute <= j_opt[x] + 1e-12
         assert j_opt[x] - j_brute < 1e-8
@@ -173,7 +154,7 @@ def test_forward_kl_optimum_leaves_the_reference_support():
     for f, a in [("forward_kl", 0.5), ("js_divergence", 0.5), ("alpha_divergence", 0.5)]:
         pi = f_optimal_policy(pi_ref, r, beta, f, a)
         assert pi[0, 2] > 0.1
-        q = _brute_force_optimum(pi_ref[0], r[0], beta, f, a)
+        q = brute_force_f_optimum(pi_ref[0], r[0], beta, f, a)
         assert total_variation(q, pi[0]) < 1e-4
         j = f_regularized_objective(pi, pi_ref, r, beta, f, a)[0]
         assert f_regularized_objective(q, pi_ref, r, beta, f, a)[0] <= j + 1e-12

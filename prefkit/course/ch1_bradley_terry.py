@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import check_probability
 from ..bradley_terry import (
     bt_fisher_information,
     bt_log_likelihood,
@@ -178,8 +179,7 @@ def coverage_experiment(n_items, n_comparisons, n_reps, seed=0, level=0.95):
     """
     from scipy.stats import norm
 
-    if not (isinstance(level, (int, float)) and 0 < level < 1):
-        raise ValueError(f"level must be a probability strictly between 0 and 1, got {level!r}")
+    level = check_probability(level, "level", open_lo=True, open_hi=True)
     rng = np.random.default_rng(seed)
     theta = rng.standard_normal(n_items)
     theta -= theta.mean()

@@ -34,6 +34,7 @@ __all__ = [
     "partial_coverage_problem",
     "partial_coverage_demo",
     "F_CASES",
+    "brute_force_f_optimum",
     "f_dpo_experiment",
     "f_dpo_support_toy",
 ]
@@ -411,7 +412,7 @@ def tour_partial(ctx):
 F_CASES = (("forward_kl", 0.5), ("js_divergence", 0.5), ("alpha_divergence", 0.5))
 
 
-def _brute_force_f_optimum(p, r, beta, f, a):
+def brute_force_f_optimum(p, r, beta, f, a):
     """max_q J_f(q) on one prompt's simplex by SLSQP from three starts: knows nothing of the closed form."""
     from scipy.optimize import minimize
 
@@ -442,6 +443,7 @@ def f_dpo_experiment(seed: int = 0, betas=(0.3, 1.0), cases=F_CASES) -> dict:
     between an f-optimum and π* of the same β, at the smallest β: at large β every optimum nears π_ref, and so
     they near each other), and ``rows`` (one dict per case and β, for a table).
     """
+    from ..dpo import total_variation
     from ..f_divergence import f_optimal_policy, f_regularized_objective, fit_f_dpo
 
     P = random_problem(3, 5, seed=seed, reward_scale=2.0)
@@ -452,11 +454,11 @@ def f_dpo_experiment(seed: int = 0, betas=(0.3, 1.0), cases=F_CASES) -> dict:
             target = f_optimal_policy(P.pi_ref, P.reward, beta, f, a)
             fit = fit_f_dpo(P.pi_ref, prefs, beta, weights=w, f_divergence_type=f, alpha=a)
             j = f_regularized_objective(target, P.pi_ref, P.reward, beta, f, a)
-            brute = [f_regularized_objective(_brute_force_f_optimum(P.pi_ref[x], P.reward[x], beta, f, a),
+            brute = [f_regularized_objective(brute_force_f_optimum(P.pi_ref[x], P.reward[x], beta, f, a),
                                              P.pi_ref[x], P.reward[x], beta, f, a)[0] for x in range(P.n_prompts)]
             rows.append({"divergence": f if f != "alpha_divergence" else f"alpha_divergence (α = {a:g})",
-                         "beta": beta, "tv_fit": _tv(fit.policy, target),
-                         "tv_pi_star": _tv(target, optimal_policy(P.pi_ref, P.reward, beta)),
+                         "beta": beta, "tv_fit": total_variation(fit.policy, target),
+                         "tv_pi_star": total_variation(target, optimal_policy(P.pi_ref, P.reward, beta)),
                          "excess": float(np.max(np.asarray(brute) - j))})
     return {"recover_tv": max(r["tv_fit"] for r in rows), "objective_excess": max(r["excess"] for r in rows),
             "differs_tv": min(r["tv_pi_star"] for r in rows if r["beta"] == min(betas)), "rows": rows}
@@ -468,6 +470,7 @@ def f_dpo_support_toy(beta: float = 1.0) -> dict:
 
     Returns ``optimum`` and ``fit`` (the two policies), ``mass_off_support`` and ``tv`` (fit vs optimum).
     """
+    from ..dpo import total_variation
     from ..f_divergence import f_optimal_policy, fit_f_dpo
     from ..problems import Problem
 
@@ -475,11 +478,7 @@ def f_dpo_support_toy(beta: float = 1.0) -> dict:
     prefs, w = Problem(pi_ref, r).preference_probabilities("all")
     opt = f_optimal_policy(pi_ref, r, beta, "forward_kl")
     fit = fit_f_dpo(pi_ref, prefs, beta, weights=w, f_divergence_type="forward_kl").policy
-    return {"optimum": opt, "fit": fit, "mass_off_support": float(opt[0, 2]), "tv": _tv(fit, opt)}
-
-
-def _tv(p, q) -> float:
-    return float(0.5 * np.max(np.abs(np.asarray(p) - np.asarray(q)).sum(-1)))
+    return {"optimum": opt, "fit": fit, "mass_off_support": float(opt[0, 2]), "tv": total_variation(fit, opt)}
 
 
 @CHAPTER.check("f-DPO: other divergences, their optima")
