@@ -285,7 +285,10 @@ def test_cli_stages_end_to_end(tmp_path, capsys):
     assert lm_main(["rlhf", "--steps", "2", "--k", "2"] + w) == 0
     assert "objective/kl" in capsys.readouterr().out
     assert lm_main(["online-dpo", "--steps", "2"] + w) == 0
-    for name in ("sft", "rm", "rlhf", "dpo", "online_dpo"):
+    assert lm_main(["grpo", "--steps", "2", "--group-size", "3", "--scale-rewards", "none"] + w) == 0
+    out = capsys.readouterr().out
+    assert "[grpo]" in out and " reward=" in out and " kl=" in out and "wrote" in out
+    for name in ("sft", "rm", "rlhf", "dpo", "online_dpo", "grpo"):
         load_checkpoint(tmp_path / f"{name}.pt")
     # prefs.pt remembers its task: reusing the workdir with another preset is an error naming the file
     ref, task, _ = load_model(tmp_path / "sft.pt")
@@ -303,15 +306,15 @@ def test_cli_pipeline_writes_summary(tmp_path, capsys, monkeypatch):
 
     from prefkit.lm import LMConfig, cli
 
-    few = dict(sft_steps=3, rm_steps=2, rlhf_steps=2, dpo_steps=2, online_dpo_steps=2, pairs_per_prompt=4)
+    few = dict(sft_steps=3, rm_steps=2, rlhf_steps=2, dpo_steps=2, online_dpo_steps=2, grpo_steps=2, pairs_per_prompt=4)
     cfg = LMConfig(preset="small", device="cpu", progress=False, rlhf_k=2, eval_every=1, **few)
     monkeypatch.setattr(cli, "_config", lambda args: cfg)
-    assert lm_main(["pipeline", "--workdir", str(tmp_path), "--online-dpo"]) == 0
+    assert lm_main(["pipeline", "--workdir", str(tmp_path), "--online-dpo", "--grpo"]) == 0
     out = capsys.readouterr().out
     assert "pi* (exact)" in out and "KL(pi||pi*)" in out
     rows = json.loads((tmp_path / "summary.json").read_text())
-    assert [r["policy"] for r in rows][:4] == ["pi_ref (SFT)", "rlhf", "dpo", "online-dpo"]
-    for name in ("sft", "rm", "rlhf", "dpo", "online_dpo"):
+    assert [r["policy"] for r in rows][:5] == ["pi_ref (SFT)", "rlhf", "dpo", "online-dpo", "grpo"]
+    for name in ("sft", "rm", "rlhf", "dpo", "online_dpo", "grpo"):
         assert (tmp_path / f"{name}.pt").is_file() and (tmp_path / f"history_{name}.json").is_file()
 
 
@@ -591,6 +594,66 @@ def test_online_dpo_step_matches_preference_loss(lm_setup):
     assert r.history[-1]["loss"] == pytest.approx(loss.item(), rel=1e-5)
     _adamw_step(want, loss)
     _assert_same_step(r.model, want, pol0)
+
+
+@pytest.mark.parametrize("per_token, scale, iterations", [(True, "group", 1), (False, "none", 1), (True, "batch", 2)])
+def test_grpo_step_matches_grpo_loss(lm_setup, per_token, scale, iterations):
+    """G samples per prompt from π_θ, scored by r_φ, advantages by hand (r − group mean, over the group's or the
+    batch's std + 1e-4 with ddof 1, or unscaled), then ``iterations`` steps of prefkit.grpo.grpo_loss on those
+    samples (per-token or sequence log-probs, TRL's k3 against π_ref)."""
+    from prefkit.grpo import grpo_loss
+    from prefkit.lm import ExactEvaluator, response_token_log_probs, sample_responses, train_grpo_lm, trainable_copy
+
+    task, ref, pol0, _ = lm_setup
+    beta, seed, pps, G = 0.5, 17, 4, 4
+    rm = _reward_model(ref, seed=3).eval()
+    ev = ExactEvaluator(ref, task, beta)
+    r = train_grpo_lm(trainable_copy(pol0), ref, rm, task, beta, group_size=G, scale_rewards=scale,
+                      per_token=per_token, num_iterations=iterations, steps=1, prompts_per_step=pps, lr=LR, seed=seed,
+                      evaluator=ev, eval_every=1, progress=False)
+    rng = np.random.default_rng(seed)
+    prompt = np.repeat(rng.choice(task.n_prompts, size=min(pps, task.n_prompts), replace=False), G)
+    want = trainable_copy(pol0)
+    y = sample_responses(want, task, prompt, generator=torch.Generator().manual_seed(seed))
+    logps = response_token_log_probs if per_token else response_log_probs
+    with torch.no_grad():
+        s = rm(task, prompt, y).double().view(-1, G)
+        adv = s - s.mean(-1, keepdim=True)
+        if scale == "group":
+            adv = adv / (s.std(-1, keepdim=True) + 1e-4)
+        elif scale == "batch":
+            adv = adv / (s.std() + 1e-4)
+        adv = adv.reshape(-1)
+        ref_logp = logps(ref, task, prompt, y)
+        old = logps(want, task, prompt, y)
+    if per_token:
+        adv = adv.unsqueeze(-1).expand_as(ref_logp)
+    opt = torch.optim.AdamW(want.parameters(), lr=LR, weight_decay=0.0)
+    for _ in range(iterations):
+        loss, m = grpo_loss(logps(want, task, prompt, y), old, ref_logp, adv, beta)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    h = r.history[-1]
+    assert h["loss"] == pytest.approx(loss.item(), rel=1e-6, abs=1e-12)
+    assert h["kl"] == pytest.approx(m["kl"], rel=1e-6, abs=1e-12)
+    assert h["reward"] == pytest.approx(float(s.mean()), rel=1e-9)
+    assert h["reward_std"] == pytest.approx(float(s.std(-1).mean()), rel=1e-9)
+    _assert_same_step(r.model, want, pol0)
+
+
+def test_grpo_lm_rejects_bad_settings(lm_setup):
+    from prefkit.lm import train_grpo_lm, trainable_copy
+
+    task, ref, pol0, _ = lm_setup
+    rm = _reward_model(ref).eval()
+    for kw, match in (({"group_size": 1}, "group_size"), ({"scale_rewards": "std"}, "scale_rewards"),
+                      ({"kl_estimator": "k4"}, "kl_estimator"), ({"epsilon": 1.5}, "epsilon"),
+                      ({"num_iterations": 0}, "num_iterations")):
+        with pytest.raises(ValueError, match=match):
+            train_grpo_lm(trainable_copy(pol0), ref, rm, task, 0.5, steps=1, progress=False, **kw)
+    with pytest.raises(ValueError, match="beta"):
+        train_grpo_lm(trainable_copy(pol0), ref, rm, task, 0.0, steps=1, progress=False)
 
 
 def test_dpo_lengths_per_token_as_trl_and_label_smoothing_from_the_cli():

@@ -1,7 +1,7 @@
 """Chapter 7 on two processes: ``torchrun --nproc_per_node=2`` (DDP over gloo) gives the numbers of one process.
 
-Every stage of ``python -m prefkit lm`` (sft, rm, dpo, rlhf with PPO, online-dpo) and the pipeline run twice on the
-fast setting with a few steps, in float64: once in this process, once under ``torchrun`` with the same command
+Every stage of ``python -m prefkit lm`` (sft, rm, dpo, rlhf with PPO, online-dpo, grpo) and the pipeline run twice on
+the fast setting with a few steps, in float64: once in this process, once under ``torchrun`` with the same command
 lines (this file is the worker: ``python -m torch.distributed.run --nproc_per_node=2 tests/test_lm_ddp.py DIR``).
 Each rank works on its half of the same global batch, so the histories (the loss at every step, the exact KLs),
 the summary table and the checkpoints must agree to float64 rounding. A plausible bug breaks it: each rank
@@ -31,6 +31,7 @@ STAGES = [
     ["dpo", "--steps", "4", "--batch-size", "8"],
     ["rlhf", "--steps", "3", "--k", "2", "--method", "ppo"],
     ["online-dpo", "--steps", "3"],
+    ["grpo", "--steps", "3", "--group-size", "2", "--scale-rewards", "batch"],
 ]
 REL = ABS = 1e-9  # float64: sums over the ranks in another order (measured worst gap 4e-11)
 
@@ -39,7 +40,7 @@ def _pipeline_config():
     from prefkit.lm import LMConfig
 
     few = dict(sft_steps=6, sft_batch_size=8, rm_steps=4, rm_batch_size=8, rlhf_steps=3, dpo_steps=4, dpo_batch_size=8,
-               online_dpo_steps=3, pairs_per_prompt=4)
+               online_dpo_steps=3, grpo_steps=3, grpo_group_size=2, pairs_per_prompt=4)
     return LMConfig(preset="small", device="cpu", dtype="float64", progress=False, rlhf_k=2, eval_every=1, **few)
 
 
@@ -54,7 +55,7 @@ def run_all(workdir: Path) -> int:
     config, cfg = cli._config, _pipeline_config()
     cli._config = lambda args, *a: cfg
     try:
-        return cli.main(["pipeline", "--workdir", str(workdir / "pipeline"), "--online-dpo"])
+        return cli.main(["pipeline", "--workdir", str(workdir / "pipeline"), "--online-dpo", "--grpo"])
     finally:
         cli._config = config
 
@@ -115,7 +116,7 @@ def test_two_processes_give_the_numbers_of_one(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     out = proc.stdout
     assert "2 processes (DDP)" in out
-    for stage in ("sft", "rm", "dpo", "rlhf", "online-dpo"):  # rank 0 reports, once per stage
+    for stage in ("sft", "rm", "dpo", "rlhf", "online-dpo", "grpo"):  # rank 0 reports, once per stage
         assert sum(ln.startswith(f"{stage}: ") and "wrote" in ln for ln in out.splitlines()) == 1, stage
 
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())

@@ -2,7 +2,8 @@
 
 The library is :mod:`prefkit.grpo` (advantages, KL estimators, TRL's loss, the exact expected update and its fixed
 points); this module holds the chapter's experiments (``measure_*``), its claims, its tour checks and the checkers of
-its two exercises (group advantages, the k3 estimator). GRPO on the tiny LM is not part of this chapter.
+its two exercises (group advantages, the k3 estimator). Section 6 carries Dr. GRPO to chapter 7's tiny LM
+(:func:`prefkit.lm.train_grpo_lm`), where every response is enumerated and the forward-KL optimum is exact.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ __all__ = [
     "measure_effective_beta",
     "measure_training",
     "training_setting",
+    "lm_setting",
+    "measure_lm",
     "grade_group_advantages",
     "grade_k3",
 ]
@@ -66,6 +69,7 @@ S2 = "2. The k3 estimator: an unbiased value with a biased gradient"
 S3 = "3. Exact fixed points: what each variant optimises"
 S4 = "4. The standard deviation sets a β per prompt"
 S5 = "5. Sampled GRPO ends at the exact fixed point"
+S6 = "6. GRPO on the tiny LM, evaluated exactly"
 
 # bug it catches: a baseline that leaves the sample out (RLOO) or a std division would change the factor
 LEAVE_IN = CHAPTER.claim("leave_in", "the group mean includes the sample itself, so the expected update is exactly "
@@ -131,6 +135,11 @@ BETA_EFF_SIGMA = CHAPTER.claim("beta_eff_sigma", "for large groups β_eff(x) →
 # bug: a sampled loop whose advantage or KL term differs from the exact update's would settle elsewhere
 TRAIN_FIXED = CHAPTER.claim("train_fixed", "sampled GRPO (TRL defaults, G = 8, Adam) ends near the exact fixed "
                             "point: mean TV over prompts", at_most=0.03, section=S5)
+# bug: advantages with the wrong sign, or the policy and reference log-probs swapped in k3 (then the KL term pushes
+# away from π_ref): the objective falls instead of rising
+LM_GAIN = CHAPTER.claim("lm_gain", "Dr. GRPO on the tiny LM (one action per response, 300 steps) climbs the objective "
+                        "its update ascends, E[r_φ] − β'·KL(π_ref‖π) with β' = βG/(G−1): gain over π_ref as a "
+                        "fraction of the exact optimum's (closed form)", at_least=0.3, section=S6)
 TRAIN_NOT_PI_STAR = CHAPTER.claim("train_not_pi_star", "… and far from π* of the stated β: TV(π, π*) / TV(π, "
                                   "fixed point)", at_least=3.0, section=S5)
 
@@ -357,6 +366,51 @@ def measure_training(seed: int = 0, fast: bool = False) -> dict:
             "tv_pi_star": tv(res.pi, pi_star)}
 
 
+def lm_setting(seed: int = 0):
+    """Section 6's pipeline: chapter 7's quick setting (:meth:`prefkit.lm.LMConfig.tour`: the "small" preset, V=4,
+    L=3, 8 prompts) with 300 steps of Dr. GRPO at lr 3e-3, one action per response (``grpo_per_token=False``:
+    the bandit of sections 1–5 over the 64 responses), G = 8."""
+    from ..lm import LMConfig
+
+    return LMConfig.tour(seed=seed, grpo_steps=300, grpo_lr=3e-3, grpo_scale_rewards="none", grpo_per_token=False,
+                         grpo_group_size=GROUP_SIZE)
+
+
+def measure_lm(seed: int = 0) -> dict:
+    """SFT → reward model → Dr. GRPO on the tiny LM (:func:`lm_setting`), measured exactly against the objective
+    its expected update ascends.
+
+    With the KL as TRL's k3 loss and no std division, the expected update is that of E_π[r_φ] − β'·KL(π_ref‖π),
+    β' = β·G/(G−1) (section 3), whose maximiser is :func:`prefkit.grpo.forward_kl_optimal_policy` applied to π_ref
+    and the reward model's table. Returns ``gain`` = (J'(π) − J'(π_ref)) / (J'(π_F) − J'(π_ref)) averaged over
+    prompts, the exact per-prompt objectives, the pipeline result (its ``rows`` hold the exact summary) and
+    KL(π‖π_F), KL(π‖π*_RM).
+    """
+    from ..closed_form import kl_divergence_logspace, optimal_log_policy
+    from ..lm import ExactEvaluator
+    from .ch7_tiny_lm import run_chapter_pipeline
+
+    cfg = lm_setting(seed)
+    res = run_chapter_pipeline(cfg, echo=lambda *a: None, stages=("sft", "rm", "grpo"))
+    ev = ExactEvaluator(res.models["sft"], res.task, cfg.beta)
+    r_phi = res.models["rm"].table(res.task)  # (n_prompts, V^L), the reward model's score of every response
+    pi_ref = np.exp(ev.ref_logp)
+    G = cfg.grpo_group_size
+    beta_prime = cfg.beta * G / (G - 1)
+    log_pi_f = np.log(forward_kl_optimal_policy(pi_ref, r_phi, beta_prime))
+    log_pi = ev.log_policy(res.models["grpo"])
+
+    def objective(logp):  # E_π[r_φ] − β'·KL(π_ref‖π), per prompt
+        return np.sum(np.exp(logp) * r_phi, -1) - beta_prime * np.sum(pi_ref * (ev.ref_logp - logp), -1)
+
+    j_ref, j, j_f = objective(ev.ref_logp), objective(log_pi), objective(log_pi_f)
+    star_rm = optimal_log_policy(pi_ref, r_phi, cfg.beta)
+    return {"gain": float(np.mean(j - j_ref) / np.mean(j_f - j_ref)), "objective": j, "objective_ref": j_ref,
+            "objective_max": j_f, "beta_prime": beta_prime, "result": res,
+            "kl_fixed": float(np.mean(kl_divergence_logspace(log_pi, log_pi_f))),
+            "kl_star_rm": float(np.mean(kl_divergence_logspace(log_pi, star_rm)))}
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # tour checks
 # ------------------------------------------------------------------------------------------------------------------
@@ -412,6 +466,11 @@ def tour_training(ctx):
 
         ctx.savefig(plot_training(m["run"], m["fixed_point"], m["pi_star"]), "ch10_training.png")
     return {TRAIN_FIXED: m["tv_fixed"], TRAIN_NOT_PI_STAR: m["tv_pi_star"] / m["tv_fixed"]}
+
+
+@CHAPTER.check("GRPO on the tiny LM")
+def tour_lm(ctx):
+    return {LM_GAIN: measure_lm(ctx.seed)["gain"]}
 
 
 # ------------------------------------------------------------------------------------------------------------------

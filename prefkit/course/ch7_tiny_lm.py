@@ -94,9 +94,9 @@ def pipeline_config(seed: int = 0, fast: bool = False):
     return LMConfig.tour(seed=seed) if fast else LMConfig(seed=seed, progress=False)
 
 
-def run_chapter_pipeline(cfg, echo=print):
-    """:func:`prefkit.lm.run_pipeline` with the stages SFT → reward model → RLHF and DPO, on one torch thread
-    (a ~100k-parameter model runs fastest on one), restoring the thread count afterwards."""
+def run_chapter_pipeline(cfg, echo=print, stages=("sft", "rm", "rlhf", "dpo")):
+    """:func:`prefkit.lm.run_pipeline` with ``stages`` (default SFT → reward model → RLHF and DPO), on one torch
+    thread (a ~100k-parameter model runs fastest on one), restoring the thread count afterwards."""
     import torch
 
     from ..lm import run_pipeline
@@ -104,7 +104,7 @@ def run_chapter_pipeline(cfg, echo=print):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_pipeline(cfg, stages=("sft", "rm", "rlhf", "dpo"), echo=echo)
+        return run_pipeline(cfg, stages=stages, echo=echo)
     finally:
         torch.set_num_threads(threads)
 

@@ -2,7 +2,7 @@
 
 Module map: ``model`` (GPTConfig, GPT, presets) · ``task`` (the seeded synthetic language, r*, sampling,
 log-probs) · ``exact`` (enumeration of all V^L responses: π_θ, π_ref, π*, exact KLs; Monte-Carlo fallback) ·
-``train`` (SFT, reward model, RLHF, DPO, online DPO loops) · ``checkpoint`` (atomic save, weights-only load) ·
+``train`` (SFT, reward model, RLHF, DPO, online DPO, GRPO loops) · ``checkpoint`` (atomic save, weights-only load) ·
 ``distributed`` (the same loops under ``torchrun`` with DDP) · ``pipeline`` (LMConfig, run_pipeline, the summary
 table) · ``plotting`` · ``cli`` (``python -m prefkit lm ...``).
 
@@ -39,6 +39,7 @@ from .task import (
     index_to_response,
     response_index,
     response_log_probs,
+    response_token_log_probs,
     sample_responses,
 )
 from .train import (
@@ -54,6 +55,7 @@ from .train import (
     resolve_device,
     reward_model_accuracy,
     train_dpo_lm,
+    train_grpo_lm,
     train_online_dpo_lm,
     train_reward_model,
     train_rlhf_lm,
@@ -66,15 +68,15 @@ __all__ = [
     "GPTConfig", "GPT", "tiny_config", "scale_config", "count_parameters",
     # task
     "SyntheticLanguage", "response_index", "index_to_response", "all_responses", "build_sequences",
-    "response_log_probs", "sample_responses",
+    "response_log_probs", "response_token_log_probs", "sample_responses",
     # exact evaluation
     "enumerate_log_probs", "enumerate_all_prompts", "token_by_token_log_probs", "exact_metrics",
     "monte_carlo_metrics", "ExactEvaluator",
     "MAX_ENUMERATE",
     # training loops
     "TrainResult", "RewardModel", "Preferences", "resolve_device", "autocast", "train_sft", "make_preferences",
-    "train_reward_model", "train_rlhf_lm", "train_dpo_lm", "train_online_dpo_lm", "dpo_logps", "clone",
-    "trainable_copy", "reward_model_accuracy", "completion_log_probs", "adamw",
+    "train_reward_model", "train_rlhf_lm", "train_dpo_lm", "train_online_dpo_lm", "train_grpo_lm", "dpo_logps",
+    "clone", "trainable_copy", "reward_model_accuracy", "completion_log_probs", "adamw",
     # checkpoints
     "save_checkpoint", "load_checkpoint", "load_model", "save_preferences", "load_preferences", "atomic_write",
     # pipeline

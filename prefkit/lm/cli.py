@@ -1,4 +1,4 @@
-"""``python -m prefkit lm {sft,rm,rlhf,dpo,online-dpo,pipeline}``: the chapter-7 pipelines from the command
+"""``python -m prefkit lm {sft,rm,rlhf,dpo,online-dpo,grpo,pipeline}``: the chapter-7 pipelines from the command
 line.
 
 Each stage reads the checkpoints it needs from ``--workdir`` and writes its own (atomically), plus a JSON
@@ -9,6 +9,7 @@ history ``history_<stage>.json``:
     rlhf         -> rlhf.pt                         needs sft.pt, rm.pt
     dpo          -> prefs.pt (if missing), dpo.pt   needs sft.pt
     online-dpo   -> online_dpo.pt                   needs sft.pt, rm.pt
+    grpo         -> grpo.pt                         needs sft.pt, rm.pt
     pipeline     -> all of the above in memory, then the summary table (RLHF vs DPO vs pi*, exact KLs,
                     displacement) and summary.json
 
@@ -46,7 +47,7 @@ from .exact import MAX_ENUMERATE
 
 __all__ = ["main", "build_parser"]
 
-STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo", "pipeline")
+STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo", "grpo", "pipeline")
 
 
 def _int_at_least(lo: int, what: str):
@@ -114,9 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="ε of the DPO loss (robust, exo_pair (needs ε > 0), cDPO for sigmoid; default 0)")
     p.add_argument("--sequence-level", action="store_true",
-                   help="ipo/sigmoid_norm/sft on sequence log-ratios (default: per token, as TRL)")
+                   help="ipo/sigmoid_norm/sft on sequence log-ratios, GRPO with one action per response "
+                   "(default: per token, as TRL)")
     p.add_argument("--eval-every", type=_positive_int, default=None)
+    p.add_argument("--group-size", type=_int_at_least(2, "at least 2"), default=None,
+                   help="GRPO samples per prompt G (default 8)")
+    p.add_argument("--scale-rewards", choices=("group", "batch", "none"), default="group",
+                   help="GRPO advantages: divide by the group's std (TRL's default), the batch's, or none (Dr. GRPO)")
     p.add_argument("--online-dpo", action="store_true", help="pipeline: also run online DPO")
+    p.add_argument("--grpo", action="store_true", help="pipeline: also run GRPO")
     p.add_argument("--fast", action="store_true", help="the fast setting (small step counts); also PREFKIT_FAST=1")
     p.add_argument("--no-bf16", action="store_true", help="disable bf16 autocast on CUDA")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars (shown on a terminal only)")
@@ -146,9 +153,11 @@ def _config(args, preset: str = "tiny", dtype: str = "float32"):
         dpo_loss_type=args.loss_type,
         dpo_label_smoothing=args.label_smoothing,
         dpo_per_token=not args.sequence_level,
+        grpo_scale_rewards=args.scale_rewards,
+        grpo_per_token=not args.sequence_level,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
-    stage_keys = {"sft": "sft", "rm": "rm", "rlhf": "rlhf", "dpo": "dpo", "online-dpo": "online_dpo"}
+    stage_keys = {"sft": "sft", "rm": "rm", "rlhf": "rlhf", "dpo": "dpo", "online-dpo": "online_dpo", "grpo": "grpo"}
     if args.stage in stage_keys:
         s = stage_keys[args.stage]
         if args.steps is not None:
@@ -163,6 +172,8 @@ def _config(args, preset: str = "tiny", dtype: str = "float32"):
         kw["pairs_per_prompt"] = args.pairs_per_prompt
     if args.k is not None:
         kw["rlhf_k"] = args.k
+    if args.group_size is not None:
+        kw["grpo_group_size"] = args.group_size
     if args.eval_every is not None:
         kw["eval_every"] = args.eval_every
     return LMConfig.fast(**kw) if (args.fast or is_fast()) else LMConfig(**kw)
@@ -215,7 +226,7 @@ def _check_workdir(work: Path) -> None:
                   + ", ".join(f.name for f in removed))
 
 
-_CHECKPOINTS = ("sft.pt", "rm.pt", "rlhf.pt", "dpo.pt", "online_dpo.pt")
+_CHECKPOINTS = ("sft.pt", "rm.pt", "rlhf.pt", "dpo.pt", "online_dpo.pt", "grpo.pt")
 
 
 def _last_checkpoint(work: Path) -> str:
@@ -236,6 +247,8 @@ _PRINTED = (
     "logps/rejected",
     "objective/kl",
     "objective/scores",
+    "reward",
+    "kl",
     "exact/reward",
     "exact/kl_ref",
     "exact/kl_star",
@@ -265,12 +278,13 @@ def _run_pipeline(args, cfg, work: Path, t0: float) -> int:
     from .pipeline import format_summary, run_pipeline
 
     stages = ("sft", "rm", "rlhf", "dpo") + (("online-dpo",) if args.online_dpo else ())
+    stages += ("grpo",) if args.grpo else ()
     res = run_pipeline(cfg, stages=stages)
     meta = {"beta": cfg.beta, "preset": cfg.preset}
     if distributed.is_main():  # every rank trained the same models; rank 0 writes them
         for name, hist in res.histories.items():
             _write_json(work / f"history_{name.replace('-', '_')}.json", hist)
-        for name in ("sft", "rlhf", "dpo", "online-dpo"):
+        for name in ("sft", "rlhf", "dpo", "online-dpo", "grpo"):
             if name in res.models:
                 save_checkpoint(work / f"{name.replace('-', '_')}.pt", res.models[name], res.task, meta=meta)
         if "rm" in res.models:
@@ -356,7 +370,7 @@ def _run_stage(args) -> int:
         else:
             prefs = new_prefs = make_preferences(ref, task, cfg.pairs_per_prompt, seed=cfg.seed + 1)
         rm = None
-        if args.stage in ("rlhf", "online-dpo"):
+        if args.stage in ("rlhf", "online-dpo", "grpo"):
             rm_path = work / "rm.pt"
             rm, rm_task, rm_meta = load_model(rm_path, dev, kind="reward_model")
             _check_same_task(rm_path, rm_task, rm_meta, sft_path, task, sft_meta)

@@ -1,4 +1,4 @@
-"""The chapter-7 pipeline SFT → preference data → reward model → RLHF and DPO (and online DPO), evaluated
+"""The chapter-7 pipeline SFT → preference data → reward model → RLHF and DPO (and online DPO, GRPO), evaluated
 exactly.
 
 :class:`LMConfig` holds every knob (one field each, documented); :func:`run_pipeline` runs the stages in
@@ -28,6 +28,7 @@ from .train import (
     make_preferences,
     resolve_device,
     train_dpo_lm,
+    train_grpo_lm,
     train_online_dpo_lm,
     train_reward_model,
     train_rlhf_lm,
@@ -93,6 +94,14 @@ class LMConfig:
     dpo_lr: float = 3e-4
     online_dpo_steps: int = 300
     online_dpo_lr: float = 3e-4
+    grpo_steps: int = 300
+    grpo_lr: float = 1e-3
+    grpo_group_size: int = 8
+    """G, the samples per prompt whose scores are compared."""
+    grpo_scale_rewards: str = "group"
+    """"group" (TRL: divide by the group's std), "batch" or "none" (Dr. GRPO)."""
+    grpo_per_token: bool = True
+    """TRL's per-token ratio and k3; False: one action per response (chapter 10's bandit over V^L responses)."""
     eval_every: int = 100
     """Exact evaluation (and displacement tracking) every this many steps."""
     progress: bool = True
@@ -131,11 +140,15 @@ class LMConfig:
             "rm_batch_size",
             "rlhf_steps",
         )
-        counts += ("dpo_steps", "dpo_batch_size", "online_dpo_steps", "eval_every")
+        counts += ("dpo_steps", "dpo_batch_size", "online_dpo_steps", "grpo_steps", "eval_every")
         check_positive_ints(**fields_of(self, counts))
-        if not isinstance(self.rlhf_k, int) or self.rlhf_k < 2:
-            raise ValueError(f"rlhf_k must be an integer >= 2, got {self.rlhf_k!r}")
-        for name in ("sft_lr", "rm_lr", "rlhf_lr", "dpo_lr", "online_dpo_lr"):
+        for name in ("rlhf_k", "grpo_group_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {v!r}")
+        if self.grpo_scale_rewards not in ("group", "batch", "none"):
+            raise ValueError(f"grpo_scale_rewards must be 'group', 'batch' or 'none', got {self.grpo_scale_rewards!r}")
+        for name in ("sft_lr", "rm_lr", "rlhf_lr", "dpo_lr", "online_dpo_lr", "grpo_lr"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
@@ -150,6 +163,7 @@ class LMConfig:
             rlhf_steps=150,
             dpo_steps=400,
             online_dpo_steps=100,
+            grpo_steps=150,
             eval_every=100,
         )
         base.update(kw)
@@ -213,7 +227,7 @@ class PipelineResult:
     info: dict = field(default_factory=dict)
 
 
-STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo")
+STAGES = ("sft", "rm", "rlhf", "dpo", "online-dpo", "grpo")
 """The training stages, in pipeline order."""
 
 
@@ -231,7 +245,7 @@ def train_stage(
 
     ``"sft"`` trains a fresh :func:`build_model`; ``"rm"`` a :class:`RewardModel` whose trunk starts at
     ``ref`` (π_ref), on ``prefs``, with 64 held-out pairs per prompt; ``"rlhf"``, ``"dpo"`` and
-    ``"online-dpo"`` a policy initialised at ``ref`` (RLHF and online DPO score with ``rm``; DPO fits
+    ``"online-dpo"``, ``"grpo"`` a policy initialised at ``ref`` (RLHF, online DPO and GRPO score with ``rm``; DPO fits
     ``prefs``), evaluated by ``evaluator`` every ``cfg.eval_every`` steps. Returns the loop's
     :class:`TrainResult`.
     """
@@ -252,7 +266,7 @@ def train_stage(
         raise ValueError(f"stage {stage!r} needs ref (the SFT model)")
     if stage in ("rm", "dpo") and prefs is None:
         raise ValueError(f"stage {stage!r} needs prefs")
-    if stage in ("rlhf", "online-dpo") and rm is None:
+    if stage in ("rlhf", "online-dpo", "grpo") and rm is None:
         raise ValueError(f"stage {stage!r} needs rm (a trained reward model)")
     dev = next(ref.parameters()).device
     if stage == "rm":
@@ -269,6 +283,10 @@ def train_stage(
         kw = dict(steps=cfg.dpo_steps, batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr)
         kw.update(label_smoothing=cfg.dpo_label_smoothing, per_token=cfg.dpo_per_token)
         return train_dpo_lm(policy, ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
+    if stage == "grpo":
+        kw = dict(steps=cfg.grpo_steps, lr=cfg.grpo_lr, group_size=cfg.grpo_group_size,
+                  scale_rewards=cfg.grpo_scale_rewards, per_token=cfg.grpo_per_token)
+        return train_grpo_lm(policy, ref, rm, task, cfg.beta, **kw, **common)
     kw = dict(steps=cfg.online_dpo_steps, lr=cfg.online_dpo_lr, per_token=cfg.dpo_per_token)
     return train_online_dpo_lm(policy, ref, rm, task, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
 
@@ -276,9 +294,9 @@ def train_stage(
 def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"), echo=print) -> PipelineResult:
     """SFT → preferences → reward model → RLHF and DPO (optionally online DPO), with exact evaluation.
 
-    ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo")`` ("sft" always runs); "rlhf" and
-    "online-dpo" need "rm". Each stage is :func:`train_stage`. Returns a :class:`PipelineResult` whose
-    ``rows`` are :func:`summary_rows`.
+    ``stages`` is a subset of ``("sft", "rm", "rlhf", "dpo", "online-dpo", "grpo")`` ("sft" always runs);
+    "rlhf", "online-dpo" and "grpo" need "rm". Each stage is :func:`train_stage`. Returns a
+    :class:`PipelineResult` whose ``rows`` are :func:`summary_rows`.
     """
     from . import distributed
 
@@ -288,8 +306,8 @@ def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"
     bad = set(stages) - set(STAGES)
     if bad:
         raise ValueError(f"unknown stages {sorted(bad)}")
-    if ("rlhf" in stages or "online-dpo" in stages) and "rm" not in stages:
-        raise ValueError("stages 'rlhf' and 'online-dpo' need the 'rm' stage")
+    if {"rlhf", "online-dpo", "grpo"} & set(stages) and "rm" not in stages:
+        raise ValueError("stages 'rlhf', 'online-dpo' and 'grpo' need the 'rm' stage")
     task = build_task(cfg)
     res = PipelineResult(cfg, task)
 
@@ -323,7 +341,8 @@ def run_pipeline(cfg: LMConfig | None = None, stages=("sft", "rm", "rlhf", "dpo"
                 f"agreement with r* {h['eval/true_accuracy']:.3f}"
             )
         else:
-            what = {"rlhf": f"rlhf ({cfg.rlhf_method})", "dpo": f"dpo ({cfg.dpo_loss_type})"}.get(stage, stage)
+            what = {"rlhf": f"rlhf ({cfg.rlhf_method})", "dpo": f"dpo ({cfg.dpo_loss_type})",
+                    "grpo": f"grpo (scale_rewards={cfg.grpo_scale_rewards})"}.get(stage, stage)
             steps = getattr(cfg, stage.replace("-", "_") + "_steps")
             echo(f"{what}: {steps} steps in {r.wall_s:.1f}s")
     rm_table = rm.table(task) if (rm is not None and evaluator.exact) else None
@@ -367,7 +386,7 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
         return r
 
     rows = []
-    for name in ("sft", "rlhf", "dpo", "online-dpo"):
+    for name in ("sft", "rlhf", "dpo", "online-dpo", "grpo"):
         if name not in models:
             continue
         label = "pi_ref (SFT)" if name == "sft" else name

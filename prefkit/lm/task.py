@@ -38,6 +38,7 @@ __all__ = [
     "all_responses",
     "build_sequences",
     "response_log_probs",
+    "response_token_log_probs",
     "sample_responses",
 ]
 
@@ -189,8 +190,8 @@ def build_sequences(task: SyntheticLanguage, prompt, responses, device=None) -> 
     return torch.cat([pt, torch.as_tensor(responses, device=device, dtype=pt.dtype)], dim=1)
 
 
-def response_log_probs(model, task: SyntheticLanguage, prompt, responses) -> torch.Tensor:
-    """log π_θ(y|x) = Σ_t log softmax(logits[P + 1 + t, :V])[y_t], one forward pass: (B,) differentiable.
+def response_token_log_probs(model, task: SyntheticLanguage, prompt, responses) -> torch.Tensor:
+    """log π_θ(y_t | x, y_<t) for every response position t, one forward pass: (B, L) differentiable.
 
     The policy's next-token distribution at a response position is the softmax over the V *content* tokens
     (the special tokens are never emitted), so the V^L response probabilities of a prompt sum to exactly 1.
@@ -202,7 +203,12 @@ def response_log_probs(model, task: SyntheticLanguage, prompt, responses) -> tor
     P1 = task.prompt_len + 1
     logits = model(seq[:, :-1])[:, P1:, : task.vocab]  # (B, L, V): position P+1+t predicts y_t
     logp = F.log_softmax(logits.double() if logits.dtype == torch.float64 else logits.float(), dim=-1)
-    return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1).sum(-1)  # (B,)
+    return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)  # (B, L)
+
+
+def response_log_probs(model, task: SyntheticLanguage, prompt, responses) -> torch.Tensor:
+    """log π_θ(y|x) = Σ_t log π_θ(y_t | x, y_<t) (:func:`response_token_log_probs` summed): (B,) differentiable."""
+    return response_token_log_probs(model, task, prompt, responses).sum(-1)
 
 
 @torch.no_grad()

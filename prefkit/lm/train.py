@@ -1,5 +1,5 @@
 """The chapter-7 training loops on the tiny transformer: SFT, reward model, RLHF (RLOO / PPO), DPO, online
-DPO.
+DPO, GRPO.
 
 Each loop reuses the chapter modules instead of re-deriving them: the DPO family calls
 :func:`prefkit.losses.preference_loss` and :func:`prefkit.losses.preference_metrics`, the reward model
@@ -34,7 +34,14 @@ from ..rl import kl_penalized_reward, ppo_clip_loss, reinforce_loss, rloo_advant
 from . import distributed
 from ._validate import check_positive_ints
 from .exact import ExactEvaluator, enumerate_all_prompts
-from .task import SyntheticLanguage, build_sequences, response_index, response_log_probs, sample_responses
+from .task import (
+    SyntheticLanguage,
+    build_sequences,
+    response_index,
+    response_log_probs,
+    response_token_log_probs,
+    sample_responses,
+)
 
 __all__ = [
     "TrainResult",
@@ -655,6 +662,112 @@ def train_online_dpo_lm(
     _check_weights(policy, "online dpo", lr)
     wall = time.perf_counter() - t0
     return TrainResult(policy, history, wall, steps * 2 * n_p * task.seq_len / wall)
+
+
+# ---- GRPO ---------------------------------------------------------------------------------------
+def train_grpo_lm(
+    policy,
+    ref_model,
+    rm: RewardModel,
+    task: SyntheticLanguage,
+    beta: float,
+    *,
+    group_size: int = 8,
+    scale_rewards: str = "group",
+    kl_estimator: str = "k3",
+    per_token: bool = True,
+    num_iterations: int = 1,
+    epsilon: float = 0.2,
+    steps: int = 300,
+    prompts_per_step: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    evaluator: ExactEvaluator | None = None,
+    eval_every: int = 50,
+    bf16: bool = True,
+    progress: bool = True,
+) -> TrainResult:
+    """GRPO (Shao et al. 2024, Eq. 3 with outcome rewards; TRL's GRPOTrainer) on the tiny LM.
+
+    Each step samples a group of G = ``group_size`` responses per prompt from π_θ, scores them with the reward
+    model r_φ, turns the scores into group-relative advantages (:func:`prefkit.grpo.group_advantages`:
+    ``scale_rewards="group"`` divides by the group's std as TRL does, ``"none"`` is Dr. GRPO, ``"batch"`` the
+    whole batch's std) and takes ``num_iterations`` steps of :func:`prefkit.grpo.grpo_loss` (clipped ratio,
+    β·k3 in the loss) on those samples.
+
+    ``per_token=True`` (TRL): the ratio and the KL estimate are per token, the advantage of a response is shared
+    by its tokens, and the loss is the mean over tokens and responses (the responses all have L tokens, so
+    TRL's "grpo", "bnpo" and "dr_grpo" normalisations coincide up to a constant factor; prefkit uses the mean).
+    ``per_token=False``: one action per response (the sequence log-prob and a sequence-level k3), the bandit
+    of chapter 10 over the V^L responses, whose exact fixed point is :func:`prefkit.grpo.grpo_fixed_point`.
+
+    Logs TRL's names ``reward`` (mean r_φ of the samples), ``reward_std`` (mean over groups of the std),
+    ``frac_reward_zero_std``, ``kl`` (mean estimate), ``clip_ratio`` and ``loss``, and the exact metrics at
+    evaluation steps.
+    """
+    from ..grpo import KL_ESTIMATORS, SCALE_REWARDS, group_advantages, grpo_loss
+
+    beta = check_beta(beta)
+    for name, v, choices in (("scale_rewards", scale_rewards, SCALE_REWARDS),
+                             ("kl_estimator", kl_estimator, KL_ESTIMATORS)):
+        if v not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {v!r}")
+    if not (isinstance(epsilon, (int, float)) and 0 <= epsilon <= 1):
+        raise ValueError(f"epsilon must be a number in [0, 1] (the clipping range), got {epsilon!r}")
+    check_positive_ints(steps=steps, prompts_per_step=prompts_per_step, num_iterations=num_iterations)
+    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 2:
+        raise ValueError(f"group_size must be an integer >= 2 (the advantages are relative to the group), "
+                         f"got {group_size!r}")
+    G = group_size
+    n_p = min(prompts_per_step, task.n_prompts)
+    distributed.check_batch(n_p, "prompts_per_step")
+    desc = f"grpo ({scale_rewards})"
+    dev, g, rng, opt, bar = _start(policy, lr=lr, seed=seed, steps=steps, desc=desc, progress=progress)
+    history, t0 = [], time.perf_counter()
+    ddp, ps = distributed.wrap(policy), distributed.shard(n_p)  # this rank's prompts, each with its G samples
+    rows, n_loc, n_glob = slice(ps.start * G, ps.stop * G), (ps.stop - ps.start) * G, n_p * G
+    logps = response_token_log_probs if per_token else response_log_probs
+    _log_eval(history, 0, evaluator, policy, None, bar)
+    for step in bar:
+        prompt_all = np.repeat(rng.choice(task.n_prompts, size=n_p, replace=False), G)
+        y_all = sample_responses(policy, task, prompt_all, generator=g)  # the global batch, on every rank
+        with torch.no_grad(), autocast(dev, bf16):
+            scores_all = _f32(rm(task, prompt_all, y_all))  # every rank scores the global batch ("batch" std)
+        adv_all = group_advantages(scores_all.view(-1, G).double(), scale_rewards).reshape(-1).to(scores_all.dtype)
+        prompt, y, scores, adv = prompt_all[rows], y_all[rows], scores_all[rows], adv_all[rows]
+        with torch.no_grad(), autocast(dev, bf16):
+            ref_logp = _f32(logps(ref_model, task, prompt, y))
+        if per_token:
+            adv = adv.unsqueeze(-1).expand_as(ref_logp)
+        for it in range(num_iterations):
+            with autocast(dev, bf16):
+                logp = _f32(logps(ddp, task, prompt, y))
+            _check_outputs(step + 1, desc, lr, logp, scores)
+            if it == 0:  # the sampling policy's log-probs
+                old_logp = logp.detach()
+            loss, m = grpo_loss(logp, old_logp, ref_logp, adv.to(logp.dtype), beta, epsilon_low=epsilon,
+                                kl_estimator=kl_estimator)
+            opt.zero_grad(set_to_none=True)
+            distributed.shard_loss(loss, n_loc, n_glob).backward()
+            opt.step()
+        groups = scores_all.view(-1, G)
+        std = groups.std(dim=-1)
+        vals = distributed.global_means([loss, m["kl"], m["clip_ratio"]], n_loc, n_glob)
+        _check_loss(vals[0], step + 1, desc, lr)
+        rec = {
+            "loss": vals[0],
+            "reward": float(scores_all.mean()),
+            "reward_std": float(std.mean()),
+            "frac_reward_zero_std": float((std == 0).double().mean()),
+            "kl": vals[1],
+            "clip_ratio": vals[2],
+        }
+        if _eval_due(step, steps, eval_every, evaluator):
+            _check_weights(policy, desc, lr)
+            _log_eval(history, step + 1, evaluator, policy, None, bar, rec)
+    _check_weights(policy, desc, lr)
+    wall = time.perf_counter() - t0
+    return TrainResult(policy, history, wall, steps * n_glob * task.seq_len / wall)
 
 
 def clone(model):
