@@ -596,6 +596,43 @@ def test_online_dpo_step_matches_preference_loss(lm_setup):
     _assert_same_step(r.model, want, pol0)
 
 
+@pytest.mark.parametrize("f, alpha", [("forward_kl", 0.5), ("js_divergence", 0.5), ("alpha_divergence", 0.3)])
+def test_f_dpo_step_matches_f_dpo_loss(lm_setup, f, alpha):
+    """--f-divergence: one step of the LM's DPO loop equals prefkit.f_divergence.f_dpo_loss on the same pairs
+    (the scores f'(π/π_ref) in place of the log-ratios), and differs from plain DPO's step."""
+    from prefkit import preference_loss
+    from prefkit.f_divergence import f_dpo_loss
+    from prefkit.lm import train_dpo_lm, trainable_copy
+
+    task, ref, pol0, prefs = lm_setup
+    bs, seed, beta = 16, 7, 0.5
+    r = train_dpo_lm(trainable_copy(pol0), ref, task, prefs, beta, steps=1, batch_size=bs, lr=LR, seed=seed,
+                     f_divergence_type=f, alpha=alpha, progress=False)
+    b = np.random.default_rng(seed).integers(len(prefs), size=bs)
+    x, yw, yl = prefs.prompt[b], prefs.chosen[b], prefs.rejected[b]
+    want, plain = trainable_copy(pol0), trainable_copy(pol0)
+    with torch.no_grad():
+        ref_w, ref_l = response_log_probs(ref, task, x, yw), response_log_probs(ref, task, x, yl)
+    logp_w, logp_l = response_log_probs(want, task, x, yw), response_log_probs(want, task, x, yl)
+    _adamw_step(want, f_dpo_loss(logp_w, logp_l, ref_w, ref_l, beta, f_divergence_type=f, alpha=alpha).mean())
+    _assert_same_step(r.model, want, pol0)
+    pw, pl = response_log_probs(plain, task, x, yw), response_log_probs(plain, task, x, yl)
+    _adamw_step(plain, preference_loss(pw, pl, ref_w, ref_l, beta).mean())
+    with pytest.raises(AssertionError):
+        _assert_same_step(r.model, plain, pol0)
+
+
+def test_f_divergence_from_the_cli_is_checked_before_training(tmp_path, capsys):
+    from prefkit.lm.cli import _config, build_parser
+
+    cfg = _config(build_parser().parse_args(["dpo", "--f-divergence", "alpha_divergence", "--f-alpha", "0.3"]))
+    assert cfg.dpo_f_divergence == "alpha_divergence" and cfg.dpo_f_alpha == 0.3
+    # bco_pair uses each response's own log-ratio: no f other than the reverse KL (as TRL); fails before training
+    assert lm_main(["dpo", "--workdir", str(tmp_path), "--loss-type", "bco_pair", "--f-divergence", "forward_kl"]) == 2
+    err = capsys.readouterr().err
+    assert "dpo_f_divergence='forward_kl'" in err and "bco_pair" in err and not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("per_token, scale, iterations", [(True, "group", 1), (False, "none", 1), (True, "batch", 2)])
 def test_grpo_step_matches_grpo_loss(lm_setup, per_token, scale, iterations):
     """G samples per prompt from π_θ, scored by r_φ, advantages by hand (r − group mean, over the group's or the

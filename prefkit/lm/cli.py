@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-type", choices=sorted(LOSSES), default="sigmoid", help="DPO loss (chapter 4)")
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="ε of the DPO loss (robust, exo_pair (needs ε > 0), cDPO for sigmoid; default 0)")
+    p.add_argument("--f-divergence", choices=("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"),
+                   default="reverse_kl", help="DPO's f (TRL's f_divergence_type; Wang et al. 2023; default "
+                   "reverse_kl = DPO); another f works with sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, "
+                   "discopop, sft")
+    p.add_argument("--f-alpha", type=float, default=0.5, metavar="ALPHA",
+                   help="α of alpha_divergence (TRL's f_alpha_divergence_coef; default 0.5)")
     p.add_argument("--sequence-level", action="store_true",
                    help="ipo/sigmoid_norm/sft on sequence log-ratios, GRPO with one action per response "
                    "(default: per token, as TRL)")
@@ -153,6 +159,8 @@ def _config(args, preset: str = "tiny", dtype: str = "float32"):
         dpo_loss_type=args.loss_type,
         dpo_label_smoothing=args.label_smoothing,
         dpo_per_token=not args.sequence_level,
+        dpo_f_divergence=args.f_divergence,
+        dpo_f_alpha=args.f_alpha,
         grpo_scale_rewards=args.scale_rewards,
         grpo_per_token=not args.sequence_level,
         progress=not args.no_progress and sys.stderr.isatty(),

@@ -87,6 +87,11 @@ class LMConfig:
     """Any chapter-4 loss type of :func:`prefkit.losses.preference_loss`."""
     dpo_label_smoothing: float = 0.0
     """ε of the loss types that take one (``robust``, ``exo_pair`` needs ε > 0, cDPO for ``sigmoid``)."""
+    dpo_f_divergence: str = "reverse_kl"
+    """TRL's ``f_divergence_type`` of the offline DPO stage (:func:`prefkit.f_divergence.f_dpo_loss`):
+    "reverse_kl" (DPO), "forward_kl", "js_divergence" or "alpha_divergence"."""
+    dpo_f_alpha: float = 0.5
+    """α of ``"alpha_divergence"`` (TRL's ``f_alpha_divergence_coef``)."""
     dpo_per_token: bool = True
     """TRL's per-token log-ratios for ``ipo``, ``sigmoid_norm`` and ``sft``; False: sequence log-ratios."""
     dpo_steps: int = 800
@@ -128,6 +133,14 @@ class LMConfig:
         except ValueError as e:
             raise ValueError(f"dpo_label_smoothing={self.dpo_label_smoothing!r} with dpo_loss_type="
                              f"{self.dpo_loss_type!r}: {e}") from None
+        from ..f_divergence import f_dpo_loss
+
+        try:  # and the f-divergence with the loss type (only some loss types take an f other than reverse KL)
+            f_dpo_loss(z, z, z, z, self.beta, self.dpo_loss_type, self.dpo_label_smoothing,
+                       f_divergence_type=self.dpo_f_divergence, alpha=self.dpo_f_alpha)
+        except ValueError as e:
+            raise ValueError(f"dpo_f_divergence={self.dpo_f_divergence!r} (alpha {self.dpo_f_alpha!r}) with "
+                             f"dpo_loss_type={self.dpo_loss_type!r}: {e}") from None
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.dtype not in ("float32", "float64"):
@@ -281,7 +294,8 @@ def train_stage(
         return train_rlhf_lm(policy, ref, rm, task, cfg.beta, **kw, **common)
     if stage == "dpo":
         kw = dict(steps=cfg.dpo_steps, batch_size=cfg.dpo_batch_size, lr=cfg.dpo_lr)
-        kw.update(label_smoothing=cfg.dpo_label_smoothing, per_token=cfg.dpo_per_token)
+        kw.update(label_smoothing=cfg.dpo_label_smoothing, per_token=cfg.dpo_per_token,
+                  f_divergence_type=cfg.dpo_f_divergence, alpha=cfg.dpo_f_alpha)
         return train_dpo_lm(policy, ref, task, prefs, cfg.beta, loss_type=cfg.dpo_loss_type, **kw, **common)
     if stage == "grpo":
         kw = dict(steps=cfg.grpo_steps, lr=cfg.grpo_lr, group_size=cfg.grpo_group_size,

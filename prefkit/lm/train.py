@@ -513,6 +513,8 @@ def train_dpo_lm(
     lr: float = 3e-4,
     label_smoothing: float = 0.0,
     per_token: bool = True,
+    f_divergence_type: str = "reverse_kl",
+    alpha: float = 0.5,
     seed: int = 0,
     evaluator: ExactEvaluator | None = None,
     eval_every: int = 50,
@@ -520,6 +522,11 @@ def train_dpo_lm(
     progress: bool = True,
 ) -> TrainResult:
     """Offline DPO (Rafailov et al. 2023, Eq. 7) or any chapter-4 ``loss_type`` on fixed preference pairs.
+
+    ``f_divergence_type`` (TRL's, with ``alpha`` its ``f_alpha_divergence_coef``): the loss takes the scores
+    f'(π/π_ref) in place of the log-ratios (:func:`prefkit.f_divergence.f_dpo_loss`, Wang et al. 2023); the
+    default ``"reverse_kl"`` is plain DPO. Only the loss types of :data:`prefkit.f_divergence.F_DPO_LOSS_TYPES`
+    take another f, checked before training.
 
     ``per_token`` (the default, as TRL): the loss types that depend on response length (``ipo``,
     ``sigmoid_norm``, ``sft``) get each response's token count, L, so IPO works on per-token log-ratios;
@@ -533,10 +540,13 @@ def train_dpo_lm(
     ``logps/chosen`` and ``logps/rejected`` (means over every pair) replace the minibatch means of the same
     name.
     """
-    from ..losses import preference_loss, preference_metrics
+    from ..f_divergence import f_dpo_loss
+    from ..losses import preference_metrics
 
     beta = check_beta(beta)
     check_positive_ints(steps=steps, batch_size=batch_size)
+    z = torch.zeros(1, dtype=torch.float64)  # the loss type, ε and f together, before any training
+    f_dpo_loss(z, z, z, z, beta, loss_type, label_smoothing, f_divergence_type=f_divergence_type, alpha=alpha)
     if len(prefs) == 0:
         raise ValueError("prefs is empty")
     B = min(batch_size, len(prefs))
@@ -554,9 +564,9 @@ def train_dpo_lm(
             logp_w, logp_l = dpo_logps(ddp, task, prefs.prompt[b], prefs.chosen[b], prefs.rejected[b])
         _check_outputs(step + 1, f"dpo ({loss_type})", lr, logp_w, logp_l)
         bt = torch.as_tensor(b, device=dev)
-        loss = preference_loss(
+        loss = f_dpo_loss(
             logp_w, logp_l, ref_w[bt], ref_l[bt], beta, loss_type=loss_type, label_smoothing=label_smoothing,
-            **_lengths(loss_type, per_token, logp_w, task),
+            f_divergence_type=f_divergence_type, alpha=alpha, **_lengths(loss_type, per_token, logp_w, task),
         ).mean()
         opt.zero_grad(set_to_none=True)
         distributed.shard_loss(loss, n_loc, B).backward()
