@@ -245,3 +245,23 @@ def test_fuzz_presets_feed_the_pipeline(n, m, seed, scale, ref):
     P = random_problem(n, m, seed=seed, reward_scale=scale, ref_from_features=ref)
     res = classical_rlhf(P, 0.5, 20, seed=seed, rl_kwargs={"steps": 2})
     assert all(np.isfinite(v) for v in res.gap.values())
+
+
+def test_reductions_and_rloo_on_any_batch_shape():
+    # gaps mutmut found (README, Mutation testing): reduction="sum"/"none" were never called, and RLOO was only
+    # tested on (B, k) arrays, so a mean or max over the wrong axis survived
+    logp = torch.tensor([[-1.0, -2.0], [-0.5, -3.0]], dtype=torch.float64)
+    adv = torch.tensor([[0.5, -0.5], [2.0, -1.0]], dtype=torch.float64)
+    per = -(logp * adv)
+    assert torch.equal(reinforce_loss(logp, adv, reduction="none"), per)
+    assert reinforce_loss(logp, adv, reduction="sum").item() == pytest.approx(per.sum().item(), rel=1e-15)
+    assert reinforce_loss(logp, adv).item() == pytest.approx(per.mean().item(), rel=1e-15)
+    assert ppo_clip_loss(logp, logp.detach(), adv, reduction="none").shape == (2, 2)
+    assert ppo_clip_loss(logp, logp.detach(), adv, reduction="sum").item() == pytest.approx(-adv.sum().item())
+    with pytest.raises(ValueError, match="reduction"):
+        reinforce_loss(logp, adv, reduction="max")
+    g = torch.Generator().manual_seed(0)
+    R = torch.randn(3, 2, 4, generator=g, dtype=torch.float64) * torch.tensor([1.0, 100.0]).view(1, 2, 1)
+    want = R - (R.sum(-1, keepdim=True) - R) / 3  # each group of 4 on the last axis, its own leave-one-out mean
+    torch.testing.assert_close(rloo_advantages(R), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rloo_advantages(R[0, 0]), want[0, 0], rtol=1e-12, atol=1e-12)  # one group, 1-D
