@@ -12,6 +12,7 @@ from prefkit.closed_form import kl_regularized_objective, optimal_policy, reward
 from prefkit.policies import TabularPolicy
 from prefkit.policy_gradient import (
     exact_policy_gradient,
+    kl_penalized_reward,
     ppo_clip_loss,
     reinforce_loss,
     rlhf_objective,
@@ -265,3 +266,37 @@ def test_reductions_and_rloo_on_any_batch_shape():
     want = R - (R.sum(-1, keepdim=True) - R) / 3  # each group of 4 on the last axis, its own leave-one-out mean
     torch.testing.assert_close(rloo_advantages(R), want, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(rloo_advantages(R[0, 0]), want[0, 0], rtol=1e-12, atol=1e-12)  # one group, 1-D
+
+
+def test_kl_penalized_reward_numpy_and_torch_agree_with_the_objective():
+    # its mean under π is J(π) (Ouyang et al. 2022, Eq. 2), on numpy arrays and on tensors alike
+    pi = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    ref = np.array([[0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
+    r = np.array([[1.0, -0.5, 2.0], [0.0, 3.0, -1.0]])
+    beta = 0.7
+    want = r - beta * (np.log(pi) - np.log(ref))
+    got = kl_penalized_reward(r, np.log(pi), np.log(ref), beta)
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+    mixed = kl_penalized_reward(torch.tensor(r), torch.tensor(np.log(pi)), np.log(ref), beta)  # a tensor in: torch
+    np.testing.assert_allclose(mixed.numpy(), want, rtol=1e-14)
+    np.testing.assert_allclose((pi * got).sum(-1), kl_regularized_objective(pi, ref, r, beta), rtol=1e-12)
+
+
+def test_ppo_clips_both_sides():
+    # ratio below 1 − ε with a negative advantage: the clipped term (1 − ε)·A is the smaller one, so the loss is
+    # −(1 − ε)·A and its gradient is 0; above 1 + ε with a positive advantage: −(1 + ε)·A
+    eps = 0.2
+    logp = torch.log(torch.tensor([0.5, 1.5, 0.9], dtype=torch.float64)).requires_grad_(True)
+    adv = torch.tensor([-1.0, 2.0, -3.0], dtype=torch.float64)
+    per = ppo_clip_loss(logp, torch.zeros(3, dtype=torch.float64), adv, eps, reduction="none")
+    torch.testing.assert_close(per, torch.tensor([0.8, -2.4, 2.7], dtype=torch.float64), rtol=1e-12, atol=1e-12)
+    per.sum().backward()
+    assert logp.grad[0] == 0 and logp.grad[1] == 0 and logp.grad[2] != 0
+
+
+def test_exact_policy_gradient_refuses_mass_off_the_reference_support():
+    pi_ref = np.array([[0.5, 0.5, 0.0]])
+    with pytest.raises(ValueError, match="pi_ref is 0"):
+        exact_policy_gradient(np.array([[0.4, 0.4, 0.2]]), pi_ref, np.zeros((1, 3)), 0.5)
+    g = exact_policy_gradient(np.array([[0.3, 0.7, 0.0]]), pi_ref, np.array([[1.0, 0.0, 5.0]]), 0.5)
+    assert np.all(np.isfinite(g)) and g[0, 2] == 0
