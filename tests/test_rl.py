@@ -300,3 +300,22 @@ def test_exact_policy_gradient_refuses_mass_off_the_reference_support():
         exact_policy_gradient(np.array([[0.4, 0.4, 0.2]]), pi_ref, np.zeros((1, 3)), 0.5)
     g = exact_policy_gradient(np.array([[0.3, 0.7, 0.0]]), pi_ref, np.array([[1.0, 0.0, 5.0]]), 0.5)
     assert np.all(np.isfinite(g)) and g[0, 2] == 0
+
+
+def test_rlhf_objective_is_per_prompt_and_keeps_the_support():
+    # one J per prompt (a sum over the wrong axis, or over everything, survived mutation before this test)
+    pi = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    ref = np.array([[0.3, 0.3, 0.4], [0.5, 0.25, 0.25]])
+    r = np.array([[1.0, -0.5, 2.0], [0.0, 3.0, -1.0]])
+    J = rlhf_objective(torch.tensor(np.log(pi)), torch.tensor(np.log(ref)), torch.tensor(r), 0.7)
+    assert J.shape == (2,)
+    np.testing.assert_allclose(J.numpy(), kl_regularized_objective(pi, ref, r, 0.7), rtol=1e-12)
+    lp = torch.tensor(np.log([[0.5, 0.5, 0.0]]))  # π drops a response that π_ref keeps: not a policy of this problem
+    with pytest.raises(ValueError, match="support"):
+        rlhf_objective(lp, torch.tensor(np.log(ref[:1])), torch.tensor(r[:1]), 0.7)
+    # every argument's shape is checked, the second one included; a float32 log-prob keeps its dtype
+    with pytest.raises(ValueError, match="shape mismatch"):
+        kl_penalized_reward(r, np.log(pi)[:, :2], np.log(ref), 0.7)
+    out = kl_penalized_reward(torch.tensor(r, dtype=torch.float32), torch.tensor(np.log(pi), dtype=torch.float32),
+                              torch.tensor(np.log(ref)), 0.7)
+    assert out.dtype == torch.float32
