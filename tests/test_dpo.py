@@ -254,3 +254,33 @@ def test_online_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fit_dpo_online(three_response_toy(), args.pop("beta"), **args)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_online_dpo_rounds_by_hand(accumulate):
+    """Each round samples its pairs from the *current* policy (not π_ref) with the one seeded generator, then takes
+    fit_dpo's steps on the fresh pairs (or on all so far): replayed by hand, the policy and the history agree.
+    Sampling from π_ref, reusing the first round's pairs or dropping a round would all differ (mutmut found such
+    mutants alive before this test)."""
+    from prefkit.policies import make_policy
+
+    P = random_problem(2, 5, seed=6, reward_scale=2.0)
+    kw = dict(rounds=3, pairs_per_round=40, steps_per_round=6, optimizer="adam", lr=0.1)
+    on = fit_dpo_online(P, 0.5, seed=3, accumulate=accumulate, **kw)
+    rng = np.random.default_rng(3)
+    pol = make_policy(P.pi_ref, None)
+    data, steps = [], 0
+    for _ in range(kw["rounds"]):
+        with torch.no_grad():
+            pi_now = pol.log_probs().exp().numpy()
+        data.append(P.sample_preferences(kw["pairs_per_round"], rng, policy=pi_now))
+        prefs = np.concatenate(data) if accumulate else data[-1]
+        res = fit_dpo(P.pi_ref, prefs, 0.5, optimizer="adam", lr=0.1, steps=kw["steps_per_round"], policy=pol,
+                      record_every=kw["steps_per_round"])
+        steps += res.history[-1]["cost/grad_steps"]
+    np.testing.assert_allclose(on.pi, pol.log_probs().exp().detach().numpy(), rtol=0, atol=1e-12)
+    last = on.history[-1]
+    assert [h["round"] for h in on.history] == [0, 1, 2, 3] and last["cost/grad_steps"] == steps
+    assert last["reward/expected"] == pytest.approx(float(np.mean((on.pi * P.reward).sum(-1))), rel=1e-12)
+    assert last["loss"] == pytest.approx(res.history[-1]["loss"], rel=1e-12)
+    assert on.loss_type == "sigmoid" and on.converged is False and on.beta == 0.5
