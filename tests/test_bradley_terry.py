@@ -543,3 +543,16 @@ def test_preconditioned_cg_solves_a_laplacian_system():
     y = _pcg(lambda v: A @ v, b + 1.0, 1.0 / np.diag(A), 1e-13, 200)
     np.testing.assert_allclose(y, np.linalg.solve(A, b + 1.0), atol=1e-10)
     assert not _pcg(lambda v: A @ v, np.zeros(n), np.ones(n), 1e-13, 200).any()
+
+
+def test_fit_reports_its_method_and_an_mm_run_cut_short():
+    # mutmut found these fields unchecked: the method of the fit, and MM's converged flag when max_iter stops it
+    data = load_baseball()
+    kw = dict(weights=data.weights, winner_first=data.winner_first)
+    assert fit_bradley_terry(data.comparisons, data.n_items, **kw).method == "newton"
+    full = fit_bradley_terry(data.comparisons, data.n_items, method="mm", tol=1e-12, **kw)
+    assert full.method == "mm" and full.converged
+    short = fit_bradley_terry(data.comparisons, data.n_items, method="mm", max_iter=2, **kw)
+    assert not short.converged and short.n_iter == 2
+    np.testing.assert_allclose(full.strengths - full.strengths.mean(),
+                               fit_bradley_terry(data.comparisons, data.n_items, **kw).strengths, atol=1e-8)

@@ -284,3 +284,16 @@ def test_online_dpo_rounds_by_hand(accumulate):
     assert last["reward/expected"] == pytest.approx(float(np.mean((on.pi * P.reward).sum(-1))), rel=1e-12)
     assert last["loss"] == pytest.approx(res.history[-1]["loss"], rel=1e-12)
     assert on.loss_type == "sigmoid" and on.converged is False and on.beta == 0.5
+
+
+def test_total_variation_value_and_result_fields():
+    # TV is ½·Σ|p − q| per prompt, the largest over prompts (only "TV < tol" was asserted before: mutmut found
+    # a factor 1.5 and a sum over both axes alive); and the result carries the β and loss type it was fitted with
+    p = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    q = np.array([[0.1, 0.6, 0.3], [0.2, 0.3, 0.5]])
+    assert total_variation(p, q) == pytest.approx(0.4, rel=1e-15)
+    assert total_variation(q[::-1], p[::-1]) == pytest.approx(0.4, rel=1e-15)
+    P = random_problem(2, 4, seed=1)
+    prefs, w = P.preference_probabilities()
+    res = fit_dpo(P.pi_ref, prefs, 0.3, weights=w, loss_type="ipo")
+    assert res.beta == 0.3 and res.loss_type == "ipo" and res.converged is True
