@@ -160,7 +160,19 @@ def _check_data(pi_ref, preferences, weights, loss_type, label_smoothing):
     if p_ref.ndim != 2:
         raise ValueError(f"pi_ref must have shape (n_prompts, n_responses), got {p_ref.shape}")
     prefs = _check_preferences(preferences, p_ref)
-    return p_ref, prefs, check_weights(weights, len(prefs)), loss_type, eps
+    w = check_weights(weights, len(prefs))
+    _check_batch_loss_weights(loss_type, weights, w)
+    return p_ref, prefs, w, loss_type, eps
+
+
+def _check_batch_loss_weights(loss_type, weights, w) -> None:
+    """``aot`` and ``aot_unpaired`` sort the batch's log-ratios (:mod:`prefkit.losses`): their k-th output belongs to
+    the k-th sorted position, not to pair k, so a per-pair weight would weight the wrong term. Equal weights are
+    accepted (they change nothing); unequal ones are refused."""
+    if loss_type in ("aot", "aot_unpaired") and weights is not None and len(w) and np.ptp(w) > 0:
+        raise ValueError(f"loss_type {loss_type!r} sorts the log-ratios over the batch, so its outputs are not per "
+                         f"pair and per-pair weights do not apply; repeat the rows instead of weighting them, or use "
+                         f"another loss type")
 
 
 def _obstruction(p_ref, prefs, w, loss_type, eps, phi) -> str | None:
@@ -274,7 +286,8 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     ValueError
         β ≤ 0, unknown ``loss_type`` or ``optimizer``, label smoothing outside [0, 0.5), an index out of
         range, a row with chosen = rejected, a pair on a response with π_ref = 0, weights of the wrong
-        shape or negative or all zero, sft_coef < 0, lr ≤ 0, tol < 0 (each named).
+        shape or negative or all zero, unequal weights with ``aot`` or ``aot_unpaired`` (which sort the batch, so
+        their outputs are not per pair), sft_coef < 0, lr ≤ 0, tol < 0 (each named).
     """
     b = check_beta(beta)
     p_ref, prefs, w, loss_type, eps = _check_data(pi_ref, preferences, weights, loss_type, label_smoothing)
@@ -608,8 +621,10 @@ def dpo_loss_value(pi, pi_ref, preferences, beta, *, weights=None, loss_type: st
     if p.shape != p_ref.shape:
         raise ValueError(f"shape mismatch: pi has shape {p.shape} but pi_ref has shape {p_ref.shape}")
     prefs = _check_preferences(preferences, p_ref)
-    w = normalize_weights(check_weights(weights, len(prefs)))
+    w = check_weights(weights, len(prefs))
     _check_loss_type(loss_type)
+    _check_batch_loss_weights(loss_type, weights, w)
+    w = normalize_weights(w)
     x, i, j = prefs.T
     with np.errstate(divide="ignore"):
         lp, ref = np.log(p), np.log(p_ref)

@@ -297,3 +297,18 @@ def test_total_variation_value_and_result_fields():
     prefs, w = P.preference_probabilities()
     res = fit_dpo(P.pi_ref, prefs, 0.3, weights=w, loss_type="ipo")
     assert res.beta == 0.3 and res.loss_type == "ipo" and res.converged is True
+
+
+@pytest.mark.parametrize("loss_type", ["aot", "aot_unpaired"])
+def test_batch_sorting_losses_refuse_per_pair_weights(loss_type):
+    # aot/aot_unpaired sort the log-ratios over the batch: output k is the k-th sorted position, not pair k, so a
+    # per-pair weight (exact BT data: p and 1 − p) would weight the wrong term; equal weights change nothing
+    P = random_problem(2, 4, seed=2)
+    prefs, w = P.preference_probabilities()
+    with pytest.raises(ValueError, match="sorts the log-ratios over the batch"):
+        fit_dpo(P.pi_ref, prefs, 0.5, weights=w, loss_type=loss_type)
+    with pytest.raises(ValueError, match="per-pair weights"):
+        dpo_loss_value(P.pi_ref, P.pi_ref, prefs, 0.5, weights=w, loss_type=loss_type)
+    assert dpo_obstruction(P.pi_ref, prefs, weights=np.full(len(prefs), 2.0), loss_type=loss_type) is None
+    value = dpo_loss_value(P.pi_ref, P.pi_ref, prefs, 0.5, weights=np.ones(len(prefs)), loss_type=loss_type)
+    assert value == pytest.approx(dpo_loss_value(P.pi_ref, P.pi_ref, prefs, 0.5, loss_type=loss_type), rel=1e-15)
