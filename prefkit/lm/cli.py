@@ -80,6 +80,8 @@ def _positive_float(s: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..f_divergence import F_DIVERGENCES
+    from ..grpo import SCALE_REWARDS
     from ..losses import LOSSES
 
     p = argparse.ArgumentParser(
@@ -114,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-type", choices=sorted(LOSSES), default="sigmoid", help="DPO loss (chapter 4)")
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="ε of the DPO loss (robust, exo_pair (needs ε > 0), cDPO for sigmoid; default 0)")
-    p.add_argument("--f-divergence", choices=("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"),
+    p.add_argument("--f-divergence", choices=F_DIVERGENCES,
                    default="reverse_kl", help="DPO's f (TRL's f_divergence_type; Wang et al. 2023; default "
                    "reverse_kl = DPO); another f works with sigmoid, sigmoid_norm, hinge, ipo, exo_pair, robust, "
                    "discopop, sft")
@@ -126,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=_positive_int, default=None)
     p.add_argument("--group-size", type=_int_at_least(2, "at least 2"), default=None,
                    help="GRPO samples per prompt G (default 8)")
-    p.add_argument("--scale-rewards", choices=("group", "batch", "none"), default="group",
+    p.add_argument("--scale-rewards", choices=SCALE_REWARDS, default="group",
                    help="GRPO advantages: divide by the group's std (TRL's default), the batch's, or none (Dr. GRPO)")
     p.add_argument("--online-dpo", action="store_true", help="pipeline: also run online DPO")
     p.add_argument("--grpo", action="store_true", help="pipeline: also run GRPO")
@@ -283,7 +285,7 @@ def _print_eval(history, stage):
 
 def _run_pipeline(args, cfg, work: Path, t0: float) -> int:
     from .checkpoint import save_checkpoint
-    from .pipeline import format_summary, run_pipeline
+    from .pipeline import STAGES, format_summary, run_pipeline
 
     stages = ("sft", "rm", "rlhf", "dpo") + (("online-dpo",) if args.online_dpo else ())
     stages += ("grpo",) if args.grpo else ()
@@ -292,8 +294,8 @@ def _run_pipeline(args, cfg, work: Path, t0: float) -> int:
     if distributed.is_main():  # every rank trained the same models; rank 0 writes them
         for name, hist in res.histories.items():
             _write_json(work / f"history_{name.replace('-', '_')}.json", hist)
-        for name in ("sft", "rlhf", "dpo", "online-dpo", "grpo"):
-            if name in res.models:
+        for name in STAGES:  # the policies; the reward model below
+            if name != "rm" and name in res.models:
                 save_checkpoint(work / f"{name.replace('-', '_')}.pt", res.models[name], res.task, meta=meta)
         if "rm" in res.models:
             save_checkpoint(work / "rm.pt", res.models["rm"], res.task, kind="reward_model", meta=meta)

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .._validate import check_beta
+from .._validate import check_beta, check_int
 from ..closed_form import kl_divergence_logspace, optimal_log_policy
+from ..grpo import SCALE_REWARDS
 from ._validate import check_positive_ints, check_seed, fields_of
 from .exact import MAX_ENUMERATE, ExactEvaluator
 from .model import GPT, count_parameters, scale_config, tiny_config
@@ -123,24 +124,17 @@ class LMConfig:
 
         if self.dpo_loss_type not in LOSSES:  # fail now, not after minutes of SFT and reward modelling
             raise ValueError(f"dpo_loss_type must be one of {sorted(LOSSES)}, got {self.dpo_loss_type!r}")
-        import torch
-
-        from ..losses import preference_loss
-
-        z = torch.zeros(2, dtype=torch.float64)
-        try:  # the loss type and ε together (exo_pair needs ε > 0), checked before any training
-            preference_loss(z, z, z, z, self.beta, self.dpo_loss_type, self.dpo_label_smoothing)
-        except ValueError as e:
-            raise ValueError(f"dpo_label_smoothing={self.dpo_label_smoothing!r} with dpo_loss_type="
-                             f"{self.dpo_loss_type!r}: {e}") from None
         from ..f_divergence import f_dpo_loss
 
-        try:  # and the f-divergence with the loss type (only some loss types take an f other than reverse KL)
+        z = torch.zeros(2, dtype=torch.float64)
+        try:  # the loss type, ε (exo_pair needs ε > 0) and f together (only some loss types take an f other than
+            # the reverse KL, which is plain preference_loss), checked before any training
             f_dpo_loss(z, z, z, z, self.beta, self.dpo_loss_type, self.dpo_label_smoothing,
                        f_divergence_type=self.dpo_f_divergence, alpha=self.dpo_f_alpha)
         except ValueError as e:
-            raise ValueError(f"dpo_f_divergence={self.dpo_f_divergence!r} (alpha {self.dpo_f_alpha!r}) with "
-                             f"dpo_loss_type={self.dpo_loss_type!r}: {e}") from None
+            raise ValueError(f"dpo_loss_type={self.dpo_loss_type!r}, dpo_label_smoothing={self.dpo_label_smoothing!r}"
+                             f", dpo_f_divergence={self.dpo_f_divergence!r} (alpha {self.dpo_f_alpha!r}): {e}"
+                             ) from None
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.dtype not in ("float32", "float64"):
@@ -155,12 +149,10 @@ class LMConfig:
         )
         counts += ("dpo_steps", "dpo_batch_size", "online_dpo_steps", "grpo_steps", "eval_every")
         check_positive_ints(**fields_of(self, counts))
-        for name in ("rlhf_k", "grpo_group_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 2:
-                raise ValueError(f"{name} must be an integer >= 2, got {v!r}")
-        if self.grpo_scale_rewards not in ("group", "batch", "none"):
-            raise ValueError(f"grpo_scale_rewards must be 'group', 'batch' or 'none', got {self.grpo_scale_rewards!r}")
+        check_int(self.rlhf_k, "rlhf_k", 2)
+        check_int(self.grpo_group_size, "grpo_group_size", 2)
+        if self.grpo_scale_rewards not in SCALE_REWARDS:
+            raise ValueError(f"grpo_scale_rewards must be one of {SCALE_REWARDS}, got {self.grpo_scale_rewards!r}")
         for name in ("sft_lr", "rm_lr", "rlhf_lr", "dpo_lr", "online_dpo_lr", "grpo_lr"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
@@ -400,8 +392,8 @@ def summary_rows(evaluator: ExactEvaluator, models: dict, prefs_idx=None, rm_tab
         return r
 
     rows = []
-    for name in ("sft", "rlhf", "dpo", "online-dpo", "grpo"):
-        if name not in models:
+    for name in STAGES:  # every policy stage, in pipeline order
+        if name == "rm" or name not in models:
             continue
         label = "pi_ref (SFT)" if name == "sft" else name
         if not evaluator.exact:

@@ -715,20 +715,15 @@ def train_grpo_lm(
     ``frac_reward_zero_std``, ``kl`` (mean estimate), ``clip_ratio`` and ``loss``, and the exact metrics at
     evaluation steps.
     """
-    from ..grpo import KL_ESTIMATORS, SCALE_REWARDS, group_advantages, grpo_loss
+    from .._validate import check_int, check_real
+    from ..grpo import KL_ESTIMATORS, SCALE_REWARDS, _check_choice, group_advantages, grpo_loss
 
-    beta = check_beta(beta)
-    for name, v, choices in (("scale_rewards", scale_rewards, SCALE_REWARDS),
-                             ("kl_estimator", kl_estimator, KL_ESTIMATORS)):
-        if v not in choices:
-            raise ValueError(f"{name} must be one of {choices}, got {v!r}")
-    if not (isinstance(epsilon, (int, float)) and 0 <= epsilon <= 1):
-        raise ValueError(f"epsilon must be a number in [0, 1] (the clipping range), got {epsilon!r}")
+    beta = check_beta(beta)  # every setting is checked here, before any sampling
+    _check_choice(scale_rewards, "scale_rewards", SCALE_REWARDS)
+    _check_choice(kl_estimator, "kl_estimator", KL_ESTIMATORS)
+    epsilon = check_real(epsilon, "epsilon", lo=0.0, hi=1.0)  # as grpo_loss checks its epsilon_low
     check_positive_ints(steps=steps, prompts_per_step=prompts_per_step, num_iterations=num_iterations)
-    if not isinstance(group_size, int) or isinstance(group_size, bool) or group_size < 2:
-        raise ValueError(f"group_size must be an integer >= 2 (the advantages are relative to the group), "
-                         f"got {group_size!r}")
-    G = group_size
+    G = check_int(group_size, "group_size", 2)  # the advantages are relative to the group
     n_p = min(prompts_per_step, task.n_prompts)
     distributed.check_batch(n_p, "prompts_per_step")
     desc = f"grpo ({scale_rewards})"
@@ -760,20 +755,19 @@ def train_grpo_lm(
             opt.zero_grad(set_to_none=True)
             distributed.shard_loss(loss, n_loc, n_glob).backward()
             opt.step()
-        groups = scores_all.view(-1, G)
-        std = groups.std(dim=-1)
         vals = distributed.global_means([loss, m["kl"], m["clip_ratio"]], n_loc, n_glob)
         _check_loss(vals[0], step + 1, desc, lr)
-        rec = {
-            "loss": vals[0],
-            "reward": float(scores_all.mean()),
-            "reward_std": float(std.mean()),
-            "frac_reward_zero_std": float((std == 0).double().mean()),
-            "kl": vals[1],
-            "clip_ratio": vals[2],
-        }
         if _eval_due(step, steps, eval_every, evaluator):
             _check_weights(policy, desc, lr)
+            std = scores_all.view(-1, G).std(dim=-1)  # each group's std (every rank holds the global batch)
+            rec = {
+                "loss": vals[0],
+                "reward": float(scores_all.mean()),
+                "reward_std": float(std.mean()),
+                "frac_reward_zero_std": float((std == 0).double().mean()),
+                "kl": vals[1],
+                "clip_ratio": vals[2],
+            }
             _log_eval(history, step + 1, evaluator, policy, None, bar, rec)
     _check_weights(policy, desc, lr)
     wall = time.perf_counter() - t0
