@@ -39,8 +39,15 @@ from ._validate import (
 )
 from .closed_form import kl_divergence
 from .displacement_tracking import displacement_step
-from .losses import _check_loss_type, check_label_smoothing, preference_loss, preference_metrics
-from .optima import _check_preferences, _components
+from .losses import (
+    _USES_LOGPS,
+    LOSSES,
+    _check_loss_type,
+    check_label_smoothing,
+    preference_loss,
+    preference_metrics,
+)
+from .optima import _check_preferences
 from .policies import TrainedPolicy, make_policy
 
 __all__ = [
@@ -80,7 +87,9 @@ class DPOResult(TrainedPolicy):
     ----------
     model : the trained :mod:`prefkit.policies` module (``model.log_probs()`` is (n_prompts, n_responses))
     policy, pi : the fitted policy π_θ as a (n_prompts, n_responses) array of probabilities
-    history : list of per-step dicts. Entry 0 is the initial policy. Keys: ``step``, ``loss`` (the
+    history : list of per-step dicts, one per recorded step (``record_every`` of :func:`fit_dpo`; by default
+        every step for Adam and SGD, only the first and the last for L-BFGS and Newton). Entry 0 is the initial
+        policy, the last entry the returned one. Keys: ``step``, ``loss`` (the
         objective, RPO term included), TRL's metrics (:func:`prefkit.losses.preference_metrics`:
         ``rewards/chosen``, ``rewards/rejected``, ``rewards/margins``, ``rewards/accuracies``,
         ``logps/chosen``, ``logps/rejected``), the keys of
@@ -183,23 +192,7 @@ def _obstruction(p_ref, prefs, w, loss_type, eps, phi) -> str | None:
     n_prompts, n = p_ref.shape
     c = eps / (1 - 2 * eps) if loss_type == "robust" else 0.0
     if phi is None and c == 0.0:
-        from .bradley_terry import mle_obstruction
-
-        for x in range(n_prompts):
-            e = prefs[prefs[:, 0] == x][:, 1:]  # (k, 2) winner, loser
-            if len(e) == 0:
-                continue
-            labels = _components(n, e)
-            for comp in np.unique(labels[e[:, 0]]):
-                members = np.flatnonzero(labels == comp)
-                local = np.searchsorted(members, e[labels[e[:, 0]] == comp])
-                found = mle_obstruction(local, n_items=len(members))
-                if found is not None:
-                    group = members[found[0]].tolist()
-                    return (f"prompt {x}: responses {group} {found[1]} against the other responses "
-                            f"{sorted(set(members.tolist()) - set(group))} they were compared with, so the "
-                            f"{loss_type} loss keeps falling as their log-ratio gap grows (no minimiser)")
-        return None
+        return _tabular_obstruction(prefs, n_prompts, n, loss_type)
     # the margin's change along a direction v of the parameters, per row: s = D v
     if phi is None:
         D = np.zeros((len(prefs), n_prompts * n))
@@ -216,6 +209,40 @@ def _obstruction(p_ref, prefs, w, loss_type, eps, phi) -> str | None:
         return (f"{what} makes the robust loss fall linearly without bound (label_smoothing={eps:g} exceeds "
                 f"the minority preference along it): no minimiser")
     return None
+
+
+def _tabular_obstruction(prefs: np.ndarray, n_prompts: int, n: int, loss_type: str) -> str | None:
+    """The tabular, ε = 0 case of :func:`dpo_obstruction`: on the graph of all (prompt, response) vertices with an
+    arc winner → loser per row (``prefs``, rows of positive weight), the loss has no minimiser iff some weakly
+    connected group of compared responses (one prompt's, as rows never join prompts) holds more than one strongly
+    connected component. Both by scipy's ``connected_components``, for all prompts at once; the first such group
+    (by prompt, then by its smallest response) is described by chapter 1's
+    :func:`prefkit.bradley_terry.mle_obstruction`."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from .bradley_terry import mle_obstruction
+
+    if len(prefs) == 0:
+        return None
+    v = n_prompts * n
+    win, lose = prefs[:, 0] * n + prefs[:, 1], prefs[:, 0] * n + prefs[:, 2]  # (m,) flat vertex ids
+    g = coo_matrix((np.ones(len(prefs)), (win, lose)), shape=(v, v)).tocsr()
+    _, weak = connected_components(g, directed=True, connection="weak")  # (v,) group labels
+    _, strong = connected_components(g, directed=True, connection="strong")  # (v,)
+    compared = np.unique(np.concatenate([win, lose]))
+    groups, n_strong = np.unique(np.unique(weak[compared] * v + strong[compared]) // v, return_counts=True)
+    bad = groups[n_strong > 1]
+    if len(bad) == 0:
+        return None
+    first = compared[np.isin(weak[compared], bad)].min()  # the smallest flat id: lowest prompt, then response
+    x, members = int(first // n), np.flatnonzero(weak == weak[first]) - (first // n) * n
+    e = prefs[weak[win] == weak[first]][:, 1:]  # (k, 2) winner, loser within the group
+    group, kind = mle_obstruction(np.searchsorted(members, e), n_items=len(members))
+    group = members[group].tolist()
+    return (f"prompt {x}: responses {group} {kind} against the other responses "
+            f"{sorted(set(members.tolist()) - set(group))} they were compared with, so the "
+            f"{loss_type} loss keeps falling as their log-ratio gap grows (no minimiser)")
 
 
 def _diverging_direction(D: np.ndarray, w: np.ndarray, c: float) -> bool:
@@ -239,7 +266,7 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
             label_smoothing: float = 0.0,
             features=None, sft_coef: float = 0.0, optimizer: str = "lbfgs", steps: int | None = None,
             lr: float | None = None, tol: float | None = None, policy=None, callback=None,
-            record_every: int = 1) -> DPOResult:
+            record_every: int | None = None) -> DPOResult:
     """Fit a tabular (or log-linear) policy by a DPO-family loss on preference pairs, full batch.
 
     Minimises L(θ) = Σ_i w_i·[ℓ_i(θ) − sft_coef·log π_θ(y_w,i|x_i)] / Σ_i w_i, where ℓ_i is
@@ -270,7 +297,11 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         unless ``tol`` is given; then they stop early at it and warn if they never reach it.
     policy : a :mod:`prefkit.policies` module to continue training (default: a fresh one at π_ref)
     callback : optional ``callback(step, policy)``, called at step 0 (before training) and after every step
-    record_every : record the history every this many steps (and at the last)
+    record_every : int ≥ 1 or None: a history row every this many steps, besides step 0 and the last step
+        (always recorded). Default None: every step for Adam and SGD (the training curve), only step 0 and the
+        last for L-BFGS and Newton (their path is not the point, and on large data a row costs several loss
+        evaluations' worth of metrics). A row reuses the loss, gradient and log-probs of the optimiser's own
+        evaluation at that step: recording adds no loss evaluation.
 
     Returns
     -------
@@ -306,9 +337,11 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     steps = DEFAULT_STEPS[optimizer] if steps is None else check_int(steps, "steps", 0)
+    exact = optimizer in ("lbfgs", "newton")
+    if record_every is None:  # the solvers' path is not the point; a training curve is
+        record_every = steps + 1 if exact else 1
     check_int(record_every, "record_every", 1)
     lr = DEFAULT_LR[optimizer] if lr is None else check_real(lr, "lr", lo=0.0, lo_open=True)
-    exact = optimizer in ("lbfgs", "newton")
     tol_given = tol is not None
     tol = DEFAULT_TOL if tol is None else check_real(tol, "tol", lo=0.0)
     early_stop = exact or tol_given
@@ -321,29 +354,61 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     else:
         phi = None
     obstruction = _obstruction(p_ref, prefs, w, loss_type, eps, phi)
+    # Everything the loss needs is checked above, once: indices in range, pairs on π_ref's support (so the
+    # reference log-probs are finite), β, ε, the weights. Each evaluation then checks only the (scalar) loss
+    # and the max-abs gradient for NaN/inf, which any non-finite log-prob or per-pair loss propagates to.
+    n = p_ref.shape[1]
     with np.errstate(divide="ignore"):
-        ref_logp_table = np.log(p_ref)
-    x, yw, yl = (torch.as_tensor(c) for c in prefs.T)
-    ref_w = torch.as_tensor(ref_logp_table[prefs[:, 0], prefs[:, 1]])  # (m,)
-    ref_l = torch.as_tensor(ref_logp_table[prefs[:, 0], prefs[:, 2]])  # (m,)
+        ref_logp_flat = np.log(p_ref).reshape(-1)
+    idx_w = torch.as_tensor(prefs[:, 0] * n + prefs[:, 1])  # (m,) flat index of (x, y_w)
+    idx_l = torch.as_tensor(prefs[:, 0] * n + prefs[:, 2])  # (m,) flat index of (x, y_l)
+    ref_w = torch.as_tensor(ref_logp_flat[idx_w.numpy()])  # (m,)
+    ref_l = torch.as_tensor(ref_logp_flat[idx_l.numpy()])  # (m,)
     w_t = torch.as_tensor(w / w.sum())  # (m,), sums to 1
+    per_pair_loss = _unchecked_preference_loss(ref_w, ref_l, b, loss_type, eps)
     params = [q for q in pol.parameters() if q.requires_grad]
     counts = {"grad_steps": 0, "loss_evals": 0}
+    last = {}  # the latest evaluation: flat parameters "x", "loss", flat gradient "g", "gnorm", "logp", "lp_w", "lp_l"
+
+    def pair_logps(logp):  # (n_prompts, n) -> log π_θ(y_w|x), log π_θ(y_l|x), each (m,)
+        flat = logp.reshape(-1)
+        return flat.index_select(0, idx_w), flat.index_select(0, idx_l)
 
     def objective() -> torch.Tensor:
         counts["loss_evals"] += 1
+        last.pop("x", None)  # until loss_and_grad says where: Newton's steps call this alone
         logp = pol.log_probs()  # (n_prompts, n_responses)
-        lp_w, lp_l = logp[x, yw], logp[x, yl]  # (m,)
-        if not (bool(torch.isfinite(lp_w).all()) and bool(torch.isfinite(lp_l).all())):
-            raise ValueError(f"training diverged: the policy's log-probabilities became non-finite (optimizer="
-                             f"{optimizer!r}, lr={lr!r}, beta={b!r}); lower lr or beta")
-        per_pair = preference_loss(lp_w, lp_l, ref_w, ref_l, b, loss_type, eps)
+        lp_w, lp_l = pair_logps(logp)  # (m,)
+        per_pair = per_pair_loss(lp_w, lp_l)
         if sft:
             per_pair = per_pair - sft * lp_w
-        return (w_t * per_pair).sum()
+        loss = (w_t * per_pair).sum()  # a NaN or inf in any row (even of weight 0) makes this NaN or inf
+        if not bool(torch.isfinite(loss.detach())):
+            _raise_not_finite(lp_w, lp_l, optimizer, lr, b, loss_type)
+        last.update(logp=logp.detach(), lp_w=lp_w.detach(), lp_l=lp_l.detach())
+        return loss
 
-    def grad_norm() -> float:
-        return max((float(q.grad.abs().max()) for q in params if q.grad is not None), default=0.0)
+    def flat_params() -> np.ndarray:
+        return torch.cat([q.detach().reshape(-1) for q in params]).numpy().copy()
+
+    def loss_and_grad() -> tuple[float, float]:
+        """Loss and max-abs gradient at the current parameters (the gradient is left in ``q.grad``, and all
+        of it in ``last``: L-BFGS, the optimiser steps and the history rows reuse it)."""
+        for q in params:
+            q.grad = None
+        loss = objective()
+        loss.backward()
+        g = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in params])
+        g = g.numpy().copy()
+        gnorm = float(np.abs(g).max()) if g.size else 0.0
+        if not np.isfinite(gnorm):
+            raise ValueError(f"training diverged: the gradient of the loss is not finite (optimizer={optimizer!r}, "
+                             f"lr={lr!r}, beta={b!r}); lower lr or beta")
+        last.update(x=flat_params(), loss=float(loss.detach()), g=g, gnorm=gnorm)
+        return last["loss"], gnorm
+
+    def is_current() -> bool:  # was the latest evaluation at the current parameters?
+        return "x" in last and np.array_equal(last["x"], flat_params())
 
     history: list[dict] = []
     with torch.no_grad():
@@ -351,22 +416,20 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     t0 = time.perf_counter()
 
     def record(step: int, loss: float, gnorm: float) -> None:
-        with torch.no_grad():
-            logp = pol.log_probs()
-        lp = logp.numpy()
+        """One history row. The loss and gradient norm are the optimiser's; so are the log-probs when the latest
+        evaluation was at the current parameters (else one forward pass, no loss)."""
+        if is_current():
+            logp, lp_w, lp_l = last["logp"], last["lp_w"], last["lp_l"]
+        else:
+            with torch.no_grad():
+                logp = pol.log_probs()
+            lp_w, lp_l = pair_logps(logp)
         row = {"step": step, "loss": loss, "grad_norm": gnorm}
-        row.update(preference_metrics(logp[x, yw], logp[x, yl], ref_w, ref_l, b, weights=w_t))
-        row.update(displacement_step(lp, logp_init, prefs))
+        row.update(preference_metrics(lp_w, lp_l, ref_w, ref_l, b, weights=w_t))
+        row.update(displacement_step(logp.numpy(), logp_init, prefs))
         row.update({"cost/grad_steps": counts["grad_steps"], "cost/loss_evals": counts["loss_evals"],
                     "time/wall": time.perf_counter() - t0})
         history.append(row)
-
-    def loss_and_grad() -> tuple[float, float]:
-        for q in params:
-            q.grad = None
-        loss = objective()
-        loss.backward()
-        return float(loss.detach()), grad_norm()
 
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr)
@@ -375,12 +438,6 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     else:
         opt = None
 
-    def closure():
-        opt.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
-
     loss, gnorm = loss_and_grad()
     record(0, loss, gnorm)
     if callback is not None:
@@ -388,12 +445,16 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
     converged = early_stop and gnorm <= tol
     if optimizer == "lbfgs":
         if not converged and steps > 0:
-            converged = _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, pol,
-                                     record_every)
+            converged = _scipy_lbfgs(params, loss_and_grad, last, is_current, steps, tol, counts, record, callback,
+                                     pol, record_every)
         left = steps - counts["grad_steps"]  # L-BFGS's line search gave up before its step budget: polish
         if not converged and left > 0 and obstruction is None and sum(q.numel() for q in params) <= _POLISH_MAX_PARAMS:
             converged = _newton_polish(params, objective, loss_and_grad, tol, counts, record, callback, pol,
                                        min(left, 20))
+        if history[-1]["step"] != counts["grad_steps"]:  # the last step is always recorded
+            if not is_current():
+                loss_and_grad()
+            record(counts["grad_steps"], last["loss"], last["gnorm"])
         return _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn=True)
     for t in range(1, steps + 1):
         if converged:
@@ -401,18 +462,47 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         if optimizer == "newton":
             _newton_step(params, objective, lr)
         else:
-            opt.step(closure)
+            if not is_current():  # a callback moved the parameters: the step needs their gradient
+                loss_and_grad()
+            opt.step()  # on the gradient loss_and_grad left in q.grad, at the current parameters
         counts["grad_steps"] += 1
         if callback is not None:
             callback(t, pol)
-        if early_stop or t % record_every == 0 or t == steps:
-            loss, gnorm = loss_and_grad()
-            converged = early_stop and gnorm <= tol
-            if t % record_every == 0 or t == steps or converged:
-                record(t, loss, gnorm)
+        loss, gnorm = loss_and_grad()  # at θ_t: the stopping test, the history row and the next step's gradient
+        converged = early_stop and gnorm <= tol
+        if t % record_every == 0 or t == steps or converged:
+            record(t, loss, gnorm)
     if not early_stop:  # Adam/SGD for a fixed number of steps: converged says whether the gradient vanished
         converged = history[-1]["grad_norm"] <= tol
     return _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn=early_stop)
+
+
+def _unchecked_preference_loss(ref_w, ref_l, b, loss_type, eps):
+    """``lp_w, lp_l -> per-pair losses`` (m,): :func:`prefkit.losses.preference_loss` without its per-call input
+    checks, for :func:`fit_dpo`'s loop, whose inputs are checked once before it (and whose loss is checked for
+    NaN/inf at every evaluation). The same dispatch: ``LOSSES[loss_type](logratio_chosen, logratio_rejected, β,
+    ε)``, with the log-probs themselves for the losses that use them."""
+    fn = LOSSES[loss_type]
+
+    def per_pair(lp_w, lp_l):
+        ref_w_, ref_l_ = ref_w.to(lp_w), ref_l.to(lp_l)  # no-ops for float64 policies
+        extra = {}
+        if loss_type in _USES_LOGPS:
+            extra = {"logp_chosen": lp_w} if loss_type == "sft" else {
+                "logp_chosen": lp_w, "logp_rejected": lp_l, "ref_logp_chosen": ref_w_, "ref_logp_rejected": ref_l_}
+        return fn(lp_w - ref_w_, lp_l - ref_l_, b, eps, **extra)
+
+    return per_pair
+
+
+def _raise_not_finite(lp_w, lp_l, optimizer, lr, b, loss_type):
+    """The loss came out NaN or inf: say why, with the messages the per-call checks used to give."""
+    if not (bool(torch.isfinite(lp_w).all()) and bool(torch.isfinite(lp_l).all())):
+        raise ValueError(f"training diverged: the policy's log-probabilities became non-finite (optimizer="
+                         f"{optimizer!r}, lr={lr!r}, beta={b!r}); lower lr or beta")
+    # e.g. IPO's 1/(2τ) overflows for a subnormal τ
+    raise ValueError(f"the {loss_type!r} loss is not finite at beta={b:g} for these log-probs: beta is too "
+                     f"small, or the log-ratios too large, for float arithmetic")
 
 
 def _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn) -> DPOResult:
@@ -442,29 +532,31 @@ def _set_flat(params, v: np.ndarray) -> None:
             k += q.numel()
 
 
-def _scipy_lbfgs(params, loss_and_grad, steps, tol, counts, record, callback, pol, record_every) -> bool:
-    """Deterministic full-batch L-BFGS (scipy's L-BFGS-B without bounds; Nocedal & Wright 2006, Alg. 7.5), one
-    history row per iteration. Stops when the max-abs gradient is ≤ ``tol``, after ``steps`` iterations, or
-    when the line search can make no more progress (round-off)."""
+def _scipy_lbfgs(params, loss_and_grad, last, is_current, steps, tol, counts, record, callback, pol,
+                 record_every) -> bool:
+    """Deterministic full-batch L-BFGS (scipy's L-BFGS-B without bounds; Nocedal & Wright 2006, Alg. 7.5). A
+    history row every ``record_every`` iterations and at convergence (:func:`fit_dpo` adds the last). Stops when
+    the max-abs gradient is ≤ ``tol``, after ``steps`` iterations, or when the line search can make no more
+    progress (round-off). An evaluation at the point of the latest one (the start, the accepted iterate, the
+    result) is not repeated: ``loss_and_grad`` leaves its values in ``last``."""
     from scipy.optimize import minimize
 
     x0 = torch.cat([q.detach().reshape(-1) for q in params]).numpy().copy()
-    last = {}
 
     def fg(v):
-        _set_flat(params, v)
-        loss, _ = loss_and_grad()
-        g = torch.cat([q.grad.reshape(-1) for q in params]).numpy().copy()
-        last.update(loss=loss, gnorm=float(np.abs(g).max()))
-        return loss, g
+        if not np.array_equal(v, last.get("x")):
+            _set_flat(params, v)
+            loss_and_grad()
+        return last["loss"], last["g"].copy()
 
     def on_iter(v):
         counts["grad_steps"] += 1
         t = counts["grad_steps"]
-        if not np.array_equal(v, torch.cat([q.detach().reshape(-1) for q in params]).numpy()):
-            fg(v)
+        fg(v)  # usually the point of the latest evaluation (the line search ends there): nothing to compute
         if callback is not None:
             callback(t, pol)
+            if not is_current():  # the callback moved the parameters
+                loss_and_grad()
         if t % record_every == 0 or t == steps or last["gnorm"] <= tol:
             record(t, last["loss"], last["gnorm"])
 
