@@ -1,27 +1,31 @@
-"""Benchmark: prefkit's Bradley-Terry MLE against choix.ilsr_pairwise and evalica.bradley_terry.
+"""Benchmark: prefkit's Bradley-Terry MLE against evalica and choix, and against the floor, over a grid of sizes.
 
-Instances (issue 2, §5): n items with N(0, 1) strengths, m comparisons between uniform random pairs, outcomes
-drawn from BT. Sizes: 1k items / 200k comparisons and 10k items / 1M comparisons. On each instance, in the
-same run:
+Instances: n items with N(0, 1) strengths; m comparisons: a cycle of n wins (so that the MLE exists even at
+100k items / 100k comparisons) and m − n between uniform random pairs, outcomes drawn from BT
+(``prefkit.sample_comparisons``, one seed). Grid: n ∈ {1k, 10k, 100k} × m ∈ {100k, 1M, 10M} (``--quick``: 1k and
+10k items, 100k and 1M comparisons). On each instance, in the same run, each timed in its own forked child
+process (wall clock, after a warm-up on a tiny instance), best of ``--repeat`` runs:
 
-* the reference: an independent tight MLE, prefkit's MM (Hunter 2004; a different algorithm from the Newton
-  solver being timed, started cold from the win-rate log-odds) run to tol=1e-14. Below the table the script
-  prints how tight it is: max_i |∂ℓ/∂θ_i| / L_ii, the gradient over the curvature (≈ the distance to the
-  optimum in a Jacobi step), and max_i |∂ℓ/∂θ_i| / (comparisons of i). (choix.opt_pairwise at tol=1e-12 was
-  tried as the reference at 1k/200k: 44 s, and only 3e-7 from the optimum by the same measure.)
-* prefkit (default settings), choix.ilsr_pairwise (tol=1e-8) and evalica.bradley_terry (tolerance=1e-8,
-  limit=1000), each timed in its own forked child process (wall clock, after a warm-up on a tiny instance):
-  prefkit and evalica best of ``--repeat`` (default 3) runs, choix once (it takes minutes at 10k items);
-* max |θ − θ_ref| over items after centering every estimate to mean 0;
-* peak memory: the child's peak resident set (VmHWM, reset through /proc/self/clear_refs just before the
-  call) minus its resident set at that moment, so it counts what the call allocated, in Python, numpy or
-  Rust alike.
+* **floor**: the time to read the comparisons (``np.load`` of the (m, 2) int64 array saved as .npy; the file is
+  in the page cache after the first run) plus the time to aggregate them into pair counts the cheapest way
+  numpy knows: one ``np.bincount`` over the keys winner·n + loser when the n² bins are few next to the
+  comparisons (n² ≤ max(2m, 2²⁰), prefkit's own threshold), otherwise ``np.unique(keys, return_counts=True)``
+  (a sort). Nothing can fit the MLE without doing at least this.
+* **prefkit**: ``fit_bradley_terry(comparisons, n)`` with the default settings (Newton), from the loaded array.
+* **evalica**: ``evalica.bradley_terry`` (evalica 0.4.2; tolerance 1e-8, limit 1000), skipped where its
+  dense n×n matrices would not fit in memory (n = 100k: 80 GB).
+* **choix**: ``choix.ilsr_pairwise`` (choix 0.4.1; tol 1e-8), once, at n = 1k only (it solves a dense n×n
+  system per iteration: minutes at 10k items), fed a list of tuples (its documented input; converted before the
+  clock starts); ``--timeout`` limits it.
 
-choix receives the comparisons as a list of tuples (its documented input; converted before the clock
-starts). choix at 10k items solves a dense 10k×10k system per iteration; every peer runs with a time limit
-(``--timeout``, default 600 s) and is reported as "> limit" if it does not finish.
+Reported: time, peak memory (the child's peak resident set, VmHWM reset through /proc/self/clear_refs just
+before the call, minus its resident set at that moment: what the call allocated, in numpy or Rust alike), the
+ratio of each peer's time to prefkit's, prefkit's time ÷ the floor's, max |θ_prefkit − θ_peer| after centering
+(the same MLE?), prefkit's optimality certificate max_i |∂ℓ/∂θ_i| / L_ii (the gradient over the curvature, ≈ the
+distance to the optimum of one Jacobi step), and the growth exponents: the least-squares slope of log(time)
+against log(m) at each n, and against log(n) at each m.
 
-Usage: python bench/bt_vs_choix.py [--quick] [--timeout SECONDS] [--repeat N]
+Usage: python bench/bt_vs_choix.py [--quick] [--timeout SECONDS] [--repeat N] [--seed S]
 """
 
 from __future__ import annotations
@@ -30,19 +34,38 @@ import argparse
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
-SIZES = [(1_000, 200_000), (10_000, 1_000_000)]
+ITEMS = [1_000, 10_000, 100_000]
+COMPARISONS = [100_000, 1_000_000, 10_000_000]
+EVALICA_MAX_ITEMS = 10_000  # evalica builds dense n×n float64 matrices: 80 GB at 100k items
+CHOIX_MAX_ITEMS = 1_000
 
 
 def make_instance(n_items, n_comparisons, seed=0):
+    """A cycle of wins 0 ≻ 1 ≻ … ≻ n−1 ≻ 0 (so the MLE exists at every size: the win graph is strongly
+    connected), then n_comparisons − n_items comparisons of uniform random pairs drawn from BT, shuffled."""
     from prefkit import sample_comparisons
 
     rng = np.random.default_rng(seed)
     strengths = rng.standard_normal(n_items)
-    return strengths, sample_comparisons(strengths, n_comparisons, rng)
+    cycle = np.stack([np.arange(n_items), (np.arange(n_items) + 1) % n_items], axis=1)
+    comps = np.concatenate([cycle, sample_comparisons(strengths, max(n_comparisons - n_items, 0), rng)])
+    return strengths, comps[rng.permutation(len(comps))]
+
+
+def run_floor(n, path):
+    """Read the comparisons and count each (winner, loser) pair: what any fit must at least do."""
+    comps = np.load(path)
+    key = comps[:, 0] * n + comps[:, 1]
+    if n * n <= max(2 * len(comps), 1 << 20):
+        counts = np.bincount(key, minlength=n * n)
+    else:
+        counts = np.unique(key, return_counts=True)
+    return counts
 
 
 def run_prefkit(n, comps):
@@ -67,7 +90,7 @@ def run_evalica(n, comps):
     return np.log(scores)
 
 
-RUNNERS = {"prefkit": run_prefkit, "choix": run_choix, "evalica": run_evalica}
+RUNNERS = {"floor": run_floor, "prefkit": run_prefkit, "choix": run_choix, "evalica": run_evalica}
 
 
 def _status_kib(field):
@@ -78,10 +101,11 @@ def _status_kib(field):
     return 0
 
 
-def measure(name, n, comps):
-    """(seconds, centered strengths, peak extra resident memory in bytes). Run it in a fresh child process."""
+def measure(name, n, data):
+    """(seconds, centered strengths or None, peak extra resident memory in bytes). Run in a fresh child."""
     fn = RUNNERS[name]
-    data = [tuple(c) for c in comps.tolist()] if name == "choix" else comps
+    if name == "choix":
+        data = [tuple(c) for c in data.tolist()]
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
@@ -89,22 +113,27 @@ def measure(name, n, comps):
         pass
     rss0 = _status_kib("VmRSS")
     t0 = time.perf_counter()
-    theta = fn(n, data)
+    out = fn(n, data)
     dt = time.perf_counter() - t0
     peak = max(_status_kib("VmHWM") - rss0, 0) * 1024
-    theta = np.asarray(theta, dtype=np.float64)
+    if name == "floor":
+        return dt, None, peak
+    theta = np.asarray(out, dtype=np.float64)
     return dt, theta - theta.mean(), peak
 
 
-def _child(name, n, comps, queue):
-    queue.put(measure(name, n, comps))
+def _child(name, n, data, queue):
+    try:
+        queue.put(measure(name, n, data))
+    except Exception as e:  # an import error or out of memory: reported, not fatal
+        queue.put(repr(e))
 
 
-def measure_with_timeout(name, n, comps, timeout):
-    """Run ``measure`` in a child process; None if it does not finish within ``timeout`` seconds."""
+def measure_with_timeout(name, n, data, timeout):
+    """Run ``measure`` in a forked child; None if it does not finish within ``timeout`` s, a str if it failed."""
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(name, n, comps, queue))
+    proc = ctx.Process(target=_child, args=(name, n, data, queue))
     proc.start()
     t0 = time.perf_counter()
     result = None
@@ -121,109 +150,114 @@ def measure_with_timeout(name, n, comps, timeout):
     return result
 
 
+def best_of(name, n, data, repeat, timeout):
+    runs = []
+    for _ in range(repeat):
+        r = measure_with_timeout(name, n, data, timeout)
+        if not isinstance(r, tuple):
+            return r
+        runs.append(r)
+    return min(runs, key=lambda x: x[0])
+
+
+def certificate(n, comps, theta):
+    """max_i |∂ℓ/∂θ_i| / L_ii at θ: the gradient over the curvature (≈ one Jacobi step to the optimum)."""
+    from prefkit import bt_fisher_information, bt_log_likelihood_gradient
+
+    grad = np.abs(bt_log_likelihood_gradient(theta, comps))
+    return float(np.max(grad / bt_fisher_information(theta, comps).diagonal()))
+
+
 def fmt_mem(b):
     return f"{b / 2**20:,.0f} MiB" if b >= 2**20 else f"{b / 2**10:,.0f} KiB"
 
 
+def slope(x, y):
+    """Least-squares slope of log y against log x (the growth exponent)."""
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    return float(np.polyfit(lx, ly, 1)[0])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="only the 1k/200k instance")
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed to each peer per instance")
+    ap.add_argument("--quick", action="store_true", help="1k and 10k items, 100k and 1M comparisons")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed to each peer per run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=3, help="timed runs of prefkit and evalica (best is kept)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each (best is kept; choix runs once)")
     args = ap.parse_args(argv)
+    items = ITEMS[:2] if args.quick else ITEMS
+    comparisons = COMPARISONS[:2] if args.quick else COMPARISONS
 
-    from prefkit import bt_fisher_information, bt_log_likelihood_gradient, fit_bradley_terry
-
-    # warm-up (imports, first-call overheads) on a tiny instance
-    _, small = make_instance(20, 500, seed=123)
-    for name in RUNNERS:
+    _, small = make_instance(20, 500, seed=123)  # warm-up (imports, first-call overheads)
+    for name in ("prefkit", "evalica", "choix"):
         try:
             RUNNERS[name](20, small)
-        except ImportError:
-            pass
+        except ImportError as e:
+            print(f"{name} is not installed ({e}); its rows are skipped", file=sys.stderr)
 
     load_start = os.getloadavg()
-    rows, notes = [], []
-    for n, m in SIZES[:1] if args.quick else SIZES:
-        strengths, comps = make_instance(n, m, args.seed)
-        t0 = time.perf_counter()
-        ref = fit_bradley_terry(comps, n, method="mm", tol=1e-14, max_iter=1_000_000)
-        t_ref = time.perf_counter() - t0
-        assert ref.converged
-        # how tight the reference is: the gradient (wins − expected wins) over the curvature, over the games
-        grad = np.abs(bt_log_likelihood_gradient(ref.strengths, comps))
-        curvature = bt_fisher_information(ref.strengths, comps).diagonal()
-        games = np.bincount(comps.ravel(), minlength=n)
-        notes.append(
-            f"{n:,} / {m:,}: reference = MM from a cold start, tol 1e-14 "
-            f"({ref.n_iter} sweeps, {t_ref:.1f} s); "
-            f"max_i |∂ℓ/∂θ_i| / L_ii = {np.max(grad / curvature):.1e}, "
-            f"max_i |∂ℓ/∂θ_i| / (comparisons of i) = {np.max(grad / games):.1e}"
-        )
-        out = {}
-        for name in ("prefkit", "evalica", "choix"):
-            runs = [measure_with_timeout(name, n, comps, args.timeout)]
-            while name != "choix" and runs[-1] is not None and len(runs) < args.repeat:
-                runs.append(measure_with_timeout(name, n, comps, args.timeout))
-            r = None if runs[-1] is None else min(runs, key=lambda x: x[0])  # best of the repeats
-            out[name] = r
-            if r is None:
-                print(f"  {n} items / {m} comparisons: {name} did not finish", file=sys.stderr)
-            else:
-                print(
-                    f"  {n} items / {m} comparisons: {name} {r[0]:.3f} s, max|diff| "
-                    f"{np.max(np.abs(r[1] - ref.strengths)):.1e}",
-                    file=sys.stderr,
-                )
-        base = out["prefkit"][0]
-        for name in ("prefkit", "evalica", "choix"):
-            r = out[name]
-            if r is None:  # timed out (or failed to import: see stderr)
-                rows.append(
-                    (
-                        f"{n:,} / {m:,}",
-                        name,
-                        f"> {args.timeout:.0f} s (stopped)",
-                        f"> {args.timeout / base:,.0f}×",
-                        "",
-                        "",
-                    )
-                )
+    rows, times = [], {}
+    tmp = tempfile.mkdtemp(prefix="bt_bench_")
+    for n in items:
+        for m in comparisons:
+            _, comps = make_instance(n, m, args.seed)
+            path = os.path.join(tmp, "comparisons.npy")
+            np.save(path, comps)
+            out = {"floor": best_of("floor", n, path, args.repeat, args.timeout),
+                   "prefkit": best_of("prefkit", n, comps, args.repeat, args.timeout)}
+            if n <= EVALICA_MAX_ITEMS:
+                out["evalica"] = best_of("evalica", n, comps, args.repeat, args.timeout)
+            if n <= CHOIX_MAX_ITEMS:
+                out["choix"] = best_of("choix", n, comps, 1, args.timeout)
+            pk = out["prefkit"]
+            if not isinstance(pk, tuple):
+                print(f"{n:,} / {m:,}: prefkit failed: {pk}", file=sys.stderr)
                 continue
-            dt, theta, peak = r
-            rows.append(
-                (
-                    f"{n:,} / {m:,}",
-                    name,
-                    f"{dt:.3f} s",
-                    f"{dt / base:,.1f}×",
-                    f"{np.max(np.abs(theta - ref.strengths)):.1e}",
-                    fmt_mem(peak),
-                )
-            )
+            times[n, m] = pk[0]
+            cert = certificate(n, comps, pk[1])
+            fl = out["floor"]
+            row = {"size": f"{n:,} / {m:,}", "prefkit": f"{pk[0]:.3f} s", "mem": fmt_mem(pk[2]),
+                   "floor": f"{fl[0]:.3f} s ({pk[0] / fl[0]:.1f}×)" if isinstance(fl, tuple) else "failed",
+                   "cert": f"{cert:.0e}"}
+            for peer in ("evalica", "choix"):
+                r = out.get(peer, "skipped")
+                if isinstance(r, tuple):
+                    diff = np.max(np.abs(r[1] - pk[1]))
+                    row[peer] = f"{r[0]:.2f} s, **{r[0] / pk[0]:.1f}×**, {fmt_mem(r[2])}, Δθ {diff:.0e}"
+                elif r is None:
+                    row[peer] = f"> {args.timeout:.0f} s (stopped)"
+                elif r == "skipped":
+                    row[peer] = "—"
+                else:
+                    row[peer] = f"failed: {r[:60]}"
+            rows.append(row)
+            print(f"  {row}", file=sys.stderr, flush=True)
+    load_end = os.getloadavg()
 
     print()
-    print(
-        f"Bradley-Terry MLE, N(0,1) strengths, uniform pairs (seed {args.seed}); "
-        f"machine: {os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
-    )
+    print(f"Bradley-Terry MLE, N(0,1) strengths, uniform pairs (seed {args.seed}); best of {args.repeat}; "
+          f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print()
-    print(
-        "| items / comparisons | method | time | time ÷ prefkit | max abs diff from reference MLE "
-        "| peak extra memory |"
-    )
-    print("|---|---|---|---|---|---|")
+    print("| items / comparisons | prefkit | peak memory | floor: read + aggregate (prefkit ÷ floor) "
+          "| evalica: time, ÷ prefkit, memory, max Δθ | choix ilsr: time, ÷ prefkit, memory, max Δθ "
+          "| prefkit max |g_i|/L_ii |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| " + " | ".join(r) + " |")
+        print(f"| {r['size']} | {r['prefkit']} | {r['mem']} | {r['floor']} | {r['evalica']} | {r['choix']} "
+              f"| {r['cert']} |")
     print()
-    for note in notes:
-        print(note)
-    load_end = os.getloadavg()
-    print(
-        "load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}; at end: {:.2f} {:.2f} {:.2f} "
-        "(a shared machine: absolute times vary, the ratios less so)".format(*load_start, *load_end)
-    )
+    print("Growth exponents of prefkit's time (least-squares slope of log time):")
+    for n in items:
+        ms = [m for m in comparisons if (n, m) in times]
+        if len(ms) > 1:
+            print(f"- against log m at n = {n:,}: {slope(ms, [times[n, m] for m in ms]):.2f}")
+    for m in comparisons:
+        ns = [n for n in items if (n, m) in times]
+        if len(ns) > 1:
+            print(f"- against log n at m = {m:,}: {slope(ns, [times[n, m] for n in ns]):.2f}")
+    print()
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}; at end: {:.2f} {:.2f} {:.2f} "
+          "(a shared machine: absolute times vary, the ratios less so)".format(*load_start, *load_end))
     return 0
 
 

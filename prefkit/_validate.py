@@ -162,10 +162,10 @@ def as_index_array(x, name: str, *, n: int | None = None, ncols: int | None = No
             raise ValueError(f"{name} contains an index too large for int64")
     elif a.dtype.kind not in "iub":
         raise ValueError(f"{name} must contain integer indices, got dtype {a.dtype}")
-    a = a.astype(np.int64)
+    a = a.astype(np.int64, copy=False)  # no copy when already int64: callers never write into it
     if ncols is not None and (a.ndim != 2 or a.shape[1] != ncols):
         raise ValueError(f"{name} must have shape (m, {ncols}), got {a.shape}")
-    if np.any(a < 0):
+    if a.size and a.min() < 0:
         raise ValueError(f"{name} contains negative indices (no wrap-around: −1 is not the last item)")
     if n is not None and np.any(a >= n):
         raise ValueError(f"{name} contains index {int(a.max())}, out of range for {n} items")

@@ -75,7 +75,7 @@ class PairwiseData:
         self.names = [str(v) for v in self.names]
         if len(set(self.names)) != len(self.names):
             raise ValueError("names has a duplicated item name")
-        self.comparisons = as_index_array(self.comparisons, "comparisons", n=len(self.names), ncols=2)
+        self.comparisons = as_index_array(self.comparisons, "comparisons", n=len(self.names), ncols=2).copy()
         m = len(self.comparisons)
         self.weights = check_weights(self.weights, m)
         try:
