@@ -12,8 +12,18 @@ Conventions
 -----------
 * Arrays put responses on the last axis: ``pi_ref[x, y]``, ``reward[x, y]``. Any number of leading axes is
   allowed (a single prompt may be a 1-d array); results keep the leading axes.
-* Everything is computed in log space in float64: ``log_Z`` with logsumexp, π* as ``exp(log π_ref + r/β −
-  log_Z)``. Results are finite for |r/β| up to 1e6 and for float32 inputs.
+* Everything is computed in log space in float64: ``log_Z`` with logsumexp (shifted by the largest r/β on
+  π_ref's support), π* as ``π_ref·exp(r/β − max) / Σ``. Results are finite for |r/β| up to 1e6 and beyond.
+* **dtype**: :func:`optimal_policy` and :func:`implied_reward` return float32 when both array arguments are
+  float32 (torch float32/bfloat16 tensors included) and float64 otherwise; :func:`log_partition` always
+  returns float64 (one number per prompt, of the size of r/β: in float32, log Z = 10⁶ + log ⅓ would be off by
+  up to 0.03). With float32 inputs, r/β and its shift by the row's maximum are still computed in float64, so
+  r/β = 1e6 keeps log π_ref's digits, and log Z is computed wholly in float64; only the steps whose result is
+  of the size of one float32 (exp(r/β − m) ≤ 1, the product with π_ref, the normalisation; π/π_ref, its log,
+  β·) run in float32. The results are those of float64 for the float32 numbers given, to within a few
+  float32 roundings (see each function). These three functions process rows in chunks, so their
+  temporaries are bounded by the chunk, not by the input: memory is the output plus O(chunk). The other
+  functions compute and return float64.
 * **Where π_ref(y|x) = 0, π*(y|x) = 0** for every reward: the reward there is ignored (it must still be
   finite). Likewise the implied reward is −inf off π_ref's support, and ``kl_divergence(p, q)`` is +inf
   exactly when p puts mass where q has none.
@@ -26,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from ._validate import as_float_array, check_beta, check_distribution, check_same_shape, mean_value
+from ._validate import as_float_array, check_beta, check_distribution, check_same_shape, mean_value, to_numpy
 
 __all__ = [
     "optimal_policy",
@@ -74,8 +84,215 @@ def _shifted_logits(p: np.ndarray, scaled: np.ndarray) -> tuple[np.ndarray, np.n
     return logits, m
 
 
+# ------------------------------------------------------------------------- row chunks (memory and dtype)
+
+#: Rows are processed in chunks of about this many entries (a whole number of rows, at least one), so that the
+#: temporaries stay in cache and their size is bounded whatever the size of the input. Tests lower it.
+_CHUNK_ENTRIES = 1 << 18
+
+
+def _as_real_array(x, name: str) -> np.ndarray:
+    """``x`` as a real array *without* converting it to float64 (the chunks convert as they go).
+
+    The same refusals as :func:`prefkit._validate.as_float_array` (None, ragged, complex, non-numbers, 0-d).
+    """
+    if x is None:
+        raise ValueError(f"{name} must be an array of numbers, got None")
+    x = to_numpy(x)
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError):  # ragged lists; a list of tensors that require grad
+        raise ValueError(f"{name} must be an array of numbers (not ragged), got {type(x).__name__}") from None
+    if a.dtype.kind == "c":
+        raise ValueError(f"{name} must be real, got complex values")
+    if a.dtype.kind not in "biuf" and a.size:
+        raise ValueError(f"{name} must be an array of numbers, got dtype {a.dtype}")
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension")
+    return a
+
+
+def _out_dtype(*arrays: np.ndarray) -> type:
+    """float32 when every array is float32 (the caller asked for single precision), float64 otherwise."""
+    return np.float32 if all(a.dtype == np.float32 for a in arrays) else np.float64
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a`` as (n_rows, n_responses): a view, except for a non-contiguous array of 3 or more dimensions."""
+    return a.reshape(1, -1) if a.ndim == 1 else a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+
+
+def _chunk(a: np.ndarray) -> np.ndarray:
+    """A chunk as float32 or float64 (ints, bools, float16 and long double are converted, chunk by chunk)."""
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+def _row_slices(n_rows: int, n_cols: int):
+    step = max(1, _CHUNK_ENTRIES // max(n_cols, 1))
+    return step, [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
+
+
+def _check_rows(p: np.ndarray, name: str, row0: int, lead: tuple, atol: float = 1e-6) -> np.ndarray:
+    """Each row of the chunk ``p`` (rows ``row0``…) a distribution, as :func:`check_distribution`; returns the
+    smallest entry of each row.
+
+    One sum and one min per row instead of boolean masks: NaN or ±inf make the sum non-finite, a negative entry
+    makes the min negative. float32 rows are summed in float32 (numpy's pairwise sum, error ~1e-7 on rows of
+    10⁵ entries), and the rows that look more than atol/2 away from 1 summed again in float64 for the verdict.
+    """
+    s = p.sum(axis=-1)
+    lo = p.min(axis=-1) if p.size else np.zeros(p.shape[0], dtype=p.dtype)
+    if p.size and np.abs(s - 1.0).max() <= atol / 2 and lo.min() >= 0:  # the usual case, in a few calls
+        return lo  # (NaN makes the max NaN and fails the test: such chunks go the long way below)
+    s = s.astype(np.float64)
+    if p.dtype != np.float64:
+        again = np.flatnonzero(~(np.abs(s - 1.0) <= atol / 2))
+        if again.size:
+            s[again] = p[again].sum(axis=-1, dtype=np.float64)
+    if not np.all(np.isfinite(s)) and not np.all(np.isfinite(p)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if np.any(lo < 0):
+        raise ValueError(f"{name} has negative probabilities")
+    bad = np.flatnonzero(~(np.abs(s - 1.0) <= atol))
+    if bad.size:
+        i = bad[0]
+        idx = np.unravel_index(row0 + i, lead) if lead else (0,)
+        raise ValueError(f"{name} is not a distribution: row {tuple(int(k) for k in idx)} sums to {s[i]:.6g}, "
+                         f"not 1")
+    return lo
+
+
+def _check_reward(r: np.ndarray, b: float) -> np.ndarray:
+    """Each row's largest reward; raises unless every r and r/β is finite. Read in the input dtype: NaN makes
+    min and max NaN, and r/β overflows somewhere exactly when the largest |r| over β does (dividing by β > 0 is
+    monotone, and so is rounding)."""
+    top = r.max(axis=-1) if r.size else np.zeros(r.shape[0], dtype=r.dtype)
+    hi, lo = (float(top.max()), float(r.min())) if r.size else (0.0, 0.0)
+    if not (np.isfinite(hi) and np.isfinite(lo)):
+        raise ValueError("reward contains NaN or inf")
+    with np.errstate(over="ignore"):
+        if not np.isfinite(max(hi, -lo) / b):
+            raise ValueError(f"reward/beta overflows float64 (beta={b!r}); rescale reward or increase beta")
+    return top
+
+
+def _redo_by_logsumexp(p_row: np.ndarray, r_row: np.ndarray, b: float) -> tuple[np.ndarray, float]:
+    """(log π*(·|x), log Z(x)) of one row by logsumexp over log π_ref + r/β − m(x): the rare rows whose terms
+    π_ref·exp(r/β − m(x)) all underflow (π_ref tiny where r/β is largest)."""
+    logits, m = _shifted_logits(p_row.astype(np.float64), np.divide(r_row, b, dtype=np.float64))
+    lse = logsumexp(logits)
+    return logits - lse, float(lse + m[0])
+
+
+def _gibbs_chunks(pi_ref, reward, beta, want_policy: bool):
+    """The shared loop of :func:`optimal_policy` and :func:`log_partition`, one chunk of rows at a time.
+
+    Per chunk: z = r/β and m(x) = max of z over π_ref's support, in float64 whatever the input dtype; then
+    e = π_ref·exp(z − m(x)) (multiplying by π_ref rather than adding log π_ref: one transcendental per entry,
+    and exp(z − m) ≤ 1 cannot overflow) and Z(x)·exp(−m(x)) = Σ_y e (row sums in float64). e is computed in
+    float64, except for π* of float32 inputs, where exp, the product and the division run in float32 on the
+    float64 z − m(x). Rows whose sum underflows are redone by logsumexp (:func:`_redo_by_logsumexp`).
+    """
+    b = check_beta(beta)
+    p = _as_real_array(pi_ref, "pi_ref")
+    r = _as_real_array(reward, "reward")
+    check_same_shape(p, r, "pi_ref", "reward")
+    dtype = _out_dtype(p, r)
+    lead, n = p.shape[:-1], p.shape[-1]
+    p2, r2 = _rows(p), _rows(r)
+    n_rows = p2.shape[0]
+    out = np.empty((n_rows, n), dtype=dtype) if want_policy else np.empty(n_rows)  # log Z: always float64
+    step, slices = _row_slices(n_rows, n)
+    direct = want_policy and dtype == np.float64  # work in the output itself
+    buf = None if direct else np.empty(min(step, n_rows) * n)
+    for s in slices:
+        pc, rc = _chunk(p2[s]), _chunk(r2[s])
+        lo = _check_rows(pc, "pi_ref", s.start, lead)
+        top = _check_reward(rc, b)
+        z = out[s] if direct else buf[: pc.size].reshape(pc.shape)  # (rows, n) float64
+        np.divide(rc, b, out=z, dtype=np.float64)
+        if np.any(lo == 0):  # some π_ref(y|x) = 0: off the support, π* = 0 whatever r
+            z[pc <= 0] = -np.inf
+            m = z.max(axis=-1, keepdims=True)  # max of r/β over π_ref's support
+        else:
+            m = np.divide(top, b, dtype=np.float64)[:, None]  # = max of r/β: rounding is monotone
+        z -= m  # r/β − m(x) ≤ 0, exact to float64 rounding however large r/β is
+        if want_policy and not direct:  # float32: e = π_ref·exp(z − m) in float32, straight into the output
+            e = out[s]
+            np.exp(z, out=e, dtype=np.float32)
+            e *= pc
+            tiny = 1e-28  # the largest term is then still a normal float32
+        else:
+            e = z
+            np.exp(e, out=e)  # exp(r/β − m(x)) ∈ [0, 1]
+            np.multiply(e, pc, out=e, dtype=np.float64)  # π_ref·exp(r/β − m(x))
+            tiny = 1e-280
+        total = e.sum(axis=-1, dtype=np.float64)  # Z(x)·exp(−m(x)) ≥ π_ref(argmax)·1
+        low = np.flatnonzero(total < tiny)  # rare: every term underflowed or lost digits
+        if want_policy:
+            with np.errstate(divide="ignore", invalid="ignore"):  # rows in `low` may divide by 0: redone below
+                e /= total.astype(e.dtype)[:, None]
+            for i in low:
+                e[i] = np.exp(_redo_by_logsumexp(pc[i], rc[i], b)[0])
+        else:
+            with np.errstate(divide="ignore"):
+                log_Z = np.log(total) + m[:, 0]
+            for i in low:
+                log_Z[i] = _redo_by_logsumexp(pc[i], rc[i], b)[1]
+            out[s] = log_Z
+    return out.reshape(p.shape if want_policy else lead)
+
+
+def _implied_reward_chunks(pi, pi_ref, beta):
+    """β·log(π/π_ref) chunk by chunk: one log of the ratio per entry (more accurate than log π − log π_ref,
+    whose two roundings are each relative to |log π|), in the output dtype; −inf where π = 0. Rows where
+    π_ref is so small (< 1e-300, or < 1e-30 in float32) that the ratio could overflow are redone as
+    log π − log π_ref in float64."""
+    b = check_beta(beta)
+    p = _as_real_array(pi, "pi")
+    q = _as_real_array(pi_ref, "pi_ref")
+    check_same_shape(p, q, "pi", "pi_ref")
+    dtype = _out_dtype(p, q)
+    lead, n = p.shape[:-1], p.shape[-1]
+    p2, q2 = _rows(p), _rows(q)
+    n_rows = p2.shape[0]
+    out = np.empty((n_rows, n), dtype=dtype)
+    lim = float(np.finfo(dtype).max)
+    big = lim / 800.0  # |log(π/π_ref)| < 800 for any two positive float64 numbers: no overflow below
+    q_min = 1e-300 if dtype == np.float64 else 1e-30  # π/π_ref ≤ 1/q_min cannot overflow
+    for s in _row_slices(n_rows, n)[1]:
+        pc, qc = _chunk(p2[s]), _chunk(q2[s])
+        _check_rows(pc, "pi", s.start, lead)
+        q_lo = _check_rows(qc, "pi_ref", s.start, lead)  # smallest π_ref per row
+        zeros = np.flatnonzero(q_lo == 0)
+        if zeros.size and np.any((pc[zeros] > 0) & (qc[zeros] == 0)):
+            raise ValueError("pi puts mass where pi_ref is 0: the implied reward there is +inf")
+        z = out[s]  # (rows, n), the output dtype
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            np.divide(pc, qc, out=z, dtype=dtype)
+            np.log(z, out=z)  # log 0 = −inf where π = 0; NaN where π = π_ref = 0
+            for i in zeros:  # smallest π_ref on the support
+                q_lo[i] = np.min(qc[i], where=qc[i] > 0, initial=np.inf)
+                z[i, pc[i] == 0] = -np.inf
+            for i in np.flatnonzero(q_lo < q_min):  # rare: π/π_ref may have overflowed
+                z[i] = np.log(pc[i], dtype=np.float64) - np.log(qc[i], dtype=np.float64)
+                z[i, pc[i] == 0] = -np.inf
+        if b > big:  # β·log(π/π_ref) may overflow the output dtype: multiply in float64 and look
+            with np.errstate(over="ignore"):
+                w = z.astype(np.float64) * b
+            if np.any((np.abs(w) > lim) & (pc > 0)):
+                raise ValueError(f"beta*log(pi/pi_ref) overflows {np.dtype(dtype).name} (beta={b!r})")
+            z[...] = w
+        else:
+            z *= b
+    return out.reshape(p.shape)
+
+
 def log_partition(pi_ref, reward, beta) -> np.ndarray:
     """log Z(x) = log Σ_y π_ref(y|x)·exp(r(x, y)/β), by logsumexp over π_ref's support.
+
+    Computed as log Z(x) = m(x) + log Σ_y π_ref(y|x)·exp(r(x, y)/β − m(x)), with m(x) the largest r/β on π_ref's
+    support, so nothing overflows and r/β = 1e6 keeps every digit of log π_ref.
 
     Parameters
     ----------
@@ -85,29 +302,20 @@ def log_partition(pi_ref, reward, beta) -> np.ndarray:
 
     Returns
     -------
-    log_Z : (...) float64 array. β·log_Z is the maximum of the KL-regularised objective (the Gibbs identity,
-        Rafailov et al. 2023, App. A.1).
+    log_Z : (...) float64 array, whatever the input dtype: one number per prompt costs no memory, and log Z is
+        of the size of r/β, where float32 would keep no digit of log π_ref (at r/β = 1e6 its spacing is
+        0.0625). β·log_Z is the maximum of the KL-regularised objective (the Gibbs identity, Rafailov et al.
+        2023, App. A.1).
 
     Raises
     ------
     ValueError
         naming ``beta``, ``pi_ref`` or ``reward`` (see the module docstring).
+
+    Memory: the (...) output and chunk-sized float64 temporaries (``_CHUNK_ENTRIES`` entries, a whole number of
+    rows): no temporary the size of the input. float32 inputs are read in float32 and computed in float64.
     """
-    p, r, b, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
-    z[p <= 0] = -np.inf  # off π_ref's support
-    m = z.max(axis=-1, keepdims=True)
-    z -= m  # r/β − m(x) first, so a huge r/β cannot absorb log π_ref's digits
-    with np.errstate(divide="ignore"):
-        z += np.log(p)  # log π_ref + r/β − m(x) ≤ 0
-    np.exp(z, out=z)
-    total = z.sum(axis=-1)
-    low = total < 1e-280  # every term underflowed (π_ref tiny where r/β is largest): logsumexp for those rows
-    with np.errstate(divide="ignore"):
-        out = np.log(total) + m[..., 0]
-    if np.any(low):
-        logits, m_low = _shifted_logits(p[low], r[low] / b)
-        out[low] = logsumexp(logits, axis=-1) + m_low[..., 0]
-    return out
+    return _gibbs_chunks(pi_ref, reward, beta, want_policy=False)
 
 
 def optimal_log_policy(pi_ref, reward, beta) -> np.ndarray:
@@ -133,36 +341,38 @@ def optimal_policy(pi_ref, reward, beta) -> np.ndarray:
 
     Returns
     -------
-    pi_star : float64 array of the same shape; each row sums to 1.
+    pi_star : array of the same shape; each row sums to 1. float32 when both ``pi_ref`` and ``reward`` are
+        float32, float64 otherwise.
 
     Raises
     ------
     ValueError
-        naming ``beta`` (≤ 0, not finite, or r/β overflows), ``pi_ref`` (negative entries, a row that is not a
-        distribution, NaN) or ``reward`` (NaN/inf, shape mismatch).
+        naming ``beta`` (≤ 0, not finite, or r/β overflows float64), ``pi_ref`` (negative entries, a row that is
+        not a distribution, NaN) or ``reward`` (NaN/inf, shape mismatch).
 
     References
     ----------
     Rafailov et al. 2023, "Direct Preference Optimization", Eq. 4 and Appendix A.1.
 
-    Memory: besides the output, one temporary the size of the input (r/β, which the checks need anyway) and a
-    boolean mask; the softmax runs in place in the output (log π_ref + r/β − max, exp, divide by the row sum).
+    Notes
+    -----
+    Computed row chunk by row chunk as π_ref(y|x)·exp(r/β − m(x)) / Σ_y(...), with m(x) the largest r/β on
+    π_ref's support: exp never overflows, and a huge r/β (1e6) cannot absorb π_ref's digits (multiplying by
+    π_ref after the exp, rather than adding log π_ref before it, also saves one transcendental per entry).
+    float32 inputs: r/β − m(x) is computed in float64, then exp, the product with π_ref and the division by
+    the row sum (accumulated in float64) in float32, so each entry is within a relative 2^-24·(6 + |r/β −
+    m(x)|) of the float64 π* of the same float32 numbers: a few ulps for the entries that carry the mass (the
+    test checks this bound); entries below float32's smallest subnormal, 1.4e-45, become 0 (use
+    :func:`optimal_log_policy` for those). Rows where every term underflows or is subnormal (π_ref tiny where
+    r/β is largest) are redone by logsumexp in float64.
+
+    Memory: the output and chunk-sized temporaries (``_CHUNK_ENTRIES`` entries, a whole number of rows; for
+    float32 inputs one float64 chunk buffer): no temporary the size of the input. A single row is one chunk,
+    so for one enormous row the temporaries are the size of that row. Inputs other than float32/float64
+    (ints, float16) are converted chunk by chunk; a non-contiguous array of 3 or more dimensions is copied
+    once by the reshape to rows.
     """
-    p, r, b, z = _check_inputs(pi_ref, reward, beta)  # z = r/β, a fresh array this function owns
-    z[p <= 0] = -np.inf  # off π_ref's support: π* = 0
-    z -= z.max(axis=-1, keepdims=True)  # r/β − m(x) first, so a huge r/β cannot absorb log π_ref's digits
-    out = _log(p)
-    out += z  # log π_ref + r/β − m(x) ≤ 0: exp cannot overflow
-    del z
-    np.exp(out, out=out)
-    total = out.sum(axis=-1, keepdims=True)
-    low = total[..., 0] < 1e-280  # every term underflowed or lost digits (π_ref tiny where r/β is largest)
-    if np.any(low):  # rare: redo those rows with a logsumexp over the logits
-        logits, _ = _shifted_logits(p[low], r[low] / b)
-        out[low] = np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
-        total[low] = 1.0
-    out /= total
-    return out
+    return _gibbs_chunks(pi_ref, reward, beta, want_policy=True)
 
 
 def implied_reward(pi, pi_ref, beta) -> np.ndarray:
@@ -177,22 +387,24 @@ def implied_reward(pi, pi_ref, beta) -> np.ndarray:
     pi, pi_ref : (..., n_responses) arrays of distributions with the same shape
     beta : float > 0
 
+    Returns
+    -------
+    reward : array of the same shape; float32 when both ``pi`` and ``pi_ref`` are float32, float64 otherwise.
+        Computed row chunk by row chunk in the output dtype as β·log(π/π_ref): one rounding in the ratio, one
+        in the log, one in β· (more accurate than β·(log π − log π_ref), whose two logs each round relative to
+        |log π|); for float32, within 2^-24·(4·|result| + 2β) of the float64 value of the same numbers (the
+        test checks this bound). A row where π_ref < 1e-300 somewhere (1e-30 in float32), so that the ratio
+        could overflow, is redone as log π − log π_ref in float64.
+
     Raises
     ------
     ValueError
         naming ``beta``, ``pi`` or ``pi_ref``; also when π puts mass where π_ref has none (the ratio is
-        infinite).
+        infinite), and naming ``beta`` when β·log(π/π_ref) overflows the output dtype.
+
+    Memory: the output and chunk-sized temporaries, as :func:`optimal_policy`.
     """
-    b = check_beta(beta)
-    p = check_distribution(pi, "pi")
-    q = check_distribution(pi_ref, "pi_ref")
-    check_same_shape(p, q, "pi", "pi_ref")
-    if np.any((p > 0) & (q == 0)):
-        raise ValueError("pi puts mass where pi_ref is 0: the implied reward there is +inf")
-    out = np.full(p.shape, -np.inf)
-    on = p > 0
-    out[on] = b * (np.log(p[on]) - np.log(q[on]))
-    return out
+    return _implied_reward_chunks(pi, pi_ref, beta)
 
 
 def kl_divergence(p, q) -> np.ndarray:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.optimize import minimize
-from scipy.special import softmax
+from scipy.special import logsumexp, softmax
 
 from prefkit.bradley_terry import bt_probability
 from prefkit.closed_form import (
@@ -106,9 +106,10 @@ def test_float32_inputs():
     pi_ref, reward = _instance(3)
     p32, r32 = pi_ref.astype(np.float32), (reward * 1e5).astype(np.float32)
     ps = optimal_policy(p32, r32, 0.1)
-    assert ps.dtype == np.float64 and np.all(np.isfinite(ps))
-    np.testing.assert_allclose(ps.sum(-1), 1.0)
-    assert np.all(np.isfinite(log_partition(p32, r32, 0.1)))
+    assert ps.dtype == np.float32 and np.all(np.isfinite(ps))  # float32 in, float32 out
+    np.testing.assert_allclose(ps.sum(-1), 1.0, rtol=1e-6)
+    log_Z = log_partition(p32, r32, 0.1)
+    assert log_Z.dtype == np.float64 and np.all(np.isfinite(log_Z))  # one per prompt: float64
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -217,3 +218,194 @@ def test_reward_kl_frontier_averages_over_prompts():
         pi = optimal_policy(pi_ref, reward, beta)
         assert abs(f["reward"][k] - np.mean(np.sum(pi * reward, axis=-1))) < 1e-12
         assert abs(f["kl"][k] - np.mean(kl_divergence(pi, pi_ref))) < 1e-12
+
+
+# ---------------------------------------------------------------- float32, chunks of rows, memory (issue 16)
+
+
+def _f32_instance(seed, shape=(6, 40), scale=1.0):
+    """float32 π_ref (rows that are distributions in float32) and r, and the same numbers in float64."""
+    rng = np.random.default_rng(seed)
+    p32 = softmax(rng.normal(size=shape), axis=-1).astype(np.float32)
+    r32 = (scale * rng.normal(size=shape)).astype(np.float32)
+    return p32, r32, p32.astype(np.float64), r32.astype(np.float64)
+
+
+def test_float32_in_float32_out_agrees_with_float64_of_the_same_numbers():
+    p32, r32, p64, r64 = _f32_instance(0)
+    beta = 0.3
+    ps32, ps64 = optimal_policy(p32, r32, beta), optimal_policy(p64, r64, beta)
+    assert ps32.dtype == np.float32 and ps64.dtype == np.float64
+    # the shift r/β − m(x) is float64; exp, product and division in float32: a few ulps, more for entries far
+    # below the largest (the float32 rounding of r/β − m(x) is relative to its size)
+    z = r64 / beta - np.max(r64 / beta, axis=-1, keepdims=True)
+    np.testing.assert_array_less(np.abs(ps32 - ps64), 2.0**-24 * (6 + np.abs(z)) * ps64 + 1e-45)
+    assert np.max(np.abs(ps32.sum(-1, dtype=np.float64) - 1)) < 1e-6
+    # log Z is float64 for any input, computed in float64 from the float32 numbers given
+    log_Z32 = log_partition(p32, r32, beta)
+    assert log_Z32.dtype == np.float64
+    np.testing.assert_allclose(log_Z32, log_partition(p64, r64, beta), rtol=1e-15, atol=1e-15)
+    # implied reward: one float32 rounding in the ratio, one in the log, one in β·
+    q32 = softmax(np.random.default_rng(1).normal(size=p32.shape), axis=-1).astype(np.float32)
+    ir32, ir64 = implied_reward(q32, p32, beta), implied_reward(q32.astype(np.float64), p64, beta)
+    assert ir32.dtype == np.float32
+    np.testing.assert_array_less(np.abs(ir32 - ir64), 2.0**-24 * (4 * np.abs(ir64) + 2 * beta))
+    # any float64 argument (or an int, or a list) gives float64
+    assert optimal_policy(p32, r64, beta).dtype == np.float64
+    assert optimal_policy(p64, r32, beta).dtype == np.float64
+    assert implied_reward(q32, p64, beta).dtype == np.float64
+    assert optimal_policy(p32, np.zeros(p32.shape, dtype=np.int64), beta).dtype == np.float64
+
+
+def test_float32_keeps_log_space_exactness_at_r_over_beta_1e6():
+    """r/β = 1e6 with β = 0.3 (r/β is not a float32): a float32 log π_ref + r/β would round to 1/16 and
+    move π* by ~6%; prefkit shifts in float64 first."""
+    p32 = np.array([[0.5, 0.25, 0.25], [0.2, 0.0, 0.8]], dtype=np.float32)
+    r32 = np.array([[3e5, 3e5 - 0.3, 0.0], [-3e5, 7.0, -3e5 + 0.6]], dtype=np.float32)
+    beta = 0.3
+    p64, r64 = p32.astype(np.float64), r32.astype(np.float64)
+    ps = optimal_policy(p32, r32, beta)
+    assert ps.dtype == np.float32 and np.all(np.isfinite(ps)) and ps[1, 1] == 0  # π_ref = 0 masked
+    with np.errstate(divide="ignore"):
+        log_p = np.log(p64)
+    want = softmax(log_p + (r64 / beta - np.max(np.where(p64 > 0, r64 / beta, -np.inf), -1, keepdims=True)), axis=-1)
+    np.testing.assert_allclose(ps, want, rtol=1e-6, atol=1e-45)
+    assert abs(ps[0, 1] / ps[0, 0] - 0.5 * np.exp((r64[0, 1] - r64[0, 0]) / beta)) < 1e-6
+    log_Z = log_partition(p32, r32, beta)
+    np.testing.assert_allclose(log_Z, log_partition(p64, r64, beta), rtol=1e-15)
+    assert np.isfinite(log_Z).all() and abs(log_Z[0] - 1e6) < 1  # no overflow, the size of r/β
+    ir = implied_reward(ps, p32, beta)
+    assert np.all(np.isfinite(ir[ps > 0])) and np.all(ir[ps == 0] == -np.inf)  # π*[0, 2] = e^-1e6 underflows
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_implied_reward_of_pi_star_is_reward_minus_beta_log_Z(dtype):
+    """r = β log(π*/π_ref) + β log Z on π_ref's support (Rafailov et al. 2023, Eq. 5); −inf off it. Leading
+    axes kept, zeros in π_ref, a large r/β."""
+    rng = np.random.default_rng(7)
+    pi_ref = softmax(rng.normal(size=(2, 3, 8)), axis=-1)
+    pi_ref[0, 1, [2, 5]] = 0.0
+    pi_ref /= pi_ref.sum(-1, keepdims=True)
+    reward = rng.normal(size=pi_ref.shape) * 2 + 50.0  # a per-prompt shift, irrelevant to π*
+    beta = 0.7
+    p, r = pi_ref.astype(dtype), reward.astype(dtype)
+    ps = optimal_policy(p, r, beta)
+    ir = implied_reward(ps, p, beta)
+    assert ir.shape == pi_ref.shape and ir.dtype == dtype
+    on = pi_ref > 0
+    assert np.all(ir[~on] == -np.inf) and np.all(np.isfinite(ir[on]))
+    rebuilt = ir + beta * log_partition(p, r, beta)[..., None]
+    tol = 1e-10 if dtype == np.float64 else 2e-4  # float32: rounding of π* and of β log(π*/π_ref) near 50
+    np.testing.assert_allclose(rebuilt[on], r.astype(np.float64)[on], atol=tol, rtol=0)
+
+
+def _stress_rows(dtype):
+    """7 rows × 5: ordinary rows, a zero in π_ref, and a row whose terms all underflow (π_ref tiny where r/β
+    is largest), which is redone by logsumexp."""
+    rng = np.random.default_rng(11)
+    p = softmax(rng.normal(size=(7, 5)), axis=-1)
+    r = rng.normal(size=(7, 5))
+    p[2, 3] = 0.0
+    p[2] /= p[2].sum()
+    # π_ref(y_0) subnormal, r/β largest there; exp(r/β − m) of y_1 subnormal: π* ≈ (0.96, 0.04, 0, 0, 0)
+    tiny, gap = (1e-320, -740.0) if dtype == np.float64 else (1e-40, -95.0)
+    p[4] = [tiny, 1.0, 0.0, 0.0, 0.0]
+    r[4] = [0.0, 0.5 * gap, 3.0, 3.0, 3.0]  # r/β = (0, gap) at β = 0.5
+    return p.astype(dtype), r.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("chunk", [3, 12, 25])
+def test_chunks_of_rows_give_the_unchunked_result(monkeypatch, dtype, chunk):
+    """_CHUNK_ENTRIES = 3 (one row per chunk), 12 (two rows, the last chunk one row), 25 (five rows): the
+    same bits as one chunk, including the row redone by logsumexp in the middle of a chunk."""
+    import prefkit.closed_form as cf
+
+    p, r = _stress_rows(dtype)
+    q = np.where(p > 0, np.random.default_rng(12).uniform(0.5, 1.0, size=p.shape), 0.0)  # π = 0 where π_ref = 0
+    q = (q / q.sum(-1, keepdims=True)).astype(dtype)
+    whole = (optimal_policy(p, r, 0.5), log_partition(p, r, 0.5), implied_reward(q, p, 0.5))
+    monkeypatch.setattr(cf, "_CHUNK_ENTRIES", chunk)
+    assert cf._row_slices(7, 5)[0] == max(1, chunk // 5)
+    parts = (optimal_policy(p, r, 0.5), log_partition(p, r, 0.5), implied_reward(q, p, 0.5))
+    for a, b in zip(whole, parts, strict=True):
+        if dtype == np.float64:
+            np.testing.assert_array_equal(a, b)
+        else:  # numpy's float32 log/exp differ by a few ulps between their SIMD body and an array's tail
+            np.testing.assert_allclose(a, b, rtol=2.0**-21, atol=2.0**-24)
+    # the row redone by logsumexp is right (its terms π_ref·exp(r/β − m) are subnormal: a few digits at best)
+    p64, r64 = p.astype(np.float64), r.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        logits = np.log(p64[4]) + r64[4] / 0.5
+    np.testing.assert_allclose(parts[0][4], softmax(logits), rtol=1e-6, atol=1e-45)
+    assert parts[0][4, 1] > 0.01
+    assert parts[1][4] == pytest.approx(logsumexp(logits), rel=1e-12)
+    assert parts[0][2, 3] == 0 and parts[2][2, 3] == -np.inf
+
+
+def test_errors_in_a_later_chunk_name_the_right_row(monkeypatch):
+    import prefkit.closed_form as cf
+
+    monkeypatch.setattr(cf, "_CHUNK_ENTRIES", 4)  # one row per chunk
+    p = np.full((2, 3, 4), 0.25)
+    p[1, 2] = [0.5, 0.5, 0.5, 0.0]
+    for fn, args in ((optimal_policy, (p, np.zeros_like(p), 1.0)), (log_partition, (p, np.zeros_like(p), 1.0)),
+                     (implied_reward, (np.full(p.shape, 0.25), p, 1.0))):
+        with pytest.raises(ValueError, match=r"pi_ref is not a distribution: row \(1, 2\) sums to 1\.5"):
+            fn(*args)
+    r = np.zeros_like(p)
+    r[1, 1, 3] = np.nan
+    with pytest.raises(ValueError, match="reward contains NaN"):
+        optimal_policy(np.full(p.shape, 0.25), r, 1.0)
+    r[1, 1, 3] = 1e300
+    with pytest.raises(ValueError, match="beta"):
+        log_partition(np.full(p.shape, 0.25), r, 1e-10)
+    # float32 rows are summed in float32, and again in float64 when close to the tolerance
+    p32 = np.full((3, 4), 0.25, dtype=np.float32)
+    p32[2, 0] += np.float32(2e-6)
+    with pytest.raises(ValueError, match=r"row \(2,\)"):
+        optimal_policy(p32, np.zeros_like(p32), 1.0)
+    p32[2, 0] = np.float32(0.25) + np.float32(5e-7)  # within 1e-6: accepted
+    assert optimal_policy(p32, np.zeros_like(p32), 1.0).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_implied_reward_huge_beta_and_tiny_pi_ref(dtype):
+    """β·log(π/π_ref) that overflows the output dtype is a ValueError naming beta, not an inf; a π_ref so small
+    that π/π_ref would overflow is handled by log π − log π_ref."""
+    p = np.array([[0.5, 0.5]], dtype=dtype)
+    q = np.array([[1e-3, 1 - 1e-3]], dtype=dtype)
+    with pytest.raises(ValueError, match="beta"):
+        implied_reward(p, q, 1e308 if dtype == np.float64 else 1e38)
+    assert np.all(np.isfinite(implied_reward(p, q, 1e300 if dtype == np.float64 else 1e36)))
+    tiny = 1e-310 if dtype == np.float64 else 1e-42  # subnormal: 0.5/tiny overflows
+    q = np.array([[tiny, 1.0]], dtype=dtype)
+    ir = implied_reward(np.array([[0.5, 0.5]], dtype=dtype), q, 1.0)
+    q64 = q.astype(np.float64)
+    np.testing.assert_allclose(ir, np.log(0.5) - np.log(q64), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_memory_is_the_output_plus_a_chunk(monkeypatch, dtype):
+    """Peak memory of one call (tracemalloc sees numpy's buffers) is the output plus chunk-sized temporaries,
+    not a temporary the size of the input (the pre-issue-16 code allocated two or three)."""
+    import tracemalloc
+
+    import prefkit.closed_form as cf
+
+    monkeypatch.setattr(cf, "_CHUNK_ENTRIES", 4096)
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(1000), 400).astype(dtype)  # 400k entries: 3.2 MB in float64
+    p[:, 0] = 0.0  # zeros in π_ref: the masked path
+    p /= p.sum(-1, keepdims=True)
+    r = rng.normal(size=p.shape).astype(dtype)
+    chunk_bytes = 8 * 4096 * 3  # a float64 chunk buffer and a few chunk-sized temporaries, generously
+    for fn, args, out_bytes in ((optimal_policy, (p, r, 0.5), p.nbytes), (log_partition, (p, r, 0.5), 8 * 400),
+                                (implied_reward, (p, p[::-1].copy(), 0.5), p.nbytes)):
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        out = fn(*args)
+        peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.stop()
+        assert out.nbytes == out_bytes
+        assert peak < out_bytes + chunk_bytes + 65536, (fn.__name__, peak, out_bytes)
