@@ -31,13 +31,12 @@ Usage: python bench/bt_vs_choix.py [--quick] [--timeout SECONDS] [--repeat N] [-
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import sys
 import tempfile
-import time
 
 import numpy as np
+from _timing import _measure, in_child
 
 ITEMS = [1_000, 10_000, 100_000]
 COMPARISONS = [100_000, 1_000_000, 10_000_000]
@@ -93,70 +92,24 @@ def run_evalica(n, comps):
 RUNNERS = {"floor": run_floor, "prefkit": run_prefkit, "choix": run_choix, "evalica": run_evalica}
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def measure(name, n, data):
-    """(seconds, centered strengths or None, peak extra resident memory in bytes). Run in a fresh child."""
-    fn = RUNNERS[name]
+    """(seconds, centered strengths or None, peak extra memory in bytes) of one runner. Run it in a child."""
     if name == "choix":
-        data = [tuple(c) for c in data.tolist()]
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak-RSS counter (VmHWM) to the current RSS
-    except OSError:
-        pass
-    rss0 = _status_kib("VmRSS")
-    t0 = time.perf_counter()
-    out = fn(n, data)
-    dt = time.perf_counter() - t0
-    peak = max(_status_kib("VmHWM") - rss0, 0) * 1024
+        data = [tuple(c) for c in data.tolist()]  # choix's documented input, built before the clock starts
+    dt, out, peak = _measure(RUNNERS[name], (n, data))
     if name == "floor":
         return dt, None, peak
     theta = np.asarray(out, dtype=np.float64)
     return dt, theta - theta.mean(), peak
 
 
-def _child(name, n, data, queue):
-    try:
-        queue.put(measure(name, n, data))
-    except Exception as e:  # an import error or out of memory: reported, not fatal
-        queue.put(repr(e))
-
-
-def measure_with_timeout(name, n, data, timeout):
-    """Run ``measure`` in a forked child; None if it does not finish within ``timeout`` s, a str if it failed."""
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(name, n, data, queue))
-    proc.start()
-    t0 = time.perf_counter()
-    result = None
-    while time.perf_counter() - t0 < timeout:
-        try:
-            result = queue.get(timeout=1.0)
-            break
-        except Exception:
-            if not proc.is_alive():
-                break
-    if result is None:
-        proc.terminate()
-    proc.join()
-    return result
-
-
 def best_of(name, n, data, repeat, timeout):
     runs = []
     for _ in range(repeat):
-        r = measure_with_timeout(name, n, data, timeout)
+        r = in_child(measure, name, n, data, timeout=timeout)
         if not isinstance(r, tuple):
             return r
-        runs.append(r)
+        runs.append(r[1])  # measure's own triple (its timing excludes the conversion for choix)
     return min(runs, key=lambda x: x[0])
 
 

@@ -13,13 +13,22 @@ Plackett-Luce via the Gumbel trick, :func:`prefkit.sample_rankings`). On each in
 choix receives the rankings as a list of tuples (its documented input; converted before the clock starts).
 Run with one BLAS thread (the script sets it) so that the comparison is per core.
 
-Usage: python bench/pl_vs_choix.py [--quick] [--repeat N]
+With ``--grid``: the scaling table instead. n ∈ {100, 1k, 10k} items × m ∈ {10k, 100k, 1M} rankings of 5
+(``--quick``: the first two of each), each timed in a fresh forked child (best of ``--repeat``; peak memory as in
+bench/bt_vs_choix.py): prefkit Newton; the floor, reading the (m, 5) array from a .npy file and one
+``np.bincount`` over its entries (one pass over the data: nothing can fit θ with less); choix.ilsr_rankings
+where n ≤ 1k and m ≤ 100k (a Python loop over the rankings in every iteration; limited by ``--timeout``), with
+max |θ_prefkit − θ_choix|; and the growth exponents of prefkit's time in m and in n.
+
+Usage: python bench/pl_vs_choix.py [--quick] [--repeat N] [--grid [--timeout S]]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -29,6 +38,9 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 SIZES = [(20, 1_000, 4), (100, 10_000, 5), (100, 10_000, 10), (500, 50_000, 5)]
+GRID_ITEMS = [100, 1_000, 10_000]
+GRID_RANKINGS = [10_000, 100_000, 1_000_000]
+GRID_LENGTH = 5
 
 
 def make_instance(n_items, n_rankings, length, seed=0):
@@ -76,6 +88,86 @@ def timed(fn, *args, repeat=3):
     return best, np.asarray(out, float) - np.mean(out)
 
 
+def _grid_floor(n, path):
+    R = np.load(path)
+    return np.bincount(R.ravel(), minlength=n)
+
+
+def _grid_prefkit(n, rankings):
+    from prefkit import fit_plackett_luce
+
+    theta = fit_plackett_luce(rankings, n).strengths
+    return theta - theta.mean()
+
+
+def _grid_ilsr(n, as_list):
+    import choix
+
+    theta = choix.ilsr_rankings(n, as_list, tol=1e-10, max_iter=10_000)
+    return theta - theta.mean()
+
+
+def grid(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from _timing import best_of
+
+    items = GRID_ITEMS[:2] if args.quick else GRID_ITEMS
+    rankings_sizes = GRID_RANKINGS[:2] if args.quick else GRID_RANKINGS
+    _grid_prefkit(5, make_instance(5, 50, GRID_LENGTH)[1])  # warm-up
+    load_start = os.getloadavg()
+    rows, times = [], {}
+    tmp = tempfile.mkdtemp(prefix="pl_bench_")
+    for n in items:
+        for m in rankings_sizes:
+            _, R = make_instance(n, m, GRID_LENGTH)
+            path = os.path.join(tmp, "rankings.npy")
+            np.save(path, R)
+            pk = best_of(_grid_prefkit, n, R, repeat=args.repeat, timeout=args.timeout)
+            fl = best_of(_grid_floor, n, path, repeat=args.repeat, timeout=args.timeout)
+            if not isinstance(pk, tuple):
+                print(f"{n:,} / {m:,}: prefkit failed: {pk}", file=sys.stderr)
+                continue
+            times[n, m] = pk[0]
+            row = [f"{n:,} / {m:,}", f"{pk[0]:.3f} s", f"{pk[2] / 2**20:,.0f} MiB",
+                   f"{fl[0]:.3f} s ({pk[0] / fl[0]:.1f}×)" if isinstance(fl, tuple) else "failed"]
+            if n <= 1_000 and m <= 100_000:
+                as_list = [tuple(r) for r in R.tolist()]
+                ch = best_of(_grid_ilsr, n, as_list, repeat=1, timeout=args.timeout)
+                if isinstance(ch, tuple):
+                    row.append(f"{ch[0]:.2f} s, **{ch[0] / pk[0]:.1f}×**, {ch[2] / 2**20:,.0f} MiB, "
+                               f"Δθ {np.max(np.abs(ch[1] - pk[1])):.0e}")
+                else:
+                    row.append(f"> {args.timeout:.0f} s (stopped)" if ch is None else f"failed: {ch[:60]}")
+            else:
+                row.append("—")
+            rows.append(row)
+            print("  " + " | ".join(row), file=sys.stderr, flush=True)
+    load_end = os.getloadavg()
+    print(f"Plackett-Luce MLE, rankings of {GRID_LENGTH} (uniform subsets, PL order), seed 0; best of "
+          f"{args.repeat}; one thread")
+    print()
+    print("| items / rankings | prefkit Newton | peak memory | floor: read + one pass (prefkit ÷ floor) "
+          "| choix ilsr_rankings: time, ÷ prefkit, memory, max Δθ |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print()
+    print("Growth exponents of prefkit's time (least-squares slope of log time):")
+    for n in items:
+        ms = [m for m in rankings_sizes if (n, m) in times]
+        if len(ms) > 1:
+            print(f"- against log m at n = {n:,}: "
+                  f"{np.polyfit(np.log(ms), np.log([times[n, m] for m in ms]), 1)[0]:.2f}")
+    for m in rankings_sizes:
+        ns = [n for n in items if (n, m) in times]
+        if len(ns) > 1:
+            print(f"- against log n at m = {m:,}: "
+                  f"{np.polyfit(np.log(ns), np.log([times[n, m] for n in ns]), 1)[0]:.2f}")
+    print()
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}; at end: {:.2f} {:.2f} {:.2f}".format(
+        *load_start, *load_end))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the two smallest sizes only")
@@ -83,10 +175,14 @@ def main(argv=None):
     parser.add_argument("--opt-max", type=int, default=2_000,
                         help="run choix.opt_rankings only on instances with at most this many rankings (it takes "
                              "30 s at 20 items x 1000 rankings)")
+    parser.add_argument("--grid", action="store_true", help="the scaling table (items x rankings) instead")
+    parser.add_argument("--timeout", type=float, default=600.0, help="--grid: seconds allowed to each run")
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    if args.grid:
+        return grid(args)
     from prefkit import fit_plackett_luce
 
     sizes = SIZES[:2] if args.quick else SIZES
