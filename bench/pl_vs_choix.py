@@ -112,6 +112,8 @@ def grid(args):
     from _timing import best_of
 
     items = GRID_ITEMS[:2] if args.quick else GRID_ITEMS
+    if args.items:
+        items = [n for n in items if n in args.items]
     rankings_sizes = GRID_RANKINGS[:2] if args.quick else GRID_RANKINGS
     _grid_prefkit(5, make_instance(5, 50, GRID_LENGTH)[1])  # warm-up
     load_start = os.getloadavg()
@@ -124,8 +126,9 @@ def grid(args):
             np.save(path, R)
             pk = best_of(_grid_prefkit, n, R, repeat=args.repeat, timeout=args.timeout)
             fl = best_of(_grid_floor, n, path, repeat=args.repeat, timeout=args.timeout)
-            if not isinstance(pk, tuple):
+            if not isinstance(pk, tuple):  # e.g. no MLE: an item never ranked below another (too few rankings)
                 print(f"{n:,} / {m:,}: prefkit failed: {pk}", file=sys.stderr)
+                rows.append([f"{n:,} / {m:,}", f"no fit: {str(pk)[:70]}…", "", "", ""])
                 continue
             times[n, m] = pk[0]
             row = [f"{n:,} / {m:,}", f"{pk[0]:.3f} s", f"{pk[2] / 2**20:,.0f} MiB",
@@ -177,6 +180,7 @@ def main(argv=None):
                              "30 s at 20 items x 1000 rankings)")
     parser.add_argument("--grid", action="store_true", help="the scaling table (items x rankings) instead")
     parser.add_argument("--timeout", type=float, default=600.0, help="--grid: seconds allowed to each run")
+    parser.add_argument("--items", type=int, nargs="*", help="--grid: only these numbers of items")
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 

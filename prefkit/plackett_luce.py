@@ -624,11 +624,43 @@ def sample_rankings(strengths, n, rng, *, length=None) -> np.ndarray:
         raise ValueError(f"length must be <= the number of items {k}, got {length}")
     if length == k:
         items = np.broadcast_to(np.arange(k), (n, k))
-    else:
+    elif n * k <= _SUBSET_SORT_MAX:
         items = np.argsort(rng.random((n, k)), axis=1)[:, :length]  # uniform subsets
+    else:
+        items = _uniform_subsets(k, length, n, rng)
     keys = theta[items] + rng.gumbel(size=items.shape)
     order = np.argsort(-keys, axis=1, kind="stable")
     return np.take_along_axis(items, order, axis=1).astype(np.int64)
+
+
+_SUBSET_SORT_MAX = 1 << 24  # up to n·n_items = 16M, subsets come from sorting an (n, n_items) uniform array
+
+
+def _uniform_subsets(k, length, n, rng, block=1 << 16):
+    """n uniform random subsets of ``length`` out of k items, (n, length), in O(n·length) memory and time.
+
+    Used where sorting an (n, k) uniform array (each row's first ``length`` indices: a uniform subset) would
+    need n·k numbers — 75 GB for a million rankings of 10,000 items. Rows are drawn in blocks: ``length``
+    uniform items each, redrawn while a row repeats an item (rejection: each accepted row is a uniform
+    ordered draw without replacement; few redraws when length² ≪ k), or, where length² > k/4, by sorting a
+    (block, k) uniform array. Seeded by ``rng``; a different stream of draws from the sorting path, which
+    :func:`sample_rankings` keeps for n·k ≤ 16M so that its results there do not change.
+    """
+    out = np.empty((n, length), dtype=np.int64)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        if length * length * 4 <= k:
+            rows = rng.integers(0, k, size=(hi - lo, length))
+            while True:
+                s = np.sort(rows, axis=1)
+                bad = np.flatnonzero(np.any(s[:, 1:] == s[:, :-1], axis=1))
+                if len(bad) == 0:
+                    break
+                rows[bad] = rng.integers(0, k, size=(len(bad), length))
+        else:
+            rows = np.argsort(rng.random((hi - lo, k)), axis=1)[:, :length]
+        out[lo:hi] = rows
+    return out
 
 
 def all_rankings(n_items: int, length: int) -> np.ndarray:

@@ -224,3 +224,22 @@ def test_newton_starts_from_the_bradley_terry_fit_on_ordered_pairs():
     start = _bt_start(_prepare(R, 300))
     # two consistent estimators differ by sampling noise (SE ≈ 0.06 here; max over 300 items 0.11), θ spans ±3
     assert np.max(np.abs((start - start.mean()) - ref)) < 0.3
+
+
+def test_uniform_subsets_for_many_items_are_uniform_and_distinct():
+    """sample_rankings' path for n·n_items > 16M (a million rankings of 10,000 items would need a 75 GB sort):
+    rows of distinct items, each item equally likely (chi-square against uniform, 0.1% level), seeded, and both
+    branches (rejection where length² ≪ k, sorting by blocks otherwise)."""
+    from scipy.stats import chisquare
+
+    from prefkit.plackett_luce import _uniform_subsets
+
+    for k, length in ((1000, 5), (12, 6)):
+        rows = _uniform_subsets(k, length, 30_000, np.random.default_rng(0), block=7_000)
+        assert rows.shape == (30_000, length) and rows.min() >= 0 and rows.max() < k
+        s = np.sort(rows, axis=1)
+        assert not np.any(s[:, 1:] == s[:, :-1])
+        assert chisquare(np.bincount(rows.ravel(), minlength=k)).pvalue > 1e-3
+        assert chisquare(np.bincount(rows[:, 0], minlength=k)).pvalue > 1e-3  # first slot uniform too
+        np.testing.assert_array_equal(rows, _uniform_subsets(k, length, 30_000, np.random.default_rng(0),
+                                                             block=7_000))
