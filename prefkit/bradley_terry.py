@@ -307,17 +307,19 @@ def _aggregate(pairs, n, w, wf) -> _Edges:
             del ws
         k = k_sorted[starts]
         del k_sorted, starts
-        pair, side = k // 2, (k % 2).astype(bool)  # side True: b won
+        pair = k >> 1
+        side = (k & 1).astype(bool)  # True: b won
         del k
-        # both sides of a pair are adjacent (side 0 first): each unique pair's counts by plain assignment
+        # both sides of a pair are adjacent runs (side 0 first): a pair's n_ji is its side-1 run, if any, and
+        # its n_ij its side-0 run, if any
         first = np.ones(len(pair), dtype=bool)
         np.not_equal(pair[1:], pair[:-1], out=first[1:])
-        idx = np.cumsum(first) - 1
-        uniq = pair[first]
-        n_ij = np.zeros(len(uniq))
-        n_ji = np.zeros(len(uniq))
-        n_ij[idx[~side]] = sums[~side]
-        n_ji[idx[side]] = sums[side]
+        begin = np.flatnonzero(first)
+        uniq = pair[begin]
+        two = np.append(begin[1:], len(pair)) - begin == 2  # both sides present (the runs are side 0, side 1)
+        n_ij = np.where(side[begin], 0.0, sums[begin])
+        n_ji = np.where(side[begin], sums[begin], 0.0)
+        n_ji[two] = sums[begin[two] + 1]
         pair = uniq
     rows, cols = np.divmod(pair, n)
     # the CSR pattern of the pairs, in scipy's own index type (int32 while it fits: no conversion per use)
