@@ -24,8 +24,11 @@ def _tour(args) -> int:
     threadpool_limits(1)  # numpy/scipy's BLAS
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torch, when a chapter imports it
     from .course.claims import chapters
-    from .course.tour import TourContext, format_table, matches, run_tour, unmeasured
+    from .course.tour import TourContext, format_durations, format_table, matches, run_tour, unmeasured
 
+    if args.jobs < 1 or args.durations < 0:
+        raise ValueError(f"--jobs must be at least 1 and --durations at least 0, got {args.jobs} and "
+                         f"{args.durations}")
     figdir = Path(args.figures).resolve()
     ctx = TourContext(figdir=figdir, fast=args.fast, seed=args.seed, dpi=args.dpi, figure_format=args.figure_format)
     log = sys.stderr
@@ -34,10 +37,14 @@ def _tour(args) -> int:
         print(f"no check matches --only {args.only!r}; give a chapter number, or text of a chapter title or a "
               f"check name. Chapters: {'; '.join(labels)}")
         return 2
-    print(f"prefkit tour: running every check ({'fast' if args.fast else 'full'} setting, seed {args.seed})",
-          file=log)
+    n_checks = sum(not args.only or matches(args.only, ch, name) for ch in chapters() for name, _ in ch.checks)
+    jobs = min(args.jobs, n_checks)  # the processes that run checks (one: the tour's own)
+    print(f"prefkit tour: running every check ({'fast' if args.fast else 'full'} setting, seed {args.seed}, "
+          f"{jobs} process{'es' if jobs > 1 else ''})", file=log)
     t0 = time.perf_counter()
-    claims, errors = run_tour(ctx, only=args.only, echo=lambda s: print(s, file=log, flush=True))
+    durations = []
+    claims, errors = run_tour(ctx, only=args.only, echo=lambda s: print(s, file=log, flush=True), jobs=jobs,
+                              durations=durations)
     if not args.only:
         errors += [f"claim {s.id} is defined but no check measured it" for s in unmeasured(claims)]
     print(format_table(claims, fmt=args.format))
@@ -45,8 +52,10 @@ def _tour(args) -> int:
     out = log if args.format != "text" else sys.stdout
     for e in errors:
         print(f"ERROR in {e}", file=out)
-    print(f"{len(claims) - n_fail}/{len(claims)} claims passed in {time.perf_counter() - t0:.0f} s; "
-          f"figures written to {figdir}/", file=out)
+    if args.durations:
+        print(format_durations(durations, args.durations), file=out)
+    print(f"{len(claims) - n_fail}/{len(claims)} claims passed in {time.perf_counter() - t0:.0f} s "
+          f"({jobs} process{'es' if jobs > 1 else ''}); figures written to {figdir}/", file=out)
     return 1 if (n_fail or errors or not claims) else 0
 
 
@@ -91,6 +100,11 @@ def main(argv=None) -> int:
     t.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="how to print the table")
     t.add_argument("--dpi", type=int, default=150, help="figure resolution (default 150)")
     t.add_argument("--figure-format", choices=("png", "svg", "pdf"), default="png", help="figure file format")
+    t.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="run the checks in this many processes (default: 2, or 1 on one core); the table is "
+                        "the same for any number")
+    t.add_argument("--durations", type=int, default=0, metavar="N",
+                   help="after the table, list the N slowest checks (wall-clock and CPU seconds)")
     s = sub.add_parser("student", help="write the student edition of the notebooks into OUT_DIR")
     s.add_argument("out_dir", metavar="OUT_DIR")
     s.add_argument("--notebooks", default=None, help="the notebooks folder (default: the clone's notebooks/)")

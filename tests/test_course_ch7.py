@@ -106,3 +106,17 @@ def test_data_kl_to_uniform_matches_entropy():
     p = np.exp(task.data_log_probs())
     want = np.mean(np.log(9) + np.sum(p * np.log(p), -1))
     assert ch7.data_kl_to_uniform(task) == pytest.approx(want, abs=1e-12)
+
+
+def test_tour_setting_is_the_tiny_preset_with_fewer_steps_and_the_notebook_keeps_the_default():
+    from prefkit.lm import LMConfig
+
+    full, default = ch7.tour_pipeline_config(seed=4), LMConfig(seed=4, progress=False)
+    assert ch7.tour_pipeline_config(seed=4, fast=True) == ch7.pipeline_config(4, fast=True)
+    assert ch7.pipeline_config(4) == default  # the notebook's full run and `prefkit lm pipeline`
+    assert full.preset == "tiny" and full.seed == 4
+    for k, v in ch7.TOUR_STEPS.items():
+        assert getattr(full, k) == v < getattr(default, k)
+    # only the step counts differ from the default (language, model, batches, learning rates, β are the same)
+    same = {k: v for k, v in full.to_dict().items() if k not in ch7.TOUR_STEPS}
+    assert same == {k: v for k, v in default.to_dict().items() if k not in ch7.TOUR_STEPS}

@@ -80,3 +80,47 @@ def test_cli_tour_with_no_matching_checks_fails(tmp_path, capsys):
 def test_every_chapter_registers_checks_and_claims():
     for ch in chapters():
         assert ch.checks and ch.claims, f"chapter {ch.number} has no checks or no claims"
+
+
+def test_parallel_tour_gives_the_same_claims_in_the_same_order(tmp_path):
+    from prefkit.course.tour import TourContext, run_tour
+
+    ctx = TourContext(figdir=None, fast=True, seed=3)
+    times1, times2 = [], []
+    one, err1 = run_tour(ctx, only="2", echo=lambda *a: None, durations=times1)
+    two, err2 = run_tour(ctx, only="2", echo=lambda *a: None, jobs=2, durations=times2)
+    assert not err1 and not err2 and one
+    assert [(c.id, c.measured) for c in one] == [(c.id, c.measured) for c in two]
+    specs = {s.id: s for s in chapters()[1].claims.values()}
+    assert all(c.spec is specs[c.id] for c in two)  # the parent's ClaimSpec objects, not pickled copies
+    names = [name for name, _ in chapters()[1].checks]
+    assert [t.check for t in times1] == [t.check for t in times2] == names
+    assert all(t.wall_s >= 0 and t.cpu_s >= 0 for t in times1 + times2)
+
+
+def test_format_durations_lists_the_slowest_first():
+    from prefkit.course.tour import CheckTime, format_durations
+
+    times = [CheckTime("1 A", "quick", 0.5, 0.4), CheckTime("2 B", "slow", 9.0, 8.5), CheckTime("3 C", "mid", 2.0, 2.0)]
+    lines = format_durations(times, 2).splitlines()
+    assert lines[0] == "slowest 2 checks (wall s, CPU s):"
+    assert "slow" in lines[1] and "mid" in lines[2] and len(lines) == 3
+
+
+def test_slow_checks_are_marked():
+    ch = _chapter()
+    ch.check("a slow one", slow=True)(lambda ctx: [])
+    ch.check("a quick one")(lambda ctx: [])
+    assert ch.is_slow("a slow one") and not ch.is_slow("a quick one")
+    assert any(c.is_slow(name) for c in chapters() for name, _ in c.checks if c.number == 7)
+
+
+def test_cli_tour_durations_and_bad_jobs(tmp_path, capsys):
+    from prefkit.__main__ import main
+
+    assert main(["tour", "--fast", "--only", "limits of β", "--jobs", "1", "--durations", "3",
+                 "--figures", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "slowest 1 checks (wall s, CPU s):" in out and "limits of β" in out.split("slowest")[1]
+    assert main(["tour", "--jobs", "0", "--figures", str(tmp_path)]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err

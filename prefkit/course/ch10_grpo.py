@@ -468,7 +468,7 @@ def tour_training(ctx):
     return {TRAIN_FIXED: m["tv_fixed"], TRAIN_NOT_PI_STAR: m["tv_pi_star"] / m["tv_fixed"]}
 
 
-@CHAPTER.check("GRPO on the tiny LM")
+@CHAPTER.check("GRPO on the tiny LM", slow=True)
 def tour_lm(ctx):
     return {LM_GAIN: measure_lm(ctx.seed)["gain"]}
 

@@ -294,7 +294,7 @@ def tour_policy_gradient(ctx):
     return {PG_AUTOGRAD: e["autograd"], PG_STATIONARY: e["stationary"]}
 
 
-@CHAPTER.check("RL methods converge to π*")
+@CHAPTER.check("RL methods converge to π*", slow=True)
 def tour_convergence(ctx):
     from ..plotting.rlhf import plot_kl_curves
 

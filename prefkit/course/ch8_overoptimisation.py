@@ -479,7 +479,7 @@ def tour_dpo(ctx):
     return _claims(measure_dpo(ctx.seed, n_betas=6 if ctx.fast else 10))
 
 
-@CHAPTER.check("tiny LM: best-of-n next to RLHF and DPO")
+@CHAPTER.check("tiny LM: best-of-n next to RLHF and DPO", slow=True)
 def tour_lm(ctx):
     return _claims(measure_lm(ctx.seed))
 

@@ -324,7 +324,7 @@ def tour_cycles(ctx):
             NASH_UNEXPLOITABLE: expl, NASH_BRUTE_FORCE: brute}
 
 
-@CHAPTER.check("Regularised Nash (NLHF) and Nash-MD")
+@CHAPTER.check("Regularised Nash (NLHF) and Nash-MD", slow=True)
 def tour_regularized_nash(ctx):
     rng = np.random.default_rng(ctx.seed + 2)
     P = random_preference_matrix(5, rng)

@@ -161,6 +161,7 @@ class Chapter:
     claims: dict[str, ClaimSpec] = field(default_factory=dict)
     checks: list[tuple[str, Callable]] = field(default_factory=list)
     slides: list[SlideRow] = field(default_factory=list)
+    slow: set[str] = field(default_factory=set)
 
     @property
     def label(self) -> str:
@@ -201,14 +202,21 @@ class Chapter:
         self.slides.append(row)
         return row
 
-    def check(self, name: str):
-        """Decorator: add ``fn(ctx) -> list[Claim]`` (or a dict {ClaimSpec: measured}) to the tour."""
+    def check(self, name: str, slow: bool = False):
+        """Decorator: add ``fn(ctx) -> list[Claim]`` (or a dict {ClaimSpec: measured}) to the tour. ``slow=True``
+        (a check of many seconds) starts it first when the tour runs its checks in parallel (``--jobs``)."""
 
         def deco(fn):
             self.checks.append((name, fn))
+            if slow:
+                self.slow.add(name)
             return fn
 
         return deco
+
+    def is_slow(self, name: str) -> bool:
+        """Whether the check ``name`` was registered with ``slow=True``."""
+        return name in self.slow
 
 
 def _module(name: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..plotting import style
 from .claims import Claim, ClaimSpec, chapters
 
-__all__ = ["TourContext", "run_tour", "format_table", "unmeasured", "matches"]
+__all__ = ["TourContext", "CheckTime", "run_tour", "format_table", "format_durations", "unmeasured", "matches"]
 
 
 @dataclass
@@ -64,27 +64,94 @@ def _as_claims(out) -> list[Claim]:
     return out
 
 
-def run_tour(ctx: TourContext, only: str | None = None, echo=print) -> tuple[list[Claim], list[CheckError]]:
+@dataclass
+class CheckTime:
+    """How long one check took: wall-clock and CPU seconds (of the process that ran it)."""
+
+    chapter: str
+    check: str
+    wall_s: float
+    cpu_s: float
+
+
+def _run_check(ctx: TourContext, fn) -> tuple[list[Claim], str | None, float, float]:
+    """Run one check in the course's figure style: (claims, error text or None, wall s, CPU s)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        with style.context("paper"):  # the course's figure style (sizes, fonts) for every tour figure
+            out, err = _as_claims(fn(ctx)), None
+    except Exception as exc:  # a crashing check is reported, never hidden
+        out, err = [], f"{type(exc).__name__}: {exc}"
+    return out, err, time.perf_counter() - t0, time.process_time() - c0
+
+
+def _worker_start() -> None:
+    """A worker process of a parallel tour: one BLAS thread, as the tour's own process."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _worker_check(ctx: TourContext, i: int, j: int):
+    """Run check ``j`` of chapter ``i`` (indices into :func:`chapters`) in a worker process."""
+    return _run_check(ctx, chapters()[i].checks[j][1])
+
+
+def run_tour(ctx: TourContext, only: str | None = None, echo=print, jobs: int = 1,
+             durations: list | None = None) -> tuple[list[Claim], list[CheckError]]:
     """Run every chapter's checks (or those whose chapter label or check name contains ``only``).
 
-    Returns the claims and the errors (a check that raised is reported, never hidden; its claims count as failed).
+    Returns the claims, in chapter and check order, and the errors (a check that raised is reported, never hidden;
+    its claims count as failed). ``jobs`` > 1 runs the checks in that many worker processes, the checks marked
+    ``slow`` first; every check seeds its own generators from ``ctx.seed``, so the claims do not depend on
+    ``jobs`` (only the order of the progress lines does). ``durations``, a list, receives one
+    :class:`CheckTime` per check, in chapter order.
     """
+    todo = [(i, j, ch, name, fn) for i, ch in enumerate(chapters()) for j, (name, fn) in enumerate(ch.checks)
+            if not only or matches(only, ch, name)]
+    results: dict[tuple[int, int], tuple] = {}
+
+    def done(i, j, ch, name, r):
+        results[i, j] = r
+        echo(f"  {ch.label:<30.30} {name:<44.44} {len(r[0]):>2} claims {r[2]:5.1f}s")
+
+    if jobs <= 1 or len(todo) <= 1:
+        for i, j, ch, name, fn in todo:
+            done(i, j, ch, name, _run_check(ctx, fn))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        slow_first = sorted(todo, key=lambda t: not t[2].is_slow(t[3]))  # stable: chapter order otherwise
+        spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch/OpenMP state
+        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=spawn, initializer=_worker_start) as pool:
+            futures = {pool.submit(_worker_check, ctx, i, j): (i, j, ch, name) for i, j, ch, name, _ in slow_first}
+            for fut in as_completed(futures):
+                i, j, ch, name = futures[fut]
+                try:
+                    r = fut.result()
+                except Exception as exc:  # the worker process itself died
+                    r = ([], f"{type(exc).__name__}: {exc}", 0.0, 0.0)
+                specs = {s.id: s for s in ch.claims.values()}  # the parent's ClaimSpec objects, not copies
+                done(i, j, ch, name, ([Claim(specs.get(c.spec.id, c.spec), c.measured) for c in r[0]], *r[1:]))
     claims: list[Claim] = []
     errors: list[CheckError] = []
-    for ch in chapters():
-        for name, fn in ch.checks:
-            if only and not matches(only, ch, name):
-                continue
-            t0 = time.perf_counter()
-            try:
-                with style.context("paper"):  # the course's figure style (sizes, fonts) for every tour figure
-                    out = _as_claims(fn(ctx))
-            except Exception as exc:  # a crashing check is reported, never hidden
-                errors.append(CheckError(ch.label, name, f"{type(exc).__name__}: {exc}"))
-                out = []
-            claims.extend(out)
-            echo(f"  {ch.label:<30.30} {name:<44.44} {len(out):>2} claims {time.perf_counter() - t0:5.1f}s")
+    for i, j, ch, name, _ in todo:
+        out, err, wall, cpu = results[i, j]
+        claims.extend(out)
+        if err is not None:
+            errors.append(CheckError(ch.label, name, err))
+        if durations is not None:
+            durations.append(CheckTime(ch.label, name, wall, cpu))
     return claims, errors
+
+
+def format_durations(durations: list[CheckTime], n: int) -> str:
+    """The ``n`` slowest checks (wall-clock), as pytest's ``--durations`` prints the slowest tests."""
+    rows = sorted(durations, key=lambda d: -d.wall_s)[:n]
+    lines = [f"slowest {len(rows)} checks (wall s, CPU s):"]
+    lines += [f"  {d.wall_s:6.1f} {d.cpu_s:6.1f}  {d.chapter:<30.30} {d.check}" for d in rows]
+    return "\n".join(lines)
 
 
 def matches(only: str, ch, check_name: str) -> bool:
