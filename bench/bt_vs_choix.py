@@ -25,7 +25,8 @@ ratio of each peer's time to prefkit's, prefkit's time ÷ the floor's, max |θ_p
 distance to the optimum of one Jacobi step), and the growth exponents: the least-squares slope of log(time)
 against log(m) at each n, and against log(n) at each m.
 
-Usage: python bench/bt_vs_choix.py [--quick] [--timeout SECONDS] [--repeat N] [--seed S]
+Usage: python bench/bt_vs_choix.py [--quick] [--timeout SECONDS] [--repeat N] [--seed S] [--items N ...]
+       [--comparisons M ...] [--peers evalica choix]
 """
 
 from __future__ import annotations
@@ -137,9 +138,13 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds allowed to each peer per run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeat", type=int, default=3, help="timed runs of each (best is kept; choix runs once)")
+    ap.add_argument("--items", type=int, nargs="*", help="only these numbers of items")
+    ap.add_argument("--comparisons", type=int, nargs="*", help="only these numbers of comparisons")
+    ap.add_argument("--peers", nargs="*", default=["evalica", "choix"], help="peers to run (default both)")
     args = ap.parse_args(argv)
-    items = ITEMS[:2] if args.quick else ITEMS
-    comparisons = COMPARISONS[:2] if args.quick else COMPARISONS
+    items = [n for n in (ITEMS[:2] if args.quick else ITEMS) if not args.items or n in args.items]
+    comparisons = [m for m in (COMPARISONS[:2] if args.quick else COMPARISONS)
+                   if not args.comparisons or m in args.comparisons]
 
     _, small = make_instance(20, 500, seed=123)  # warm-up (imports, first-call overheads)
     for name in ("prefkit", "evalica", "choix"):
@@ -158,9 +163,9 @@ def main(argv=None) -> int:
             np.save(path, comps)
             out = {"floor": best_of("floor", n, path, args.repeat, args.timeout),
                    "prefkit": best_of("prefkit", n, comps, args.repeat, args.timeout)}
-            if n <= EVALICA_MAX_ITEMS:
+            if n <= EVALICA_MAX_ITEMS and "evalica" in args.peers:
                 out["evalica"] = best_of("evalica", n, comps, args.repeat, args.timeout)
-            if n <= CHOIX_MAX_ITEMS:
+            if n <= CHOIX_MAX_ITEMS and "choix" in args.peers:
                 out["choix"] = best_of("choix", n, comps, 1, args.timeout)
             pk = out["prefkit"]
             if not isinstance(pk, tuple):

@@ -240,6 +240,17 @@ class _Edges:
 
     def __post_init__(self):
         self.t = self.n_ij + self.n_ji
+        counts = np.diff(self.indptr)
+        self._rows = np.flatnonzero(counts > 0)  # items with pairs as the first item i
+        self._starts = np.asarray(self.indptr[:-1])[self._rows]
+
+    def row_sums(self, x):
+        """Σ_{pairs e with i_e = k} x_e for every item k: ``np.bincount(i, x, n)``, but by ``np.add.reduceat``
+        over the sorted rows (contiguous slices; about 10× faster than bincount's scatter into the same bin)."""
+        out = np.zeros(self.n)
+        if len(self._rows):
+            out[self._rows] = np.add.reduceat(x, self._starts)
+        return out
 
 
 def _aggregate(pairs, n, w, wf) -> _Edges:
@@ -321,15 +332,15 @@ def _aggregate(pairs, n, w, wf) -> _Edges:
         n_ji = np.where(side[begin], sums[begin], 0.0)
         n_ji[two] = sums[begin[two] + 1]
         pair = uniq
-    rows, cols = np.divmod(pair, n)
-    # the CSR pattern of the pairs, in scipy's own index type (int32 while it fits: no conversion per use)
+    # the CSR pattern of the pairs, in scipy's own index type (int32 while it fits: no conversion per use); the
+    # pairs are sorted, so each row's slice starts where the keys reach row·n
     itype = np.int32 if max(n, len(pair)) < 2**31 - 1 else np.int64
+    indptr = np.searchsorted(pair, np.arange(n + 1, dtype=np.int64) * n).astype(itype)
     # i, j in numpy's own index type (np.take and np.bincount convert anything else on every call)
-    rows, cols = rows.astype(np.intp, copy=False), cols.astype(np.intp, copy=False)
-    indptr = np.zeros(n + 1, dtype=itype)
-    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
-    return _Edges(n, rows, cols, np.ascontiguousarray(n_ij), np.ascontiguousarray(n_ji), wf is not None,
-                  indptr, cols.astype(itype))
+    rows = np.repeat(np.arange(n, dtype=np.intp), np.diff(indptr))
+    cols = pair - rows * n
+    return _Edges(n, rows, cols.astype(np.intp, copy=False), np.ascontiguousarray(n_ij),
+                  np.ascontiguousarray(n_ji), wf is not None, indptr, cols.astype(itype))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -808,8 +819,8 @@ _MAX_START = 10.0  # the starting strengths are clipped to ±this, where no curv
 def _initial_strengths(edges: _Edges, l2):
     """Log-odds of smoothed win rates, centered (clipped to ±10): a cheap start, close on well-mixed data."""
     n = edges.n
-    wins = np.bincount(edges.i, edges.n_ij, n) + np.bincount(edges.j, edges.n_ji, n)
-    losses = np.bincount(edges.i, edges.n_ji, n) + np.bincount(edges.j, edges.n_ij, n)
+    wins = edges.row_sums(edges.n_ij) + np.bincount(edges.j, edges.n_ji, n)
+    losses = edges.row_sums(edges.n_ji) + np.bincount(edges.j, edges.n_ij, n)
     theta = np.clip(np.log((wins + 0.5) / (losses + 0.5)), -_MAX_START, _MAX_START)
     if l2 > 0:
         theta *= 0.5
@@ -922,7 +933,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         np.multiply(edges.n_ij, q, out=g_e)
         np.multiply(edges.n_ji, p, out=z)
         g_e -= z
-        g = np.bincount(i, g_e, n) - np.bincount(j, g_e, n) - 2 * l2 * theta
+        g = edges.row_sums(g_e) - np.bincount(j, g_e, n) - 2 * l2 * theta
         g_d = float(g_e.sum()) if use_delta else 0.0
         if pending is not None:
             theta0, delta0, d_theta, d_delta, s0 = pending
@@ -952,7 +963,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         # per-item sums only when that cheap bound passes
         if it >= 1 and np.max(np.abs(g)) <= noise * 2 * float(edges.n_ij @ q + edges.n_ji @ p):
             scale_e = edges.n_ij * q + edges.n_ji * p
-            scale = np.bincount(i, scale_e, n) + np.bincount(j, scale_e, n) + 2 * l2 * np.abs(theta)
+            scale = edges.row_sums(scale_e) + np.bincount(j, scale_e, n) + 2 * l2 * np.abs(theta)
             at_rounding = bool(np.all(np.abs(g) <= noise * scale)) and (
                 abs(g_d) <= noise * float(scale_e.sum()) if use_delta else True
             )
@@ -964,13 +975,15 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         w_e = p
         w_e *= q
         w_e *= edges.t  # −∂²ℓ/∂z_e² = t·σ(z)·σ(−z), in p's storage (p, q are recomputed next step)
-        deg = np.bincount(i, w_e, n) + np.bincount(j, w_e, n) + 2 * l2
+        deg_i = edges.row_sums(w_e)
+        deg_j = np.bincount(j, w_e, n)
+        deg = deg_i + deg_j + 2 * l2
         # L = D − (U + Uᵀ) with U the (n, n) sparse matrix of edge weights at (i, j): its pattern is fixed,
         # and Uᵀ @ x is a CSC product on the same arrays (no copy, no sort)
         u = sp.csr_matrix((w_e, edges.indices, edges.indptr), shape=(n, n))
         ut = u.T
         if use_delta:
-            b = np.bincount(i, w_e, n) - np.bincount(j, w_e, n)
+            b = deg_i - deg_j
             c = float(w_e.sum())
 
             def matvec(x, u=u, ut=ut, deg=deg, b=b, c=c):
