@@ -160,7 +160,7 @@ def _kl_estimate(logp, ref_logp, estimator):
         return -log_rho
     if estimator == "k2":
         return 0.5 * log_rho**2
-    return torch.exp(log_rho) - log_rho - 1.0
+    return torch.expm1(log_rho) - log_rho  # ρ − 1 − log ρ; expm1 keeps it ≥ 0 where ρ rounds to 1 (log ρ ~ 1e-16)
 
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor, advantages: torch.Tensor,

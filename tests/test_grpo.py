@@ -136,7 +136,7 @@ def _brute(pi, pi_ref, reward, beta, G, **kw):
                 R = torch.tensor(reward[x])[y]
                 if kw.get("kl_in") == "reward":
                     R = R - beta * kl_estimate(logp, ref[y], kw.get("kl_estimator", "k3"))
-                A = group_advantages(R, kw.get("scale_rewards", "group"))
+                A = group_advantages(R, kw.get("scale_rewards", "group"), kw.get("eps", 1e-4))
             loss, _ = grpo_loss(logp, logp.detach(), ref[y], A, 0.0 if kw.get("kl_in") == "reward" else beta,
                                 kl_estimator=kw.get("kl_estimator", "k3"))
             (g,) = torch.autograd.grad(loss, pol.logits)
@@ -146,7 +146,10 @@ def _brute(pi, pi_ref, reward, beta, G, **kw):
 
 @pytest.mark.parametrize("kw", [{}, {"scale_rewards": "none"}, {"kl_estimator": "k2"},
                                 {"kl_estimator": "k1", "kl_in": "reward"},
-                                {"scale_rewards": "none", "kl_estimator": "k1", "kl_in": "reward"}])
+                                {"scale_rewards": "none", "kl_estimator": "k1", "kl_in": "reward"},
+                                # mutation testing (mutmut): eps not passed on, and the KL-gradient term applied
+                                # with kl_in="reward" (k1's is 0, so only k2/k3 can tell), survived
+                                {"eps": 0.5}, {"kl_estimator": "k3", "kl_in": "reward"}])
 def test_expected_direction_equals_brute_force(kw):
     rng = np.random.default_rng(3)
     pi, pi_ref, r = rng.dirichlet(np.ones(3), 2), rng.dirichlet(np.ones(3), 2), rng.normal(size=(2, 3))
@@ -327,3 +330,252 @@ def test_group_advantages_tiny_rewards():
     R = torch.tensor([[1.0, 0.0, 2.0, 1.0]], dtype=torch.float64)
     np.testing.assert_allclose(group_advantages(R * 1e-300, "group", eps=0.0).numpy(),
                                group_advantages(R, "group", eps=0.0).numpy(), rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------- mutation testing (issue 10)
+def test_k3_is_non_negative_where_rho_rounds_to_one():
+    # bug caught (hypothesis, a = 0, b = 1e-16): exp(log ρ) − 1 − log ρ rounds to −1.1e-16 where exp(log ρ) = 1.0;
+    # k3 ≥ 0 holds again with expm1
+    lr = torch.tensor([1e-16, -1e-16, 3e-17, 1e-12, -1e-12, 1e-8], dtype=torch.float64)
+    k3 = kl_estimate(torch.zeros_like(lr), lr, "k3")
+    assert torch.all(k3 >= 0)
+    # ρ − 1 − log ρ = (log ρ)²/2 + O(log ρ³), here to within the rounding of expm1(log ρ), an ulp of log ρ
+    assert np.all(np.abs(k3.numpy() - lr.numpy() ** 2 / 2) <= 4e-16 * np.abs(lr.numpy()))
+
+
+def _grpo_by_hand(pi_ref, reward, beta, *, G, steps, lr, lr_decay, scale_rewards, kl_estimator, kl_in, eps, epsilon,
+                  num_iterations, seed, features=None):
+    """train_grpo with SGD, written out from TRL's GRPO: the same generator draws the groups, the advantages, ratio,
+    clipping and KL estimate are spelled out, and θ ← θ − lr/(1 + lr_decay·t)·∇loss. Returns (π after each step,
+    the sampled metrics of each step)."""
+    ref = torch.log(torch.tensor(pi_ref, dtype=torch.float64))
+    r = torch.tensor(reward, dtype=torch.float64)
+    if features is None:
+        theta = ref.clone().requires_grad_(True)
+
+        def logp():
+            return torch.log_softmax(theta, -1)
+    else:
+        phi = torch.tensor(features, dtype=torch.float64)
+        theta = torch.zeros(phi.shape[-1], dtype=torch.float64, requires_grad=True)
+
+        def logp():
+            return torch.log_softmax(ref + phi @ theta, -1)
+
+    def k(lp, ref_lp):
+        d = ref_lp - lp
+        return {"k1": -d, "k2": d**2 / 2, "k3": torch.expm1(d) - d}[kl_estimator]
+
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.arange(r.shape[0])[:, None]
+    policies, logs = [], []
+    for t in range(steps):
+        with torch.no_grad():
+            lp0 = logp()
+            y = torch.multinomial(lp0.exp(), G, replacement=True, generator=gen)
+            old = lp0[rows, y]
+            R = r[rows, y] - (beta * k(old, ref[rows, y]) if kl_in == "reward" else 0.0)
+            A = R - R.mean(-1, keepdim=True)
+            if scale_rewards == "group":
+                A = A / (R.std(-1, keepdim=True) + eps)
+            elif scale_rewards == "batch":
+                A = A / (R.std() + eps)
+        for _ in range(num_iterations):
+            lp = logp()[rows, y]
+            ratio = torch.exp(lp - old)
+            per = -torch.minimum(ratio * A, ratio.clamp(1 - epsilon, 1 + epsilon) * A)
+            kl = k(lp, ref[rows, y])
+            loss = (per + beta * kl).mean() if kl_in == "loss" else per.mean()
+            (g,) = torch.autograd.grad(loss, theta)
+            with torch.no_grad():
+                theta -= lr / (1 + lr_decay * t) * g
+        clipped = ((ratio < 1 - epsilon) & (A < 0)) | ((ratio > 1 + epsilon) & (A > 0))
+        logs.append({"reward": r[rows, y].mean().item(), "reward_std": R.std(-1).mean().item(),
+                     "kl": kl.detach().mean().item(), "clip_ratio": clipped.double().mean().item(),
+                     "loss": loss.item()})
+        with torch.no_grad():
+            policies.append(logp().exp().numpy())
+    return policies, logs
+
+
+@pytest.mark.parametrize("kw", [
+    dict(scale_rewards="group", kl_estimator="k1", kl_in="reward", eps=0.5),
+    dict(scale_rewards="batch", kl_estimator="k2", kl_in="loss", eps=0.0, features=True),
+    dict(scale_rewards="none", kl_estimator="k3", kl_in="loss", eps=1e-4),
+])
+def test_train_grpo_replayed_step_by_step(kw):
+    # mutation testing (mutmut): the KL penalty in the reward (kl_in="reward"), the SGD branch, lr_decay's schedule,
+    # the seeded generator, eps, epsilon, kl_estimator and the features were not passed on or not used, and the
+    # history's step numbers, "policy", "reward_std" and "reward/expected" were unchecked; all survived
+    P = random_problem(2, 3, seed=6, reward_scale=1.5)
+    kw = dict(kw)
+    if kw.pop("features", False):
+        kw["features"] = np.random.default_rng(1).normal(size=(2, 3, 2))
+    beta, steps = 0.4, 3
+    res = train_grpo(P.pi_ref, P.reward, beta, group_size=4, steps=steps, lr=0.3, lr_decay=0.5, epsilon=0.1,
+                     num_iterations=2, seed=3, optimizer="sgd", record_every=2, **kw)
+    pis, logs = _grpo_by_hand(P.pi_ref, P.reward, beta, G=4, steps=steps, lr=0.3, lr_decay=0.5, epsilon=0.1,
+                              num_iterations=2, seed=3, **kw)
+    np.testing.assert_allclose(res.pi, pis[-1], atol=1e-12)
+    assert [h["step"] for h in res.history] == [0, 2, 3]
+    np.testing.assert_allclose(res.history[0]["policy"], P.pi_ref, atol=1e-15)
+    for h in res.history[1:]:
+        pi, log = pis[h["step"] - 1], logs[h["step"] - 1]
+        np.testing.assert_allclose(h["policy"], pi, atol=1e-12)
+        for key, want in log.items():
+            np.testing.assert_allclose(h[key], want, rtol=1e-10, atol=1e-12, err_msg=key)
+        np.testing.assert_allclose(h["reward/expected"], np.mean(np.sum(pi * P.reward, -1)), rtol=1e-12)
+        np.testing.assert_allclose(h["kl/to_ref"], np.mean(kl_divergence(pi, P.pi_ref)), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(h["kl/to_optimal"], np.mean(kl_divergence(pi, optimal_policy(P.pi_ref, P.reward,
+                                                                                                  beta))), rtol=1e-9)
+    assert res.config == {"group_size": 4, "scale_rewards": kw["scale_rewards"], "kl_estimator": kw["kl_estimator"],
+                          "kl_in": kw["kl_in"], "eps": kw["eps"], "lr": 0.3, "steps": steps}
+    assert res.beta == beta
+    np.testing.assert_allclose(res.pi_star, optimal_policy(P.pi_ref, P.reward, beta), atol=1e-14)
+    if kw["kl_in"] == "loss":
+        assert max(log["clip_ratio"] for log in logs) > 0  # the second iteration clips: epsilon is exercised
+
+
+def test_train_grpo_defaults_beta_zero_and_continuation():
+    # mutation testing (mutmut): the defaults (group_size 8 = TRL's num_generations, 300 steps, lr 0.05, one
+    # iteration, seed 0, no decay, every step recorded), β = 0 (no π* then) and training on from a given policy
+    # survived
+    P = random_problem(1, 3, seed=5)
+    res = train_grpo(P.pi_ref, P.reward, 0.2, optimizer="sgd")
+    assert [h["step"] for h in res.history] == list(range(301))
+    pis, _ = _grpo_by_hand(P.pi_ref, P.reward, 0.2, G=8, steps=300, lr=0.05, lr_decay=0.0, scale_rewards="group",
+                           kl_estimator="k3", kl_in="loss", eps=1e-4, epsilon=0.2, num_iterations=1, seed=0)
+    np.testing.assert_allclose(res.pi, pis[-1], atol=1e-10)
+    res0 = train_grpo(P.pi_ref, P.reward, 0.0, steps=2, optimizer="sgd")
+    assert res0.pi_star is None and res0.beta == 0.0
+    assert all("kl/to_optimal" not in h for h in res0.history)
+    more = train_grpo(P.pi_ref, P.reward, 0.2, steps=0, policy=res.model)  # starts where res ended
+    np.testing.assert_allclose(more.history[0]["policy"], res.pi, atol=1e-15)
+    with pytest.raises(ValueError, match="features or policy"):
+        train_grpo(P.pi_ref, P.reward, 0.2, steps=0, policy=res.model, features=np.ones((1, 3, 2)))
+    r = P.reward / np.max(np.abs(P.reward)) * 1e100  # the range is closed: max |reward| = 1e100 is accepted
+    assert len(train_grpo(P.pi_ref, r, 0.2, steps=0).history) == 1
+
+
+def test_k3_moments_match_high_precision_sums():
+    # mutation testing (mutmut): where π_ref/π is beyond float64, kl_estimator_moments sums Σ π·k3 and Σ π·k3² in
+    # log space (_k3_moments); its sign of log ρ, its log k3 = log ρ + log1p(−(1 + log ρ)/ρ) and its branch for
+    # log ρ > 30 were unchecked beyond the leading digits. The helper against 50-digit sums (mpmath), one response
+    # at a time (log ρ from −5 to 700), and the public function on a row that overflows
+    import mpmath
+
+    from prefkit.grpo import _k3_moments
+
+    mpmath.mp.dps = 50
+
+    def exact(p_row, q_row):
+        m1 = m2 = mpmath.mpf(0)
+        for p, q in zip(p_row, q_row, strict=True):
+            rho = mpmath.mpf(q) / mpmath.mpf(p)
+            k = rho - 1 - mpmath.log(rho)
+            m1, m2 = m1 + p * k, m2 + p * k**2
+        return m1, m2
+
+    for L in (-5.0, -0.5, 0.3, 2.0, 29.0, 30.1, 31.0, 40.0, 120.0, 700.0):  # log ρ on both sides of the branch at 30
+        p, q = (np.array([0.5]), np.array([0.5 * np.exp(L)])) if L < 0 else (np.array([0.5 * np.exp(-L)]),
+                                                                             np.array([0.5]))
+        m1, m2 = exact(p, q)
+        # float64 error: a few ulps of the exponent's terms (|log p|, 2·log k3 up to ~1400 ulps at log ρ = 700)
+        np.testing.assert_allclose(_k3_moments(p, q), [float(m1), float(m2)], rtol=3e-14 * max(1.0, L / 30),
+                                   err_msg=f"log rho = {L}")
+    # rows where π_ref/π overflows (prompt 0) or only k3² does (prompt 1: π·k3² = 1/4, which the float64 sum loses
+    # to inf·tiny), with ordinary responses beside them: E[k3] = KL(π‖π_ref) needs each of them, and prompt 1's
+    # variance is of the order of its mean²
+    pi = np.array([[1e-320, 0.3, 0.7 - 1e-320], [4e-320, 0.3, 0.7 - 4e-320]])
+    pi_ref = np.array([[1e-7, 0.5, 0.5 - 1e-7], [1e-160, 0.5, 0.5 - 1e-160]])
+    m = kl_estimator_moments(pi, pi_ref)
+    for x in range(2):
+        m1, m2 = exact(pi[x], pi_ref[x])
+        np.testing.assert_allclose(m["k3"]["mean"][x], float(m1), rtol=1e-12)
+        np.testing.assert_allclose(m["k3"]["var"][x], float(m2 - m1**2), rtol=1e-12)
+    assert 0.1 < m["k3"]["var"][1] < 1.0
+
+
+def test_kl_moments_ignore_responses_off_the_support():
+    # mutation testing (mutmut): summing over every response (s = None, or p >= 0) instead of the support survived
+    rng = np.random.default_rng(2)
+    pi, pi_ref = rng.dirichlet(np.ones(3), size=2), rng.dirichlet(np.ones(3), size=2)
+    pad = np.zeros((2, 1))
+    m = kl_estimator_moments(np.hstack([pi, pad]), np.hstack([pi_ref, pad]))
+    m0 = kl_estimator_moments(pi, pi_ref)
+    for e in ("k1", "k2", "k3"):
+        for v in ("mean", "var"):
+            np.testing.assert_allclose(m[e][v], m0[e][v], rtol=1e-14, err_msg=f"{e} {v}")
+
+
+def test_grpo_loss_clips_both_sides_and_epsilon_high():
+    # mutation testing (mutmut): epsilon_high was never passed (ignoring it survived), and so was a negative
+    # advantage with a ratio below 1 − ε_low (dropping the lower clip survived). Per sample,
+    # −min(ρA, clip(ρ, 1 − ε_low, 1 + ε_high)·A), against the values written out
+    logp = torch.log(torch.tensor([0.5, 0.5, 0.1, 0.1], dtype=torch.float64)).requires_grad_(True)
+    old = torch.log(torch.tensor([0.25, 1.0, 0.2, 0.05], dtype=torch.float64))  # ratios 2, 0.5, 0.5, 2
+    adv = torch.tensor([1.0, -1.0, 2.0, -2.0], dtype=torch.float64)
+    loss, m = grpo_loss(logp, old, logp.detach(), adv, 0.0, epsilon_low=0.2, epsilon_high=0.28)
+    # clipped at 1.28 (A > 0, ρ = 2) and at 0.8 (A < 0, ρ = 0.5); unclipped where the ratio moves against A
+    want = np.array([-1.28 * 1.0, 0.8 * 1.0, -0.5 * 2.0, 2.0 * 2.0])
+    np.testing.assert_allclose(loss.item(), want.mean(), rtol=1e-14)
+    assert m["clip_ratio"] == 0.5
+    (g,) = torch.autograd.grad(loss, logp)
+    np.testing.assert_allclose(g.numpy(), [0.0, 0.0, -0.5 * 2.0 / 4, -2.0 * -2.0 / 4], rtol=1e-14)
+    loss_sym, _ = grpo_loss(logp, old, logp.detach(), adv, 0.0, epsilon_low=0.2)  # ε_high defaults to ε_low
+    np.testing.assert_allclose(loss_sym.item(), np.mean([-1.2, 0.8, -1.0, 4.0]), rtol=1e-14)
+
+
+def test_forward_kl_optimum_off_the_support_and_at_float64s_edge():
+    # mutation testing (mutmut): an off-support response with the largest reward (counting it, q >= 0, survived)
+    # and rewards whose differences overflow (r_max − r = inf, handled as (r_max/2 − r/2)/β·2: every slip in that
+    # branch survived)
+    P = random_problem(2, 3, seed=3)
+    r = P.reward.copy()
+    q = np.hstack([P.pi_ref, np.zeros((2, 1))])
+    r4 = np.hstack([r, r.max(-1, keepdims=True) + 5.0])  # the best reward, where π_ref = 0
+    got = forward_kl_optimal_policy(q, r4, 0.5)
+    np.testing.assert_allclose(got[:, :3], forward_kl_optimal_policy(P.pi_ref, r, 0.5), atol=1e-14)
+    assert np.all(got[:, 3] == 0)
+    r1 = np.array([[1.0, -1.0, 0.5]])
+    q1 = np.array([[0.2, 0.5, 0.3]])
+    np.testing.assert_allclose(forward_kl_optimal_policy(q1, r1 * 1e308, 1e308),  # r_max − r = 2e308 = inf
+                               forward_kl_optimal_policy(q1, r1, 1.0), atol=1e-14)
+
+
+def test_grpo_fixed_point_with_a_response_off_the_support():
+    # mutation testing (mutmut): no test gave π_ref a zero; refusing the default start there (its π* is 0 where
+    # π_ref is, and the check read q >= 0) survived. Dr. GRPO's fixed point is the forward-KL optimum at β·G/(G−1)
+    P = random_problem(2, 3, seed=4, reward_scale=1.5)
+    q = np.hstack([P.pi_ref, np.zeros((2, 1))])
+    r = np.hstack([P.reward, np.full((2, 1), 9.0)])  # the best reward, off the support
+    fp = grpo_fixed_point(q, r, 0.5, 3, scale_rewards="none")
+    np.testing.assert_allclose(fp[:, :3], forward_kl_optimal_policy(P.pi_ref, P.reward, 0.5 * 3 / 2), atol=1e-10)
+    assert np.all(fp[:, 3] == 0)
+
+
+def test_huge_rewards_keep_their_groups():
+    # mutation testing (mutmut): in the rescaled branch (|r| beyond 1e150) dropping scale_rewards made every group
+    # use the whole batch's std (the one group of the test above hid it)
+    R = torch.tensor([[1.0, 0.0, 2.0, 1.0], [5.0, -3.0, 0.5, 0.0]], dtype=torch.float64)
+    np.testing.assert_allclose(group_advantages(R * 1e200, "group", eps=0.0).numpy(),
+                               group_advantages(R, "group", eps=0.0).numpy(), rtol=1e-12)
+
+
+def test_expected_kl_gradient_default_estimator_and_support():
+    # mutation testing (mutmut): the default estimator ("k3", TRL's) and the restriction to the support survived
+    rng = np.random.default_rng(5)
+    pi, pi_ref = rng.dirichlet(np.ones(3), size=2), rng.dirichlet(np.ones(3), size=2)
+    np.testing.assert_allclose(kl_estimator_expected_gradient(pi, pi_ref), pi - pi_ref, atol=1e-15)
+    pad = np.zeros((2, 1))
+    for e in ("k1", "k2", "k3"):
+        g = kl_estimator_expected_gradient(np.hstack([pi, pad]), np.hstack([pi_ref, pad]), e)
+        np.testing.assert_allclose(g, np.hstack([kl_estimator_expected_gradient(pi, pi_ref, e), pad]), atol=1e-15)
+
+
+def test_expected_direction_refuses_too_many_groups():
+    # mutation testing (mutmut): the limit on the groups to enumerate (C(G + n − 1, G) > 2e6) was never reached
+    pi = np.full((1, 10), 0.1)
+    with pytest.raises(ValueError, match="smaller group_size"):
+        expected_grpo_direction(pi, pi, np.zeros((1, 10)), 0.1, 30)  # C(39, 30) = 211,915,132 groups
+    assert expected_grpo_direction(pi[:, :2] * 5, pi[:, :2] * 5, np.zeros((1, 2)), 0.1, 30).shape == (1, 2)

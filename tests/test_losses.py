@@ -221,3 +221,66 @@ def test_sft_loss_without_lengths_is_the_chosen_nll():
     lw, ll = torch.tensor([-1.5, -0.2], dtype=torch.float64), torch.tensor([-2.0, -3.0], dtype=torch.float64)
     z = torch.zeros(2, dtype=torch.float64)
     np.testing.assert_allclose(preference_loss(lw, ll, z, z, 0.5, "sft").numpy(), [1.5, 0.2], rtol=1e-14)
+
+
+# ------------------------------------------------------------------------------------- mutation testing (issue 10)
+def test_table_default_label_smoothing_is_zero():
+    # mutation testing (mutmut): LOSSES[name](c, r, β) without ε, as the table's docstring allows, used no test; a
+    # default ε = 1 survived for robust, aot and aot_unpaired (the losses that use ε; the others ignore it)
+    lw, ll, rw, rl = (torch.tensor(a) for a in _batch(11, B=5))
+    c, r = lw - rw, ll - rl
+    for name in ("sigmoid", "robust", "aot_unpaired"):
+        np.testing.assert_allclose(LOSSES[name](c, r, 0.4).numpy(), REFERENCE[name](c.numpy(), r.numpy(), 0.4, 0.0),
+                                   rtol=1e-12, err_msg=name)
+    got = LOSSES["aot"](c, r, 0.4, logp_chosen=lw, logp_rejected=ll, ref_logp_chosen=rw, ref_logp_rejected=rl)
+    np.testing.assert_allclose(got.numpy(), preference_loss(lw, ll, rw, rl, 0.4, "aot", 0.0).numpy(), rtol=1e-14)
+    assert not torch.allclose(got, preference_loss(lw, ll, rw, rl, 0.4, "aot", 0.2))  # ε matters for aot
+
+
+def test_float32_policy_keeps_its_dtype_and_metrics_are_float64():
+    # mutation testing (mutmut): the casts ref.to(logp) in dpo_rewards and n.to(logratio) in the per-token
+    # average, and the float64 of preference_metrics, survived: a float32 policy got float64 losses and rewards
+    # (its reference promoted them), and float32 metrics were averaged in float32
+    lw, ll, rw, rl = _batch(12, B=6)
+    lw32, ll32 = torch.tensor(lw, dtype=torch.float32), torch.tensor(ll, dtype=torch.float32)
+    n = torch.tensor([1, 2, 3, 4, 5, 6])  # integer token counts
+    for loss_type in ("ipo", "sigmoid_norm"):
+        out = preference_loss(lw32, ll32, torch.tensor(rw), torch.tensor(rl), 0.3, loss_type, length_chosen=n,
+                              length_rejected=n)
+        assert out.dtype == torch.float32, loss_type
+    assert dpo_rewards(lw32, torch.tensor(rw), 0.3).dtype == torch.float32
+    # metrics of float32 log-probs and weights are float64 averages of their (exact) float32 values
+    w32 = torch.tensor([0.1, 0.7, 0.2, 0.3, 0.9, 0.05], dtype=torch.float32)
+    m = preference_metrics(lw32, ll32, torch.tensor(rw, dtype=torch.float32), torch.tensor(rl, dtype=torch.float32),
+                           0.3, weights=w32)
+    a, b, c, d, w = (t.numpy().astype(np.float64) for t in (lw32, ll32, torch.tensor(rw, dtype=torch.float32),
+                                                            torch.tensor(rl, dtype=torch.float32), w32))
+    want = {"rewards/chosen": 0.3 * (a - c), "rewards/rejected": 0.3 * (b - d),
+            "rewards/margins": 0.3 * ((a - c) - (b - d)), "logps/chosen": a, "logps/rejected": b}
+    for key, v in want.items():
+        np.testing.assert_allclose(m[key], np.sum(w * v) / np.sum(w), rtol=1e-12, err_msg=key)
+
+
+def test_metrics_of_one_pair_and_of_a_tie():
+    # mutation testing (mutmut): a batch of one pair (numel == 1 refused instead of 0) and a tie counted as accurate
+    # (>= for TRL's strict >) survived
+    one = [torch.tensor([v], dtype=torch.float64) for v in (-1.0, -2.0, -1.5, -1.5)]
+    m = preference_metrics(*one, 0.5)
+    assert m["rewards/margins"] == pytest.approx(0.5 * (0.5 - -0.5), abs=1e-15)
+    assert m["rewards/accuracies"] == 1.0
+    tie = preference_metrics([-1.0, -1.0], [-2.0, -3.0], [-1.0, -1.0], [-2.0, -2.0], 0.5)  # pair 0 a tie, 1 right
+    assert tie["rewards/accuracies"] == 0.5
+    with pytest.raises(ValueError, match="empty"):
+        preference_metrics([], [], [], [], 0.5)
+
+
+def test_integer_tensors_and_a_mismatch_in_the_first_argument():
+    # mutation testing (mutmut): integer tensors kept as integers (the cast to float64 dropped) and a shape check
+    # that compared every argument with the second instead of the first survived
+    x = torch.tensor([0, -1, -2])
+    out = preference_loss(x, x - 1, x, x, 0.5)
+    assert out.dtype == torch.float64
+    np.testing.assert_allclose(out.numpy(), REFERENCE["sigmoid"](np.zeros(3), -np.ones(3), 0.5, 0.0), rtol=1e-14)
+    z = torch.zeros(3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="logp_chosen has shape"):
+        preference_loss(torch.zeros(4, dtype=torch.float64), z, z, z, 0.1)
