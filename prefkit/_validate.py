@@ -50,13 +50,11 @@ def check_beta(beta, name: str = "beta") -> float:
     return b
 
 
-def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, finite: bool = True,
-                   nonempty: bool = False) -> np.ndarray:
-    """``x`` as a float64 array; checks the number of dimensions and, if ``finite``, rejects NaN and inf.
+def as_real_array(x, name: str) -> np.ndarray:
+    """``x`` as a numpy array of real numbers in its own dtype (bool, int, float; no conversion to float64).
 
-    A torch tensor is detached first (``requires_grad`` is fine); None, strings, ragged lists and complex
-    numbers (whose imaginary part numpy would drop with only a warning) are a ValueError naming ``name``; with
-    ``nonempty``, so is an array with no entries.
+    A torch tensor is detached first; None, strings and other objects, ragged lists and complex numbers are a
+    ValueError naming ``name``. :func:`as_float_array` is this plus float64 and its shape/finiteness checks.
     """
     if x is None:
         raise ValueError(f"{name} must be an array of numbers, got None")
@@ -69,7 +67,18 @@ def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, f
         raise ValueError(f"{name} must be real, got complex values")
     if raw.dtype.kind not in "biuf" and raw.size:
         raise ValueError(f"{name} must be an array of numbers, got dtype {raw.dtype}")
-    a = raw.astype(np.float64, copy=False)
+    return raw
+
+
+def as_float_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None, finite: bool = True,
+                   nonempty: bool = False) -> np.ndarray:
+    """``x`` as a float64 array; checks the number of dimensions and, if ``finite``, rejects NaN and inf.
+
+    A torch tensor is detached first (``requires_grad`` is fine); None, strings, ragged lists and complex
+    numbers (whose imaginary part numpy would drop with only a warning) are a ValueError naming ``name``; with
+    ``nonempty``, so is an array with no entries.
+    """
+    a = as_real_array(x, name).astype(np.float64, copy=False)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else ndim
         if a.ndim not in allowed:

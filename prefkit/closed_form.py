@@ -36,7 +36,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from ._validate import as_float_array, check_beta, check_distribution, check_same_shape, mean_value, to_numpy
+from ._validate import (
+    as_float_array,
+    as_real_array,
+    check_beta,
+    check_distribution,
+    check_same_shape,
+    mean_value,
+)
 
 __all__ = [
     "optimal_policy",
@@ -96,20 +103,22 @@ def _as_real_array(x, name: str) -> np.ndarray:
 
     The same refusals as :func:`prefkit._validate.as_float_array` (None, ragged, complex, non-numbers, 0-d).
     """
-    if x is None:
-        raise ValueError(f"{name} must be an array of numbers, got None")
-    x = to_numpy(x)
-    try:
-        a = np.asarray(x)
-    except (TypeError, ValueError, RuntimeError):  # ragged lists; a list of tensors that require grad
-        raise ValueError(f"{name} must be an array of numbers (not ragged), got {type(x).__name__}") from None
-    if a.dtype.kind == "c":
-        raise ValueError(f"{name} must be real, got complex values")
-    if a.dtype.kind not in "biuf" and a.size:
-        raise ValueError(f"{name} must be an array of numbers, got dtype {a.dtype}")
+    a = as_real_array(x, name)
     if a.ndim == 0:
         raise ValueError(f"{name} must have at least one dimension")
     return a
+
+
+def _chunk_inputs(beta, a, c, name_a, name_c):
+    """The shared start of the chunked functions: (β, a and c as 2-D rows, output dtype, leading shape, n).
+
+    β checked; a and c real arrays of the same shape (not yet float64: the chunks convert as they go).
+    """
+    b = check_beta(beta)
+    a = _as_real_array(a, name_a)
+    c = _as_real_array(c, name_c)
+    check_same_shape(a, c, name_a, name_c)
+    return b, _rows(a), _rows(c), _out_dtype(a, c), a.shape[:-1], a.shape[-1]
 
 
 def _out_dtype(*arrays: np.ndarray) -> type:
@@ -193,13 +202,7 @@ def _gibbs_chunks(pi_ref, reward, beta, want_policy: bool):
     float64, except for π* of float32 inputs, where exp, the product and the division run in float32 on the
     float64 z − m(x). Rows whose sum underflows are redone by logsumexp (:func:`_redo_by_logsumexp`).
     """
-    b = check_beta(beta)
-    p = _as_real_array(pi_ref, "pi_ref")
-    r = _as_real_array(reward, "reward")
-    check_same_shape(p, r, "pi_ref", "reward")
-    dtype = _out_dtype(p, r)
-    lead, n = p.shape[:-1], p.shape[-1]
-    p2, r2 = _rows(p), _rows(r)
+    b, p2, r2, dtype, lead, n = _chunk_inputs(beta, pi_ref, reward, "pi_ref", "reward")
     n_rows = p2.shape[0]
     out = np.empty((n_rows, n), dtype=dtype) if want_policy else np.empty(n_rows)  # log Z: always float64
     step, slices = _row_slices(n_rows, n)
@@ -240,7 +243,7 @@ def _gibbs_chunks(pi_ref, reward, beta, want_policy: bool):
             for i in low:
                 log_Z[i] = _redo_by_logsumexp(pc[i], rc[i], b)[1]
             out[s] = log_Z
-    return out.reshape(p.shape if want_policy else lead)
+    return out.reshape((*lead, n) if want_policy else lead)
 
 
 def _implied_reward_chunks(pi, pi_ref, beta):
@@ -248,13 +251,7 @@ def _implied_reward_chunks(pi, pi_ref, beta):
     whose two roundings are each relative to |log π|), in the output dtype; −inf where π = 0. Rows where
     π_ref is so small (< 1e-300, or < 1e-30 in float32) that the ratio could overflow are redone as
     log π − log π_ref in float64."""
-    b = check_beta(beta)
-    p = _as_real_array(pi, "pi")
-    q = _as_real_array(pi_ref, "pi_ref")
-    check_same_shape(p, q, "pi", "pi_ref")
-    dtype = _out_dtype(p, q)
-    lead, n = p.shape[:-1], p.shape[-1]
-    p2, q2 = _rows(p), _rows(q)
+    b, p2, q2, dtype, lead, n = _chunk_inputs(beta, pi, pi_ref, "pi", "pi_ref")
     n_rows = p2.shape[0]
     out = np.empty((n_rows, n), dtype=dtype)
     lim = float(np.finfo(dtype).max)
@@ -285,7 +282,7 @@ def _implied_reward_chunks(pi, pi_ref, beta):
             z[...] = w
         else:
             z *= b
-    return out.reshape(p.shape)
+    return out.reshape((*lead, n))
 
 
 def log_partition(pi_ref, reward, beta) -> np.ndarray:
