@@ -195,7 +195,8 @@ def test_sampler_matches_pl_probabilities():
 def test_sparse_newton_path_matches_the_dense_one(monkeypatch, l2):
     """Above _DENSE_MAX items the Newton system is solved by preconditioned CG on the sparse information matrix
     (issue 16: a sparse LU fills in at 10k items). Forced on a small problem, it must reach the dense path's
-    estimate to 1e-9: a CG that drops the gauge, the l2 term or the preconditioner's scaling does not."""
+    estimate to 1e-9: a CG that drops the gauge, the l2 term or the step's rescaling does not (checked by hand; the
+    preconditioner only changes how fast CG gets there, so a wrong one passes)."""
     import prefkit.plackett_luce as pl
 
     rng = np.random.default_rng(4)
