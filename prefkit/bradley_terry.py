@@ -827,27 +827,22 @@ def _initial_strengths(edges: _Edges, l2):
     return theta - theta.mean()
 
 
-def _edge_gradient(edges: _Edges, z, p=None, q=None):
-    """∂ℓ/∂z_e = n_ij·σ(−z) − n_ji·σ(z) (= n_ij − t·σ(z) without the cancellation), and its rounding level.
+def _edge_gradient(edges: _Edges, z):
+    """∂ℓ/∂z_e = n_ij·σ(−z) − n_ji·σ(z) (= n_ij − t·σ(z) without the cancellation).
 
     Each term is computed to relative precision, so the difference stays accurate even when t is huge and
-    σ(z) is within 1e-12 of 1 (the form n_ij − t·σ(z) loses everything there). Returns (g_e, scale_e) with
-    scale_e = n_ij·σ(−z) + n_ji·σ(z): rounding makes |g_e| uncertain by a few ulps of scale_e. ``p`` = σ(z)
-    and ``q`` = σ(−z) may be passed in when already computed.
+    σ(z) is within 1e-12 of 1 (the form n_ij − t·σ(z) loses everything there). The Newton loop computes the
+    same in its preallocated work arrays; rounding makes |g_e| uncertain by a few ulps of n_ij·σ(−z) + n_ji·σ(z).
     """
-    if p is None:
-        p, q = _sigmoid_pair(z, np.empty_like(z), np.empty_like(z))
-    won = edges.n_ij * q
-    lost = edges.n_ji * p
-    return won - lost, won + lost
+    p, q = _sigmoid_pair(z, np.empty_like(z), np.empty_like(z))
+    return edges.n_ij * q - edges.n_ji * p
 
 
 def _directional_slope(edges: _Edges, theta, delta, d_theta, d_delta, l2):
     """d/ds [ℓ − l2‖θ‖²](θ + s·dθ, δ + s·dδ) at s = 0, summed edge by edge (no cancellation in g_e)."""
     z = theta[edges.i] - theta[edges.j] + delta
     dz = d_theta[edges.i] - d_theta[edges.j] + d_delta
-    g_e, _ = _edge_gradient(edges, z)
-    return float(g_e @ dz - 2 * l2 * (theta @ d_theta))
+    return float(_edge_gradient(edges, z) @ dz - 2 * l2 * (theta @ d_theta))
 
 
 def _extend_step(edges: _Edges, theta0, delta0, d_theta, d_delta, l2, max_move):

@@ -40,9 +40,10 @@ from ._validate import (
 from .closed_form import kl_divergence
 from .displacement_tracking import displacement_step
 from .losses import (
-    _USES_LOGPS,
     LOSSES,
     _check_loss_type,
+    _logp_arguments,
+    _not_finite_message,
     check_label_smoothing,
     preference_loss,
     preference_metrics,
@@ -486,11 +487,7 @@ def _unchecked_preference_loss(ref_w, ref_l, b, loss_type, eps):
 
     def per_pair(lp_w, lp_l):
         ref_w_, ref_l_ = ref_w.to(lp_w), ref_l.to(lp_l)  # no-ops for float64 policies
-        extra = {}
-        if loss_type in _USES_LOGPS:
-            extra = {"logp_chosen": lp_w} if loss_type == "sft" else {
-                "logp_chosen": lp_w, "logp_rejected": lp_l, "ref_logp_chosen": ref_w_, "ref_logp_rejected": ref_l_}
-        return fn(lp_w - ref_w_, lp_l - ref_l_, b, eps, **extra)
+        return fn(lp_w - ref_w_, lp_l - ref_l_, b, eps, **_logp_arguments(loss_type, lp_w, lp_l, ref_w_, ref_l_))
 
     return per_pair
 
@@ -500,9 +497,7 @@ def _raise_not_finite(lp_w, lp_l, optimizer, lr, b, loss_type):
     if not (bool(torch.isfinite(lp_w).all()) and bool(torch.isfinite(lp_l).all())):
         raise ValueError(f"training diverged: the policy's log-probabilities became non-finite (optimizer="
                          f"{optimizer!r}, lr={lr!r}, beta={b!r}); lower lr or beta")
-    # e.g. IPO's 1/(2τ) overflows for a subnormal τ
-    raise ValueError(f"the {loss_type!r} loss is not finite at beta={b:g} for these log-probs: beta is too "
-                     f"small, or the log-ratios too large, for float arithmetic")
+    raise ValueError(_not_finite_message(loss_type, b))
 
 
 def _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn) -> DPOResult:

@@ -379,11 +379,7 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
                                              ("ref_logp_rejected", ref_logp_rejected)])
     logratio_chosen = lp_w - ref_w.to(lp_w)  # (B,), ref cast to the policy's dtype and device
     logratio_rejected = lp_l - ref_l.to(lp_l)  # (B,)
-    extra = {}
-    if loss_type in _USES_LOGPS:
-        extra = {"logp_chosen": lp_w} if loss_type == "sft" else {
-            "logp_chosen": lp_w, "logp_rejected": lp_l, "ref_logp_chosen": ref_w.to(lp_w),
-            "ref_logp_rejected": ref_l.to(lp_l)}
+    extra = _logp_arguments(loss_type, lp_w, lp_l, ref_w.to(lp_w), ref_l.to(lp_l))
     if length_chosen is not None or length_rejected is not None:
         if loss_type not in _USES_LENGTHS:
             raise ValueError(f"length_chosen/length_rejected are for loss_type in {_USES_LENGTHS} only, "
@@ -399,10 +395,25 @@ def preference_loss(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_reject
             logratio_chosen = _per_token(logratio_chosen, length_chosen, "length_chosen")
             logratio_rejected = _per_token(logratio_rejected, length_rejected, "length_rejected")
     losses = LOSSES[loss_type](logratio_chosen, logratio_rejected, b, eps, **extra)
-    if not bool(torch.isfinite(losses).all()):  # e.g. IPO's 1/(2τ) overflows for a subnormal τ
-        raise ValueError(f"the {loss_type!r} loss is not finite at beta={b:g} for these log-probs: beta is too "
-                         f"small, or the log-ratios too large, for float arithmetic")
+    if not bool(torch.isfinite(losses).all()):
+        raise ValueError(_not_finite_message(loss_type, b))
     return losses
+
+
+def _logp_arguments(loss_type, lp_w, lp_l, ref_w, ref_l) -> dict:
+    """The extra keyword arguments of the losses that use the log-probs themselves (``_USES_LOGPS``: aot, sft);
+    {} for the others. ``ref_w``, ``ref_l`` already in the policy's dtype and device."""
+    if loss_type not in _USES_LOGPS:
+        return {}
+    if loss_type == "sft":
+        return {"logp_chosen": lp_w}
+    return {"logp_chosen": lp_w, "logp_rejected": lp_l, "ref_logp_chosen": ref_w, "ref_logp_rejected": ref_l}
+
+
+def _not_finite_message(loss_type, b) -> str:
+    """The error for a loss that came out NaN/inf from finite log-probs (e.g. IPO's 1/(2τ) for a subnormal τ)."""
+    return (f"the {loss_type!r} loss is not finite at beta={b:g} for these log-probs: beta is too small, or the "
+            f"log-ratios too large, for float arithmetic")
 
 
 def dpo_rewards(logp, ref_logp, beta):
