@@ -124,3 +124,54 @@ def test_cli_tour_durations_and_bad_jobs(tmp_path, capsys):
     assert "slowest 1 checks (wall s, CPU s):" in out and "limits of β" in out.split("slowest")[1]
     assert main(["tour", "--jobs", "0", "--figures", str(tmp_path)]) == 2
     assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_tour_fails_on_a_claim_no_check_measured(tmp_path, capsys, monkeypatch):
+    """A claim defined in a chapter but measured by no check fails the whole tour, naming it. (This is what makes
+    ``./dev test``'s fast tours at seeds 0, 1, 2 the test that every chapter's claims are measured and pass.)"""
+    from prefkit.__main__ import main
+    from prefkit.course import tour
+
+    specs = [s for ch in chapters() for s in ch.claims.values()]
+    forgotten = specs[len(specs) // 2]
+
+    def fake_run_tour(ctx, only=None, echo=None, jobs=1, durations=None):
+        return [s.judge(0.0) for s in specs if s is not forgotten], []  # pass or fail: only "measured" matters
+
+    monkeypatch.setattr(tour, "run_tour", fake_run_tour)
+    code = main(["tour", "--fast", "--figures", str(tmp_path)])
+    out = capsys.readouterr()
+    assert code != 0 and f"claim {forgotten.id} is defined but no check measured it" in out.out + out.err
+
+
+def test_grouped_checks_form_one_task_slow_first():
+    """The parallel tour's tasks: chapters 7 and 8's pipeline checks (one group) are one task, in chapter order, and
+    start first; every other check is a task of its own, in chapter order. Catches a group split across processes
+    (the pipeline would train twice) and a lost or duplicated check."""
+    from prefkit.course.ch7_tiny_lm import PIPELINE_GROUP
+    from prefkit.course.tour import _tasks
+
+    todo = [(i, j, ch, name, fn) for i, ch in enumerate(chapters()) for j, (name, fn) in enumerate(ch.checks)]
+    tasks = _tasks(todo)
+    assert sorted(t[:2] for task in tasks for t in task) == [t[:2] for t in todo]  # each check once
+    grouped = [task for task in tasks if len(task) > 1]
+    assert len(grouped) == 1 and [ch.number for _, _, ch, _ in grouped[0]] == [7, 8]
+    assert all(ch.groups[name] == PIPELINE_GROUP for _, _, ch, name in grouped[0])
+    slow = [any(ch.is_slow(name) for _, _, ch, name in task) for task in tasks]
+    assert slow == sorted(slow, reverse=True) and slow[tasks.index(grouped[0])]  # slow ones first, the group too
+    rest = [t[:2] for task in tasks if not any(ch.is_slow(n) for _, _, ch, n in task) for t in task]
+    assert rest == sorted(rest)
+
+
+def test_cli_tour_no_figures(tmp_path, capsys, monkeypatch):
+    """``--no-figures``: the checks get no figure folder (nothing is written) and the summary says so."""
+    from prefkit.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    check = "implied reward and f(x) invariance"  # writes ch2_optimal_policy.png
+    assert main(["tour", "--fast", "--only", check, "--figures", "with", "--jobs", "1"]) == 0
+    assert [p.name for p in (tmp_path / "with").iterdir()] == ["ch2_optimal_policy.png"]
+    capsys.readouterr()
+    assert main(["tour", "--fast", "--only", check, "--no-figures", "--jobs", "1"]) == 0
+    assert "no figures written" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["with"]

@@ -127,6 +127,26 @@ def run_chapter_pipeline(cfg, echo=print, stages=("sft", "rm", "rlhf", "dpo")):
         torch.set_num_threads(threads)
 
 
+PIPELINE_GROUP = "chapter 7's pipeline"
+"""The tour's ``group`` of the checks that read :func:`shared_pipeline` (chapters 7 and 8): they run in one process."""
+
+_SHARED: dict = {}
+
+
+def shared_pipeline(cfg):
+    """:func:`run_chapter_pipeline` (all four stages, no output) of ``cfg``, trained once per process and config.
+
+    Chapter 8's best-of-n experiment reads the same run of chapter 7's pipeline as chapter 7's tour check in the
+    fast setting (``LMConfig.tour``): trained once, it is read by both (the tour runs the two checks in one process,
+    :data:`PIPELINE_GROUP`). The result is only read, never changed, by its users. Keeps the last config's run.
+    """
+    key = repr(cfg)  # LMConfig is a dataclass: its repr lists every field
+    if key not in _SHARED:
+        _SHARED.clear()
+        _SHARED[key] = run_chapter_pipeline(cfg, echo=lambda *a, **k: None)
+    return _SHARED[key]
+
+
 def data_kl_to_uniform(task) -> float:
     """E_x KL(π_data(·|x) ‖ uniform over the V^L responses) = log V^L − E_x H(π_data(·|x)), exact."""
     lp = task.data_log_probs()
@@ -178,11 +198,11 @@ def tour_enumeration(ctx):
     return {ENUM_SUM: e["sum_error"], ENUM_LOGP: e["logp_error"]}
 
 
-@CHAPTER.check("SFT -> RM -> RLHF and DPO, exact KLs", slow=True)
+@CHAPTER.check("SFT -> RM -> RLHF and DPO, exact KLs", slow=True, group=PIPELINE_GROUP)
 def tour_pipeline(ctx):
     from ..lm import plot_lm_training
 
-    res = run_chapter_pipeline(tour_pipeline_config(ctx.seed, ctx.fast), echo=lambda *a: None)
+    res = shared_pipeline(tour_pipeline_config(ctx.seed, ctx.fast))
     ctx.savefig(plot_lm_training(res.histories, res.rows), "ch7_tiny_lm.png")
     m = measure_pipeline(res)
     return {spec: m[key] for key, spec in CHAPTER.claims.items() if key in m}

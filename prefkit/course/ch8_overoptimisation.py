@@ -20,6 +20,7 @@ from ..best_of_n import best_of_n_kl, best_of_n_kl_bound, best_of_n_policy
 from ..closed_form import kl_divergence, optimal_policy
 from ..overoptimisation import RewardCurve, best_of_n_curve, fit_gao, kl_optimal_curve, policy_curve
 from ..problems import Problem
+from .ch7_tiny_lm import PIPELINE_GROUP
 from .claims import Chapter
 from .exercises import Mistake, exercise
 
@@ -340,14 +341,11 @@ LM_NS = (1, 2, 4, 8, 16, 32, 64)
 def lm_best_of_n_experiment(seed: int = 0, cfg=None, ns=LM_NS) -> dict:
     """Chapter 7's pipeline (SFT → reward model → RLHF and DPO) in the tour's setting, then best-of-n on the
     reward model from the SFT model, all evaluated exactly. Returns {"rows": chapter 7's rows, "bon": BoN rows}."""
-    import torch
-
     from ..lm.best_of_n import pipeline_best_of_n_rows
-    from ..lm.pipeline import LMConfig, run_pipeline
+    from ..lm.pipeline import LMConfig
+    from .ch7_tiny_lm import shared_pipeline
 
-    torch.set_num_threads(1)
-    cfg = cfg or LMConfig.tour(seed=seed)
-    res = run_pipeline(cfg, stages=("sft", "rm", "rlhf", "dpo"), echo=lambda *a, **k: None)
+    res = shared_pipeline(cfg or LMConfig.tour(seed=seed))  # the run chapter 7's fast tour check reads, if it ran here
     return {"rows": res.rows, "bon": pipeline_best_of_n_rows(res, ns), "result": res}
 
 
@@ -479,7 +477,7 @@ def tour_dpo(ctx):
     return _claims(measure_dpo(ctx.seed, n_betas=6 if ctx.fast else 10))
 
 
-@CHAPTER.check("tiny LM: best-of-n next to RLHF and DPO", slow=True)
+@CHAPTER.check("tiny LM: best-of-n next to RLHF and DPO", slow=True, group=PIPELINE_GROUP)
 def tour_lm(ctx):
     return _claims(measure_lm(ctx.seed))
 

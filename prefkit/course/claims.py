@@ -162,6 +162,7 @@ class Chapter:
     checks: list[tuple[str, Callable]] = field(default_factory=list)
     slides: list[SlideRow] = field(default_factory=list)
     slow: set[str] = field(default_factory=set)
+    groups: dict[str, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -202,14 +203,18 @@ class Chapter:
         self.slides.append(row)
         return row
 
-    def check(self, name: str, slow: bool = False):
+    def check(self, name: str, slow: bool = False, group: str | None = None):
         """Decorator: add ``fn(ctx) -> list[Claim]`` (or a dict {ClaimSpec: measured}) to the tour. ``slow=True``
-        (a check of many seconds) starts it first when the tour runs its checks in parallel (``--jobs``)."""
+        (a check of many seconds) starts it first when the tour runs its checks in parallel (``--jobs``). Checks
+        of any chapter that name the same ``group`` run one after another in the same process, in chapter order,
+        so a result they share (chapter 7's trained pipeline) can be computed once there."""
 
         def deco(fn):
             self.checks.append((name, fn))
             if slow:
                 self.slow.add(name)
+            if group is not None:
+                self.groups[name] = group
             return fn
 
         return deco

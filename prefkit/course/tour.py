@@ -92,9 +92,20 @@ def _worker_start() -> None:
     threadpool_limits(1)
 
 
-def _worker_check(ctx: TourContext, i: int, j: int):
-    """Run check ``j`` of chapter ``i`` (indices into :func:`chapters`) in a worker process."""
-    return _run_check(ctx, chapters()[i].checks[j][1])
+def _worker_checks(ctx: TourContext, indices: list[tuple[int, int]]):
+    """Run checks ``(i, j)`` (check ``j`` of chapter ``i``, indices into :func:`chapters`) one after another in a
+    worker process; one result per check."""
+    return [_run_check(ctx, chapters()[i].checks[j][1]) for i, j in indices]
+
+
+def _tasks(todo) -> list[list[tuple]]:
+    """The worker tasks of a parallel tour: one per check ``(i, j, chapter, name)``, except that the checks of one
+    group (:meth:`Chapter.check`'s ``group``) form one task, in chapter order; slow tasks (one of whose checks is
+    ``slow``) first, chapter order otherwise."""
+    tasks: dict = {}
+    for i, j, ch, name, *_ in todo:
+        tasks.setdefault(ch.groups.get(name) or (i, j), []).append((i, j, ch, name))
+    return sorted(tasks.values(), key=lambda task: not any(ch.is_slow(name) for _, _, ch, name in task))
 
 
 def run_tour(ctx: TourContext, only: str | None = None, echo=print, jobs: int = 1,
@@ -103,8 +114,9 @@ def run_tour(ctx: TourContext, only: str | None = None, echo=print, jobs: int = 
 
     Returns the claims, in chapter and check order, and the errors (a check that raised is reported, never hidden;
     its claims count as failed). ``jobs`` > 1 runs the checks in that many worker processes, the checks marked
-    ``slow`` first; every check seeds its own generators from ``ctx.seed``, so the claims do not depend on
-    ``jobs`` (only the order of the progress lines does). ``durations``, a list, receives one
+    ``slow`` first, and the checks of one ``group`` one after another in one process; every check seeds its own
+    generators from ``ctx.seed``, so the claims do not depend on ``jobs`` (only the order of the progress lines
+    does). ``durations``, a list, receives one
     :class:`CheckTime` per check, in chapter order.
     """
     todo = [(i, j, ch, name, fn) for i, ch in enumerate(chapters()) for j, (name, fn) in enumerate(ch.checks)
@@ -122,18 +134,19 @@ def run_tour(ctx: TourContext, only: str | None = None, echo=print, jobs: int = 
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        slow_first = sorted(todo, key=lambda t: not t[2].is_slow(t[3]))  # stable: chapter order otherwise
+        slow_first = _tasks(todo)
         spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch/OpenMP state
-        with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=spawn, initializer=_worker_start) as pool:
-            futures = {pool.submit(_worker_check, ctx, i, j): (i, j, ch, name) for i, j, ch, name, _ in slow_first}
+        with ProcessPoolExecutor(min(jobs, len(slow_first)), mp_context=spawn, initializer=_worker_start) as pool:
+            futures = {pool.submit(_worker_checks, ctx, [(i, j) for i, j, _, _ in task]): task for task in slow_first}
             for fut in as_completed(futures):
-                i, j, ch, name = futures[fut]
+                task = futures[fut]
                 try:
-                    r = fut.result()
+                    rs = fut.result()
                 except Exception as exc:  # the worker process itself died
-                    r = ([], f"{type(exc).__name__}: {exc}", 0.0, 0.0)
-                specs = {s.id: s for s in ch.claims.values()}  # the parent's ClaimSpec objects, not copies
-                done(i, j, ch, name, ([Claim(specs.get(c.spec.id, c.spec), c.measured) for c in r[0]], *r[1:]))
+                    rs = [([], f"{type(exc).__name__}: {exc}", 0.0, 0.0)] * len(task)
+                for (i, j, ch, name), r in zip(task, rs, strict=True):
+                    specs = {s.id: s for s in ch.claims.values()}  # the parent's ClaimSpec objects, not copies
+                    done(i, j, ch, name, ([Claim(specs.get(c.spec.id, c.spec), c.measured) for c in r[0]], *r[1:]))
     claims: list[Claim] = []
     errors: list[CheckError] = []
     for i, j, ch, name, _ in todo:
