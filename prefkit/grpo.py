@@ -601,7 +601,9 @@ def forward_kl_optimal_policy(pi_ref, reward, beta) -> np.ndarray:
     of Σ_y β·π_ref(y)/(λ − r(y)) = 1 (decreasing in λ; found by brentq between r_max + β·π_ref(y_max) and
     r_max + β, in the scale-free unknowns (λ − r_max)/β and (r_max − r)/β, so no reward or β overflows).
     Wang et al. 2023, "Beyond reverse KL", Theorem 1 with f(u) = −log u. It is the stationary point of
-    Dr. GRPO with TRL's k3 loss at β·G/(G−1) (see the module docstring).
+    Dr. GRPO with TRL's k3 loss at β·G/(G−1) (see the module docstring). The maximum is taken over
+    policies on π_ref's support (π(y) = 0 wherever π_ref(y) = 0, as the formula gives): KL(π_ref‖π) alone would not
+    keep mass off it, but a policy trained from π_ref by sampling (GRPO) never puts any there.
     """
     q = check_distribution(pi_ref, "pi_ref")
     r = as_float_array(reward, "reward")
