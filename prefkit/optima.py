@@ -13,6 +13,8 @@ numpy only (no torch): the fitters of :mod:`prefkit.dpo` are checked against the
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from ._validate import (
     as_float_array,
@@ -55,20 +57,10 @@ def _check_preferences(preferences, pi_ref: np.ndarray) -> np.ndarray:
 
 
 def _components(n: int, edges: np.ndarray) -> np.ndarray:
-    """Connected-component label of each of n vertices of the undirected graph with the given (k, 2) edges."""
-    parent = list(range(n))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for i, j in edges:
-        parent[find(int(i))] = find(int(j))
-    roots = [find(i) for i in range(n)]
-    _, labels = np.unique(roots, return_inverse=True)
-    return labels
+    """Connected-component label of each of n vertices of the undirected graph with the given (k, 2) edges; labels
+    0, 1, ... in the order of each component's smallest vertex (scipy's ``connected_components``)."""
+    g = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(g, directed=False)[1]
 
 
 def dpo_solution_set(pi_ref, reward, beta, preferences) -> dict:
