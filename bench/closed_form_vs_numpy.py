@@ -7,11 +7,15 @@ Functions, each against its peer on the same arrays (an (n_prompts, n_responses)
 * ``log_partition``: log Z = logsumexp(log π_ref + r/β). Two peers: ``scipy.special.logsumexp`` (the issue's
   reference) and "numpy logsumexp", the same steps in place (``z = log(π_ref); z += r/β; m = z.max(-1);
   z -= m; exp(z, out=z); log(z.sum(-1)) + m``).
+* ``optimal_log_policy``: log π* = scaled − logsumexp(scaled), scaled = log π_ref + r/β. Two peers: "numpy
+  log-softmax", the same steps in place with one temporary for the exp (``z = log(π_ref); z += r/β;
+  z -= z.max(-1); e = exp(z); z -= log(e.sum(-1))``), and ``scipy.special.log_softmax(log π_ref + r/β)``.
 * ``implied_reward``: β·log(π/π_ref). Peer "numpy log-ratio": ``z = π/π_ref; log(z, out=z); z *= β``.
 
 The peers run in the input dtype (float32 arithmetic for float32 arrays) and check nothing. prefkit checks its
-inputs (π/π_ref rows are distributions, r and r/β finite, β > 0), masks π_ref = 0, computes in float64 in
-chunks of rows and returns float32 for float32 inputs (log Z: float64 always).
+inputs (π/π_ref rows are distributions, r and r/β finite, β > 0), masks π_ref = 0, works in chunks of rows
+(shifting r/β by its row maximum before anything is added to it: in float64, or for float32 log π* as
+(r − max r)/β in float32) and returns float32 for float32 inputs (log Z: float64 always).
 
 Columns: best of ``--repeat`` runs, prefkit and peer interleaved, one thread, timed both by the CPU time of the
 process (``time.process_time``: user + system, page faults included; what counts on a shared machine, where
@@ -25,7 +29,8 @@ array, the issue's size). Run the big size one function at a time on a shared ma
 ``--sizes big --functions optimal_policy``.
 
 Usage: python bench/closed_form_vs_numpy.py [--sizes small,big] [--dtypes float64,float32]
-       [--functions optimal_policy,log_partition,implied_reward] [--repeat K] [--chunk ENTRIES]
+       [--functions optimal_policy,log_partition,optimal_log_policy,implied_reward] [--repeat K]
+       [--chunk ENTRIES]
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ import tracemalloc
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from scipy.special import logsumexp  # noqa: E402
+from scipy.special import log_softmax, logsumexp  # noqa: E402
 
 SIZES = {"tiny": (50, 2_000), "small": (500, 20_000), "big": (1_000, 100_000)}
-FUNCTIONS = ("optimal_policy", "log_partition", "implied_reward")
+FUNCTIONS = ("optimal_policy", "log_partition", "optimal_log_policy", "implied_reward")
 BETA = 0.5
 
 
@@ -69,6 +74,19 @@ def scipy_logsumexp(pi_ref, reward, beta):
     return logsumexp(np.log(pi_ref) + reward / beta, axis=-1)
 
 
+def numpy_log_softmax(pi_ref, reward, beta):
+    z = np.log(pi_ref)
+    z += reward / beta
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    z -= np.log(e.sum(axis=-1, keepdims=True))
+    return z
+
+
+def scipy_log_softmax(pi_ref, reward, beta):
+    return log_softmax(np.log(pi_ref) + reward / beta, axis=-1)
+
+
 def numpy_log_ratio(pi, pi_ref, beta):
     z = pi / pi_ref
     np.log(z, out=z)
@@ -85,6 +103,9 @@ def cases(function):
     if function == "log_partition":
         return pk.log_partition, [("scipy logsumexp", scipy_logsumexp), ("numpy logsumexp", numpy_logsumexp)], (
             "pi_ref", "reward")
+    if function == "optimal_log_policy":
+        return pk.optimal_log_policy, [("numpy log-softmax", numpy_log_softmax),
+                                       ("scipy log_softmax", scipy_log_softmax)], ("pi_ref", "reward")
     return pk.implied_reward, [("numpy log-ratio", numpy_log_ratio)], ("pi", "pi_ref")
 
 

@@ -14,16 +14,17 @@ Conventions
   allowed (a single prompt may be a 1-d array); results keep the leading axes.
 * Everything is computed in log space in float64: ``log_Z`` with logsumexp (shifted by the largest r/β on
   π_ref's support), π* as ``π_ref·exp(r/β − max) / Σ``. Results are finite for |r/β| up to 1e6 and beyond.
-* **dtype**: :func:`optimal_policy` and :func:`implied_reward` return float32 when both array arguments are
-  float32 (torch float32/bfloat16 tensors included) and float64 otherwise; :func:`log_partition` always
-  returns float64 (one number per prompt, of the size of r/β: in float32, log Z = 10⁶ + log ⅓ would be off by
-  up to 0.03). With float32 inputs, r/β and its shift by the row's maximum are still computed in float64, so
-  r/β = 1e6 keeps log π_ref's digits, and log Z is computed wholly in float64; only the steps whose result is
-  of the size of one float32 (exp(r/β − m) ≤ 1, the product with π_ref, the normalisation; π/π_ref, its log,
-  β·) run in float32. The results are those of float64 for the float32 numbers given, to within a few
-  float32 roundings (see each function). These three functions process rows in chunks, so their
-  temporaries are bounded by the chunk, not by the input: memory is the output plus O(chunk). The other
-  functions compute and return float64.
+* **dtype**: :func:`optimal_policy`, :func:`optimal_log_policy` and :func:`implied_reward` return float32 when
+  both array arguments are float32 (torch float32/bfloat16 tensors included) and float64 otherwise;
+  :func:`log_partition` always returns float64 (one number per prompt, of the size of r/β: in float32,
+  log Z = 10⁶ + log ⅓ would be off by up to 0.03). With float32 inputs, r/β is shifted by the row's maximum
+  before anything is added to it, so r/β = 1e6 keeps log π_ref's digits: in float64 for π* and log Z
+  (r/β − m), in float32 for log π* ((r − max r)/β, the difference first); log Z is computed wholly in
+  float64. Only the steps whose result is of the size of one float32 (exp(z) ≤ 1, the product with π_ref, the
+  normalisation; log π_ref + z − log Σ; π/π_ref, its log, β·) run in float32. The results are those of
+  float64 for the float32 numbers given, to within a few float32 roundings (see each function). These four
+  functions process rows in chunks, so their temporaries are bounded by the chunk, not by the input: memory
+  is the output plus O(chunk). The other functions compute and return float64.
 * **Where π_ref(y|x) = 0, π*(y|x) = 0** for every reward: the reward there is ignored (it must still be
   finite). Likewise the implied reward is −inf off π_ref's support, and ``kl_divergence(p, q)`` is +inf
   exactly when p puts mass where q has none.
@@ -141,18 +142,25 @@ def _row_slices(n_rows: int, n_cols: int):
     return step, [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
 
 
-def _check_rows(p: np.ndarray, name: str, row0: int, lead: tuple, atol: float = 1e-6) -> np.ndarray:
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_rows(p: np.ndarray, name: str, row0: int, lead: tuple, atol: float = 1e-6,
+                negatives: bool = True) -> np.ndarray | None:
     """Each row of the chunk ``p`` (rows ``row0``…) a distribution, as :func:`check_distribution`; returns the
-    smallest entry of each row.
+    smallest entry of each row. With ``negatives=False`` the usual case skips the min and returns None: the
+    caller finds negative entries another way (:func:`_implied_reward_chunks`: from the log of the ratio).
 
     One sum and one min per row instead of boolean masks: NaN or ±inf make the sum non-finite, a negative entry
     makes the min negative. float32 rows are summed in float32 (numpy's pairwise sum, error ~1e-7 on rows of
     10⁵ entries), and the rows that look more than atol/2 away from 1 summed again in float64 for the verdict.
     """
     s = p.sum(axis=-1)
-    lo = p.min(axis=-1) if p.size else np.zeros(p.shape[0], dtype=p.dtype)
-    if p.size and np.abs(s - 1.0).max() <= atol / 2 and lo.min() >= 0:  # the usual case, in a few calls
+    lo = p.min(axis=-1) if negatives and p.size else None
+    if p.size and np.abs(s - 1.0).max() <= atol / 2 and (lo is None or lo.min() >= 0):  # the usual case
         return lo  # (NaN makes the max NaN and fails the test: such chunks go the long way below)
+    if lo is None:
+        lo = p.min(axis=-1) if p.size else np.zeros(p.shape[0], dtype=p.dtype)
     s = s.astype(np.float64)
     if p.dtype != np.float64:
         again = np.flatnonzero(~(np.abs(s - 1.0) <= atol / 2))
@@ -171,10 +179,10 @@ def _check_rows(p: np.ndarray, name: str, row0: int, lead: tuple, atol: float = 
     return lo
 
 
-def _check_reward(r: np.ndarray, b: float) -> np.ndarray:
-    """Each row's largest reward; raises unless every r and r/β is finite. Read in the input dtype: NaN makes
-    min and max NaN, and r/β overflows somewhere exactly when the largest |r| over β does (dividing by β > 0 is
-    monotone, and so is rounding)."""
+def _check_reward(r: np.ndarray, b: float) -> tuple[np.ndarray, float]:
+    """(each row's largest reward, the chunk's smallest reward); raises unless every r and r/β is finite. Read
+    in the input dtype: NaN makes min and max NaN, and r/β overflows somewhere exactly when the largest |r|
+    over β does (dividing by β > 0 is monotone, and so is rounding)."""
     top = r.max(axis=-1) if r.size else np.zeros(r.shape[0], dtype=r.dtype)
     hi, lo = (float(top.max()), float(r.min())) if r.size else (0.0, 0.0)
     if not (np.isfinite(hi) and np.isfinite(lo)):
@@ -182,7 +190,7 @@ def _check_reward(r: np.ndarray, b: float) -> np.ndarray:
     with np.errstate(over="ignore"):
         if not np.isfinite(max(hi, -lo) / b):
             raise ValueError(f"reward/beta overflows float64 (beta={b!r}); rescale reward or increase beta")
-    return top
+    return top, lo
 
 
 def _redo_by_logsumexp(p_row: np.ndarray, r_row: np.ndarray, b: float) -> tuple[np.ndarray, float]:
@@ -211,7 +219,7 @@ def _gibbs_chunks(pi_ref, reward, beta, want_policy: bool):
     for s in slices:
         pc, rc = _chunk(p2[s]), _chunk(r2[s])
         lo = _check_rows(pc, "pi_ref", s.start, lead)
-        top = _check_reward(rc, b)
+        top = _check_reward(rc, b)[0]
         z = out[s] if direct else buf[: pc.size].reshape(pc.shape)  # (rows, n) float64
         np.divide(rc, b, out=z, dtype=np.float64)
         if np.any(lo == 0):  # some π_ref(y|x) = 0: off the support, π* = 0 whatever r
@@ -246,43 +254,123 @@ def _gibbs_chunks(pi_ref, reward, beta, want_policy: bool):
     return out.reshape((*lead, n) if want_policy else lead)
 
 
+def _log_policy_chunks(pi_ref, reward, beta):
+    """log π* = log π_ref + z − log Σ_y π_ref·exp(z), z = r/β − m(x), one chunk of rows at a time.
+
+    m(x) is the largest r/β on π_ref's support, so z ≤ 0 and exp(z) ≤ 1. float64 output: z = r/β − m(x) in
+    float64, in the output itself; e = π_ref·exp(z) in a chunk buffer, then log π_ref in the same buffer.
+    float32 output (both inputs float32): z = (r − max r)/β in float32 (the difference first, so a huge r/β
+    keeps log π_ref's digits), e in the output, which then receives log π_ref + z − log Σ e. Row sums in
+    float64. Rows whose sum underflows are redone by logsumexp (:func:`_redo_by_logsumexp`), and so are float32
+    rows where r − max r overflows float32.
+    """
+    b, p2, r2, dtype, lead, n = _chunk_inputs(beta, pi_ref, reward, "pi_ref", "reward")
+    n_rows = p2.shape[0]
+    out = np.empty((n_rows, n), dtype=dtype)
+    step, slices = _row_slices(n_rows, n)
+    single = dtype == np.float32
+    buf = np.empty(min(step, n_rows) * n, dtype=dtype)  # e (float64) or z (float32)
+    tiny = 1e-28 if single else 1e-280  # a row's largest term π_ref(argmax)·1 below this: redo the row
+    for s in slices:
+        pc, rc = _chunk(p2[s]), _chunk(r2[s])
+        lo = _check_rows(pc, "pi_ref", s.start, lead)
+        top, r_min = _check_reward(rc, b)
+        o = out[s]
+        t = buf[: pc.size].reshape(pc.shape)
+        z, e = (t, o) if single else (o, t)
+        support = np.any(lo == 0)  # some π_ref(y|x) = 0: off the support, log π* = −inf whatever r
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if support:  # the largest r on π_ref's support
+                top = np.max(rc, axis=-1, where=pc > 0, initial=-np.inf)
+            redo = ()
+            if single:  # r − max r ≤ 0 first, rounded relative to its own size; then /β
+                np.subtract(rc, top[:, None], out=z)
+                z /= b
+                if float(top.max()) - r_min > _F32_MAX:  # rare: r − max r overflowed float32 somewhere
+                    redo = np.flatnonzero(top.astype(np.float64) - rc.min(axis=-1) > _F32_MAX)
+            else:  # r/β − m(x), m(x) = fl(max r / β) = max of fl(r/β) (rounding is monotone)
+                np.divide(rc, b, out=z, dtype=np.float64)
+                z -= np.divide(top, b, dtype=np.float64)[:, None]
+            if support:
+                z[pc <= 0] = -np.inf
+            np.exp(z, out=e)  # exp(z) ∈ [0, 1]
+            np.multiply(e, pc, out=e, dtype=e.dtype)  # π_ref·exp(z)
+            total = e.sum(axis=-1, dtype=np.float64)  # Z(x)·exp(−m(x)) ≥ π_ref(argmax)·1
+            log_total = np.log(total)
+            if z is o:  # float64: log π* = z + log π_ref − log Σ e, in the output
+                np.log(pc, out=e, dtype=np.float64)
+                o += e
+            else:  # float32: the output held e; now log π_ref + z
+                np.log(pc, out=o)
+                o += z
+            o -= log_total.astype(dtype)[:, None]
+        for i in np.union1d(np.flatnonzero(~(total >= tiny)), redo).astype(np.intp):
+            o[i] = _redo_by_logsumexp(pc[i], rc[i], b)[0]
+    return out.reshape((*lead, n))
+
+
 def _implied_reward_chunks(pi, pi_ref, beta):
     """β·log(π/π_ref) chunk by chunk: one log of the ratio per entry (more accurate than log π − log π_ref,
     whose two roundings are each relative to |log π|), in the output dtype; −inf where π = 0. Rows where
     π_ref is so small (< 1e-300, or < 1e-30 in float32) that the ratio could overflow are redone as
-    log π − log π_ref in float64."""
+    log π − log π_ref in float64.
+
+    Checks per chunk: row sums of π and π_ref, row min of π_ref (≥ 0; zeros; tiny values). π ≥ 0 is read off
+    the log: π_ref ≥ 0 being checked, π < 0 makes π/π_ref < 0 or −inf, and log of that raises numpy's invalid
+    flag (log 0, log of NaN and log of −0.0 do not), so π is searched for a negative entry only then. The
+    error precedence is that of check_distribution(pi) then check_distribution(pi_ref)."""
     b, p2, q2, dtype, lead, n = _chunk_inputs(beta, pi, pi_ref, "pi", "pi_ref")
     n_rows = p2.shape[0]
     out = np.empty((n_rows, n), dtype=dtype)
     lim = float(np.finfo(dtype).max)
     big = lim / 800.0  # |log(π/π_ref)| < 800 for any two positive float64 numbers: no overflow below
     q_min = 1e-300 if dtype == np.float64 else 1e-30  # π/π_ref ≤ 1/q_min cannot overflow
-    for s in _row_slices(n_rows, n)[1]:
-        pc, qc = _chunk(p2[s]), _chunk(q2[s])
-        _check_rows(pc, "pi", s.start, lead)
-        q_lo = _check_rows(qc, "pi_ref", s.start, lead)  # smallest π_ref per row
-        zeros = np.flatnonzero(q_lo == 0)
-        if zeros.size and np.any((pc[zeros] > 0) & (qc[zeros] == 0)):
-            raise ValueError("pi puts mass where pi_ref is 0: the implied reward there is +inf")
-        z = out[s]  # (rows, n), the output dtype
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for s in _row_slices(n_rows, n)[1]:
+            pc, qc = _chunk(p2[s]), _chunk(q2[s])
+            _check_rows(pc, "pi", s.start, lead, negatives=False)  # π ≥ 0: from the log below
+            try:
+                q_lo = _check_rows(qc, "pi_ref", s.start, lead)  # smallest π_ref per row
+            except ValueError:
+                _no_negatives(pc, "pi")  # π's errors first, as check_distribution(pi) then (pi_ref)
+                raise
+            rare = q_lo.min() < q_min  # zeros in π_ref, or a π_ref so small that π/π_ref may overflow
+            zeros = np.flatnonzero(q_lo == 0) if rare else ()
+            if len(zeros) and np.any((pc[zeros] > 0) & (qc[zeros] == 0)):
+                _no_negatives(pc, "pi")
+                raise ValueError("pi puts mass where pi_ref is 0: the implied reward there is +inf")
+            z = out[s]  # (rows, n), the output dtype
             np.divide(pc, qc, out=z, dtype=dtype)
-            np.log(z, out=z)  # log 0 = −inf where π = 0; NaN where π = π_ref = 0
+            try:
+                with np.errstate(invalid="raise"):
+                    np.log(z, out=z)  # log 0 = −inf where π = 0; NaN where π = π_ref = 0
+            except FloatingPointError:  # the log of a ratio < 0 (out is written): π < 0, since π_ref ≥ 0
+                _no_negatives(pc, "pi")
             for i in zeros:  # smallest π_ref on the support
                 q_lo[i] = np.min(qc[i], where=qc[i] > 0, initial=np.inf)
                 z[i, pc[i] == 0] = -np.inf
-            for i in np.flatnonzero(q_lo < q_min):  # rare: π/π_ref may have overflowed
+            for i in np.flatnonzero(q_lo < q_min) if rare else ():  # π/π_ref may have overflowed
                 z[i] = np.log(pc[i], dtype=np.float64) - np.log(qc[i], dtype=np.float64)
                 z[i, pc[i] == 0] = -np.inf
-        if b > big:  # β·log(π/π_ref) may overflow the output dtype: multiply in float64 and look
-            with np.errstate(over="ignore"):
-                w = z.astype(np.float64) * b
-            if np.any((np.abs(w) > lim) & (pc > 0)):
-                raise ValueError(f"beta*log(pi/pi_ref) overflows {np.dtype(dtype).name} (beta={b!r})")
-            z[...] = w
-        else:
-            z *= b
+            _scale_by_beta(z, pc, b, big, lim, dtype)
     return out.reshape((*lead, n))
+
+
+def _no_negatives(p: np.ndarray, name: str) -> None:
+    """The ValueError of check_distribution for a negative entry, if ``p`` has one."""
+    if p.size and p.min() < 0:
+        raise ValueError(f"{name} has negative probabilities")
+
+
+def _scale_by_beta(z: np.ndarray, pc: np.ndarray, b: float, big: float, lim: float, dtype) -> None:
+    """z ← β·z in place; a ValueError naming beta if that overflows the output dtype where π > 0."""
+    if b > big:  # β·log(π/π_ref) may overflow the output dtype: multiply in float64 and look
+        w = z.astype(np.float64) * b
+        if np.any((np.abs(w) > lim) & (pc > 0)):
+            raise ValueError(f"beta*log(pi/pi_ref) overflows {np.dtype(dtype).name} (beta={b!r})")
+        z[...] = w
+    else:
+        z *= b
 
 
 def log_partition(pi_ref, reward, beta) -> np.ndarray:
@@ -318,12 +406,26 @@ def log_partition(pi_ref, reward, beta) -> np.ndarray:
 def optimal_log_policy(pi_ref, reward, beta) -> np.ndarray:
     """log π*(y|x) = log π_ref(y|x) + r(x, y)/β − log Z(x); −inf where π_ref(y|x) = 0.
 
-    Shapes and errors as :func:`optimal_policy`. Use this rather than ``log(optimal_policy(...))`` when π* has
-    entries that underflow (small β).
+    The log of the Gibbs policy (Rafailov et al. 2023, Eq. 4 and Appendix A.1). Shapes, dtypes and errors as
+    :func:`optimal_policy`. Use this rather than ``log(optimal_policy(...))`` when π* has entries that
+    underflow (small β): here they stay finite (r/β = 1e6 gives log π* ≈ −1e6, not −inf).
+
+    Notes
+    -----
+    Computed row chunk by row chunk as log π* = log π_ref + z − log Σ_y π_ref·exp(z), with z = r/β − m(x) ≤ 0
+    and m(x) the largest r/β on π_ref's support: exp(z) ≤ 1 cannot overflow, and the shift comes before
+    log π_ref is added, so a huge r/β (1e6) cannot absorb its digits. float64: z = r/β − m(x) (an error of a
+    few roundings of r/β: 2e-10 at r/β = 1e6). float32 inputs: z = (r − max r)/β, all in float32 (r − max r is
+    rounded relative to its own size), exp, the product and log π_ref in float32, the row sums in float64;
+    each entry is within 2^-24·(2|z| + 2|log π_ref| + 2|log π*| + 12) of the float64 log π* of the same float32
+    numbers (the test checks this bound). Rows where every term π_ref·exp(z) underflows (π_ref tiny where r/β
+    is largest), and float32 rows where r − max r overflows float32, are redone by logsumexp in float64.
+
+    Memory: the output and chunk-sized temporaries (``_CHUNK_ENTRIES`` entries, a whole number of rows: one
+    chunk buffer of the output dtype): no temporary the size of the input. Inputs other than float32/float64
+    are converted chunk by chunk, as in :func:`optimal_policy`.
     """
-    p, _, _, scaled = _check_inputs(pi_ref, reward, beta)
-    logits, _ = _shifted_logits(p, scaled)
-    return logits - logsumexp(logits, axis=-1, keepdims=True)
+    return _log_policy_chunks(pi_ref, reward, beta)
 
 
 def optimal_policy(pi_ref, reward, beta) -> np.ndarray:
@@ -399,7 +501,11 @@ def implied_reward(pi, pi_ref, beta) -> np.ndarray:
         naming ``beta``, ``pi`` or ``pi_ref``; also when π puts mass where π_ref has none (the ratio is
         infinite), and naming ``beta`` when β·log(π/π_ref) overflows the output dtype.
 
-    Memory: the output and chunk-sized temporaries, as :func:`optimal_policy`.
+    Memory: the output, computed in place (no chunk buffer; small temporaries only for the rare rows with
+    zeros or values below 1e-300, 1e-30 in float32, in π_ref). The checks add three reductions per chunk
+    while it is in cache: a row sum of π and of π_ref and a row min of π_ref. A negative π needs no min of its
+    own: with π_ref ≥ 0 it makes a ratio < 0 (or −inf), whose log raises the invalid-operation flag, and only
+    then is π searched.
     """
     return _implied_reward_chunks(pi, pi_ref, beta)
 

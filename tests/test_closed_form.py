@@ -1,5 +1,7 @@
 """Chapter 2: the closed-form KL-optimal policy against brute force, limits and invariances."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -120,7 +122,7 @@ def test_float32_inputs():
 ])
 def test_errors_name_the_argument(bad, match):
     kw = dict(pi_ref=[[0.5, 0.5]], reward=[[0.0, 1.0]], beta=1.0) | bad
-    for fn in (optimal_policy, log_partition):
+    for fn in (optimal_policy, log_partition, optimal_log_policy):
         with pytest.raises(ValueError, match=match):
             fn(kw["pi_ref"], kw["reward"], kw["beta"])
 
@@ -350,16 +352,19 @@ def test_errors_in_a_later_chunk_name_the_right_row(monkeypatch):
     p = np.full((2, 3, 4), 0.25)
     p[1, 2] = [0.5, 0.5, 0.5, 0.0]
     for fn, args in ((optimal_policy, (p, np.zeros_like(p), 1.0)), (log_partition, (p, np.zeros_like(p), 1.0)),
+                     (optimal_log_policy, (p, np.zeros_like(p), 1.0)),
                      (implied_reward, (np.full(p.shape, 0.25), p, 1.0))):
         with pytest.raises(ValueError, match=r"pi_ref is not a distribution: row \(1, 2\) sums to 1\.5"):
             fn(*args)
     r = np.zeros_like(p)
     r[1, 1, 3] = np.nan
-    with pytest.raises(ValueError, match="reward contains NaN"):
-        optimal_policy(np.full(p.shape, 0.25), r, 1.0)
+    for fn in (optimal_policy, optimal_log_policy):
+        with pytest.raises(ValueError, match="reward contains NaN"):
+            fn(np.full(p.shape, 0.25), r, 1.0)
     r[1, 1, 3] = 1e300
-    with pytest.raises(ValueError, match="beta"):
-        log_partition(np.full(p.shape, 0.25), r, 1e-10)
+    for fn in (log_partition, optimal_log_policy):
+        with pytest.raises(ValueError, match="beta"):
+            fn(np.full(p.shape, 0.25), r, 1e-10)
     # float32 rows are summed in float32, and again in float64 when close to the tolerance
     p32 = np.full((3, 4), 0.25, dtype=np.float32)
     p32[2, 0] += np.float32(2e-6)
@@ -401,6 +406,7 @@ def test_memory_is_the_output_plus_a_chunk(monkeypatch, dtype):
     r = rng.normal(size=p.shape).astype(dtype)
     chunk_bytes = 8 * 4096 * 3  # a float64 chunk buffer and a few chunk-sized temporaries, generously
     for fn, args, out_bytes in ((optimal_policy, (p, r, 0.5), p.nbytes), (log_partition, (p, r, 0.5), 8 * 400),
+                                (optimal_log_policy, (p, r, 0.5), p.nbytes),
                                 (implied_reward, (p, p[::-1].copy(), 0.5), p.nbytes)):
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
@@ -409,3 +415,164 @@ def test_memory_is_the_output_plus_a_chunk(monkeypatch, dtype):
         tracemalloc.stop()
         assert out.nbytes == out_bytes
         assert peak < out_bytes + chunk_bytes + 65536, (fn.__name__, peak, out_bytes)
+
+
+# ---------------------------------------------------------------- optimal_log_policy in chunks, fast row sums
+
+
+def _log_softmax_64(p, r, beta):
+    """The float64 reference: log π_ref + r/β − m(x) − logsumexp(...), m(x) the largest r/β on the support."""
+    p, r = np.asarray(p, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    z = np.where(p > 0, r / beta, -np.inf)
+    with np.errstate(divide="ignore"):
+        logits = np.log(p) + (z - z.max(axis=-1, keepdims=True))
+    return logits - logsumexp(logits, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("chunk", [5, 12, 25, 1 << 18])
+def test_optimal_log_policy_chunk_boundaries(monkeypatch, dtype, chunk):
+    """7 rows in chunks of 1, 2 (the last chunk one row), 5 (the last two rows) and 7 rows: each row is the
+    float64 log-softmax of its own inputs, including the zero in π_ref and the row redone by logsumexp. Catches
+    a chunk that reads the previous chunk's m(x) or buffer, a last partial chunk dropped or misaligned, and a
+    redone row written to the wrong place."""
+    import prefkit.closed_form as cf
+
+    p, r = _stress_rows(dtype)
+    monkeypatch.setattr(cf, "_CHUNK_ENTRIES", chunk)
+    out = optimal_log_policy(p, r, 0.5)
+    assert out.dtype == dtype and out.shape == p.shape
+    want = _log_softmax_64(p, r, 0.5)
+    assert np.all(out[p == 0] == -np.inf) and np.all(np.isfinite(out[p > 0]))
+    on = p > 0
+    tol = 1e-13 if dtype == np.float64 else 2e-5  # float32: a few roundings of numbers up to |log π*| ≈ 740/95
+    np.testing.assert_allclose(out[on], want[on], rtol=tol, atol=tol)
+    np.testing.assert_allclose(out[4, :2], want[4, :2], rtol=1e-6)  # the row redone by logsumexp
+
+
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+def test_optimal_log_policy_is_log_of_optimal_policy(lead):
+    """log π* against log(π*) where π* has no underflow, and against the float64 log-softmax, with leading axes
+    and zeros in π_ref. Catches a missing log π_ref, the wrong sign of log Z, and a lost leading shape."""
+    rng = np.random.default_rng(21)
+    p = softmax(rng.normal(size=(*lead, 9)), axis=-1)
+    p[..., 4] = 0.0
+    p /= p.sum(-1, keepdims=True)
+    r = rng.normal(size=p.shape) * 3
+    out = optimal_log_policy(p, r, 0.8)
+    assert out.shape == p.shape and out.dtype == np.float64
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(out, np.log(optimal_policy(p, r, 0.8)), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(out, _log_softmax_64(p, r, 0.8), rtol=1e-13, atol=1e-13)
+
+
+def test_optimal_log_policy_float32_in_float32_out():
+    """float32 π_ref and r give float32 log π*, within a few float32 roundings of the float64 answer for the
+    same numbers; any float64 or int argument gives float64. Catches a float32 path that adds log π_ref to r/β
+    before shifting (an error of r/β's size), or returns the wrong dtype."""
+    p32, r32, p64, r64 = _f32_instance(3, shape=(5, 1100), scale=30.0)
+    beta = 0.25
+    out = optimal_log_policy(p32, r32, beta)
+    assert out.dtype == np.float32
+    want = _log_softmax_64(p64, r64, beta)
+    z = r64 / beta - np.max(r64 / beta, axis=-1, keepdims=True)
+    # roundings of (r − max r)/β, log π_ref, exp, the product, log Z, and the two adds
+    bound = 2.0**-24 * (2 * np.abs(z) + 2 * np.abs(np.log(p64)) + 2 * np.abs(want) + 12)
+    np.testing.assert_array_less(np.abs(out - want), bound)
+    assert optimal_log_policy(p32, r64, beta).dtype == np.float64
+    assert optimal_log_policy(p64, r32, beta).dtype == np.float64
+    assert optimal_log_policy(p32, np.zeros(p32.shape, dtype=np.int64), beta).dtype == np.float64
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_optimal_log_policy_r_over_beta_1e6_stays_finite_and_exact(dtype):
+    """r/β = 1e6: log π* is finite on the support, even where π* = e^-1e6 underflows (log(optimal_policy) is
+    −inf there), and keeps log π_ref's digits. Catches log π_ref + r/β formed before subtracting m(x) (1e6
+    absorbs log π_ref: π* off by ~6% in float32), and log π* taken as the log of π_ref·exp(z), which underflows."""
+    p = np.array([[0.5, 0.25, 0.25], [0.2, 0.0, 0.8]], dtype=dtype)
+    r = np.array([[3e5, 3e5 - 0.3, 0.0], [-3e5, 7.0, -3e5 + 0.6]], dtype=dtype)
+    beta = 0.3
+    out = optimal_log_policy(p, r, beta)
+    assert out.dtype == dtype and out[1, 1] == -np.inf
+    on = p > 0
+    assert np.all(np.isfinite(out[on]))
+    want = _log_softmax_64(p, r, beta)
+    np.testing.assert_allclose(out[on], want[on], rtol=1e-6 if dtype == np.float32 else 1e-12)
+    assert abs(out[0, 2] + 1e6) < 1  # π* = e^-1e6: finite in log space
+    assert optimal_policy(p, r, beta)[0, 2] == 0
+    # log π*(y_1) − log π*(y_0) = log(1/2) + (r_1 − r_0)/β: float32 to a few roundings of numbers of size 1
+    # ((r − max r)/β), float64 to a few roundings of r/β = 1e6 (r/β − m(x)), 2.2e-10
+    d = float(out[0, 1]) - float(out[0, 0])
+    exact = np.log(0.5) + (float(r[0, 1]) - float(r[0, 0])) / beta
+    assert abs(d - exact) < (1e-6 if dtype == np.float32 else 5e-10)
+
+
+def test_optimal_log_policy_float32_reward_span_overflows_float32():
+    """r = ±3e38 in float32 with β = 1e10: r − max r = −6e38 overflows float32, but (r − max r)/β = −6e28 does
+    not; the row is redone in float64. Catches a float32 path that returns −inf (or NaN) for a finite log π*."""
+    p = np.array([[0.5, 0.5], [0.5, 0.5]], dtype=np.float32)
+    r = np.array([[3e38, -3e38], [1.0, 0.0]], dtype=np.float32)
+    out = optimal_log_policy(p, r, 1e10)
+    assert out.dtype == np.float32 and np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, _log_softmax_64(p, r, 1e10), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [optimal_policy, log_partition, optimal_log_policy, implied_reward])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_long_rows_validation(fn, dtype):
+    """Rows of 1027 entries (several blocks of numpy's pairwise sum): a row that sums to 1 + 2e-6 or 1 + 2e-5,
+    a negative entry or a NaN near the end, each in row 1 of 2, is the same ValueError as for short rows, and a
+    row off by 5e-7 is accepted. Catches checks that look only at the first row of a chunk or at a vectorised
+    body and not its tail, and a negative π that the log of the ratio (implied_reward) does not see."""
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(1027), 2)
+
+    def call(q):
+        q = q.astype(dtype)
+        if fn is implied_reward:
+            return fn(q, p.astype(dtype), 0.5), fn(p.astype(dtype), q, 0.5)
+        return (fn(q, rng.normal(size=q.shape).astype(dtype), 0.5),)
+
+    names = ("pi", "pi_ref") if fn is implied_reward else ("pi_ref",)
+    q = p.copy()
+    q[1, -1] += 5e-7
+    for out in call(q):
+        assert out.dtype == (np.float64 if fn is log_partition else dtype)
+    for change, match in (((1, -2), 2e-6), r"not a distribution: row \(1,\) sums to"), \
+                         (((1, -2), 2e-5), r"not a distribution: row \(1,\) sums to 1\.00002,"), \
+                         (((1, -1), -1e-3), "negative"), (((1, -3), np.nan), "NaN"):
+        q = p.copy()
+        (i, j), v = change
+        q[i, j] = v if np.isnan(v) or v < 0 else q[i, j] + v
+        for name in names:
+            with pytest.raises(ValueError, match=f"^{name} (?:is|has|contains)") as err:
+                if fn is implied_reward and name == "pi_ref":
+                    fn(p.astype(dtype), q.astype(dtype), 0.5)
+                elif fn is implied_reward:
+                    fn(q.astype(dtype), p.astype(dtype), 0.5)
+                else:
+                    fn(q.astype(dtype), np.zeros(q.shape, dtype=dtype), 0.5)
+            assert re.search(match, str(err.value)), str(err.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_implied_reward_negative_pi_found_in_the_log(dtype):
+    """implied_reward finds a negative π from the invalid-operation flag of log(π/π_ref) instead of a min over
+    π. Each case must still be the ValueError that check_distribution(pi), then (pi_ref), gives: a negative π
+    where π_ref > 0, where π_ref = 0 (ratio −inf), in a row that also sums wrong, next to a bad π_ref, and where
+    π_ref is negative too (ratio > 0: no flag); −0.0 is not negative. Catches a fused check that misses one of
+    these or names pi_ref first."""
+    def ir(pi, pi_ref):
+        return implied_reward(np.array(pi, dtype=dtype), np.array(pi_ref, dtype=dtype), 0.5)
+
+    for pi, pi_ref in (([[0.6, 0.6, -0.2]], [[0.2, 0.3, 0.5]]),  # π_ref > 0 there
+                       ([[0.6, 0.6, -0.2]], [[0.5, 0.5, 0.0]]),  # π_ref = 0 there
+                       ([[0.5, 0.6, -0.2]], [[0.2, 0.3, 0.5]]),  # and π sums to 0.9
+                       ([[0.6, 0.6, -0.2]], [[0.5, 0.6, 0.5]]),  # and π_ref sums to 1.6
+                       ([[0.6, 0.6, -0.2]], [[0.6, 0.6, -0.2]])):  # π_ref negative at the same entry
+        with pytest.raises(ValueError, match="^pi has negative probabilities"):
+            ir(pi, pi_ref)
+    with pytest.raises(ValueError, match="^pi_ref has negative probabilities"):
+        ir([[0.5, 0.5, 0.0]], [[0.6, 0.6, -0.2]])  # π = 0 where π_ref < 0: log(−0) = −inf, no flag
+    out = ir([[0.5, 0.5, -0.0]], [[0.5, 0.25, 0.25]])
+    assert out[0, 2] == -np.inf and np.all(np.isfinite(out[0, :2]))
