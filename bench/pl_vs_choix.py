@@ -20,7 +20,7 @@ bench/bt_vs_choix.py): prefkit Newton; the floor, reading the (m, 5) array from 
 where n ≤ 1k and m ≤ 100k (a Python loop over the rankings in every iteration; limited by ``--timeout``), with
 max |θ_prefkit − θ_choix|; and the growth exponents of prefkit's time in m and in n.
 
-Usage: python bench/pl_vs_choix.py [--quick] [--repeat N] [--grid [--timeout S]]
+Usage: python bench/pl_vs_choix.py [--quick] [--repeat N] [--grid [--timeout S] [--items N ...] [--no-peers]]
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def grid(args):
             times[n, m] = pk[0]
             row = [f"{n:,} / {m:,}", f"{pk[0]:.3f} s", f"{pk[2] / 2**20:,.0f} MiB",
                    f"{fl[0]:.3f} s ({pk[0] / fl[0]:.1f}×)" if isinstance(fl, tuple) else "failed"]
-            if n <= 1_000 and m <= 100_000:
+            if n <= 1_000 and m <= 100_000 and not args.no_peers:
                 as_list = [tuple(r) for r in R.tolist()]
                 ch = best_of(_grid_ilsr, n, as_list, repeat=1, timeout=args.timeout)
                 if isinstance(ch, tuple):
@@ -181,6 +181,8 @@ def main(argv=None):
     parser.add_argument("--grid", action="store_true", help="the scaling table (items x rankings) instead")
     parser.add_argument("--timeout", type=float, default=600.0, help="--grid: seconds allowed to each run")
     parser.add_argument("--items", type=int, nargs="*", help="--grid: only these numbers of items")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="--grid: prefkit and the floor only (e.g. to time an older prefkit on the same machine)")
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
