@@ -12,6 +12,7 @@ imports; the tiny transformer is :mod:`prefkit.lm`.
 from typing import TYPE_CHECKING
 
 # --- numpy only: imported with the package ---------------------------------------------------------------------
+from ._validate import ConvergenceWarning
 from .best_of_n import best_of_n_kl, best_of_n_kl_bound, best_of_n_log_policy, best_of_n_policy
 from .bradley_terry import (
     BradleyTerryFit,
@@ -189,6 +190,8 @@ def __dir__():
 
 
 __all__ = [
+    # the warning every fit gives when it stops short of its tolerance
+    "ConvergenceWarning",
     # Bradley-Terry
     "BradleyTerryFit", "bt_fisher_information", "bt_log_likelihood", "bt_log_likelihood_gradient", "bt_probability",
     "fit_bradley_terry", "log_sigmoid", "mle_obstruction", "sample_comparisons", "sigmoid",

@@ -8,6 +8,12 @@ import numpy as np
 __all__ = []  # private helpers
 
 
+
+class ConvergenceWarning(RuntimeWarning):
+    """A fit stopped before it met its tolerance (or the loss has no minimiser on the data). Exported as
+    ``prefkit.ConvergenceWarning`` and ``prefkit.dpo.ConvergenceWarning``."""
+
+
 def _is_tensor(x) -> bool:
     """A torch tensor, recognised without importing torch (numpy-only modules stay torch-free)."""
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")

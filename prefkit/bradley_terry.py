@@ -25,6 +25,7 @@ Conventions used everywhere in this module:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -34,6 +35,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.special import expit, log_expit
 
 from ._validate import (
+    ConvergenceWarning,
     as_float_array,
     as_index_array,
     check_index,
@@ -653,8 +655,11 @@ def fit_bradley_terry(
     # largest, so sums neither overflow (1e308) nor underflow (5e-324); with l2 the penalty becomes l2/c.
     # Without weights every comparison counts 1 (w stays None: the aggregation counts runs, no weight array).
     scale = float(w.max()) if w is not None and len(w) and w.max() > 0 else 1.0
+    lost = 0  # positive weights below the float range once divided by the largest: they count as 0
     if w is not None:
+        positive = int(np.count_nonzero(w > 0))
         w = w / scale
+        lost = positive - int(np.count_nonzero(w > 0))
     with np.errstate(over="ignore"):
         l2_unit = l2 / scale
     if not math.isfinite(l2_unit):
@@ -691,6 +696,9 @@ def fit_bradley_terry(
                 "connected (Zermelo 1929; Ford 1957). "
             )
             tail = " Add comparisons, or pass l2 > 0 for a finite MAP estimate."
+            if lost:
+                tail += (f" ({lost} positive weight{'s are' if lost > 1 else ' is'} below 5e-324 times the largest "
+                         "weight and count as 0: float64 cannot hold their ratio.)")
             played = np.zeros(n, dtype=bool)
             played[edges.i] = played[edges.j] = True
             if not np.any(played[group]):  # nobody in the group played at all
@@ -726,6 +734,14 @@ def fit_bradley_terry(
         theta, delta, n_iter, conv = _newton(edges, l2_unit, tol, max_iter)
     else:
         theta, delta, n_iter, conv = _mm(edges, tol, max_iter)
+    if not conv:
+        warnings.warn(
+            f"fit_bradley_terry ({method}) stopped after {n_iter} iterations without meeting tol={tol:g}; the "
+            "estimate may be inaccurate (see converged). "
+            + ("Newton stalls like this when the weights' ratios are so large that float64 rounding of the "
+               "gradient exceeds its smallest terms." if method == "newton" else "Raise max_iter, or use "
+               "method='newton'."),
+            ConvergenceWarning, stacklevel=2)
     ll = _objective(edges, theta, delta, 0.0)  # of the normalised counts; the fit multiplies by scale
     return BradleyTerryFit(
         theta, float(delta) if has_delta else None, ll, n_iter, conv, method, l2, edges, names, scale
@@ -780,10 +796,19 @@ def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False):
     """Preconditioned conjugate gradients for a symmetric PSD system with a consistent right-hand side.
 
     With ``gauge``, the matrix has the all-ones null space: the residual is kept in the sum-zero subspace, so
-    rounding never makes the system inconsistent.
+    rounding never makes the system inconsistent. The projection r ← r − d·Σr/Σd, d = 1/``inv_diag`` (the
+    diagonal), puts the rounding on the items with the most curvature, where it is: an item with counts 1e10 has
+    a gradient known to ~1e-6 only, and the plain r − mean(r) would spread that onto an item with counts 1, whose
+    gradient is known to 1e-16 (a wrong step of 1e-6 there, and "converged" at tol 1e-10).
     """
     x = np.zeros_like(rhs)
-    r = rhs - rhs.mean() if gauge else rhs.copy()
+    if gauge:
+        with np.errstate(divide="ignore"):
+            d = 1.0 / inv_diag
+        share = d / d.sum()
+        r = rhs - share * rhs.sum()
+    else:
+        r = rhs.copy()
     bnorm = np.linalg.norm(rhs)
     if bnorm == 0:
         return x
@@ -800,7 +825,7 @@ def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False):
         x += alpha * p
         r -= alpha * ap
         if gauge:
-            r -= r.mean()
+            r -= share * r.sum()
         z = inv_diag * r
         rz_new = r @ z
         # the residual in the preconditioner's norm rᵀD⁻¹r: each item's residual relative to its own
@@ -1002,8 +1027,10 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         h_scale = float(deg.max()) if deg.max() > 0 else 1.0
         with np.errstate(over="ignore", divide="ignore"):
             h_inv = np.where(deg > 0, h_scale / np.where(deg > 0, deg, 1.0), 1.0)  # h·D⁻¹, capped below
-        r_scale = float(np.max(np.abs(rhs))) or 1.0
-        d_theta = _pcg(
+        r_scale = float(np.max(np.abs(rhs)))
+        # a right-hand side that underflowed to zero (counts near 5e-324 at their optimum) asks for no step; the
+        # product below would be 0·∞ when the curvature is subnormal too
+        d_theta = np.zeros(n) if r_scale == 0 else _pcg(
             lambda x, matvec=matvec, h_scale=h_scale: matvec(x) / h_scale,
             rhs / r_scale,
             np.minimum(h_inv, 1e300),
@@ -1021,7 +1048,12 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         pending = (theta, delta, d_theta, d_delta, s0)
         theta, delta = theta + d_theta, delta + d_delta
         if not (np.all(np.isfinite(theta)) and math.isfinite(delta)):
-            raise ValueError("Newton's method diverged: the estimate does not exist for these comparisons")
+            # the existence checks passed (or l2 > 0), so the estimate exists: float64 ran out of range
+            raise ValueError(
+                "Newton's method diverged (float64 overflow) although the estimate exists: the weights' ratios "
+                f"span too much of the float range (largest/smallest positive count "
+                f"{1 / smallest if math.isfinite(smallest) else math.inf:.3g}); rescale or clip the weights, or "
+                "pass l2 > 0")
         # converged: a step this small cannot overshoot; not if some item's curvature underflowed to 0
         # (its part of the Newton system is then unsolvable in float64, and a zero step means nothing)
         if change < tol and rtol <= 1e-6 and np.all(deg > 0):

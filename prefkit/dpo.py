@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ._validate import (
+    ConvergenceWarning,
     as_float_array,
     check_beta,
     check_distribution,
@@ -66,10 +67,6 @@ OPTIMIZERS = ("lbfgs", "newton", "adam", "sgd")
 DEFAULT_LR = {"lbfgs": 1.0, "newton": 1.0, "adam": 0.05, "sgd": 0.5}
 DEFAULT_STEPS = {"lbfgs": 2000, "newton": 100, "adam": 200, "sgd": 200}
 DEFAULT_TOL = 1e-10  # max-abs gradient at which the deterministic solvers stop
-
-
-class ConvergenceWarning(RuntimeWarning):
-    """A fit stopped before its gradient reached the tolerance (or the loss has no minimiser on the data)."""
 
 
 def total_variation(p, q) -> float:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prefkit import (
+    ConvergenceWarning,
     bt_fisher_information,
     bt_log_likelihood,
     bt_log_likelihood_gradient,
@@ -429,12 +431,16 @@ def test_fuzz_very_uneven_weights(case):
     (float64 cannot know it better). A fit that could not get there must say ``converged=False``."""
     n, comps, w, l2 = case
     try:
-        fit = fit_bradley_terry(comps, n, weights=w, l2=l2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = fit_bradley_terry(comps, n, weights=w, l2=l2)
     except ValueError as exc:  # only the documented divergence message is tolerated
         assert "diverged" in str(exc)
         return
     theta = fit.strengths
     assert np.all(np.isfinite(theta)) and math.isfinite(fit.log_likelihood)
+    # converged=False, and only then, comes with a ConvergenceWarning
+    assert fit.converged != any(issubclass(c.category, ConvergenceWarning) for c in caught)
     if not fit.converged:
         return
     z = theta[comps[:, 0]] - theta[comps[:, 1]]
@@ -552,7 +558,8 @@ def test_fit_reports_its_method_and_an_mm_run_cut_short():
     assert fit_bradley_terry(data.comparisons, data.n_items, **kw).method == "newton"
     full = fit_bradley_terry(data.comparisons, data.n_items, method="mm", tol=1e-12, **kw)
     assert full.method == "mm" and full.converged
-    short = fit_bradley_terry(data.comparisons, data.n_items, method="mm", max_iter=2, **kw)
+    with pytest.warns(ConvergenceWarning, match=r"\(mm\) stopped after 2 iterations"):
+        short = fit_bradley_terry(data.comparisons, data.n_items, method="mm", max_iter=2, **kw)
     assert not short.converged and short.n_iter == 2
     np.testing.assert_allclose(full.strengths - full.strengths.mean(),
                                fit_bradley_terry(data.comparisons, data.n_items, **kw).strengths, atol=1e-8)
@@ -637,3 +644,163 @@ def test_fit_does_not_write_into_the_callers_arrays():
     fit_bradley_terry(comps, 5000, l2=0.1)  # the sorted-keys path (items without data: a MAP)
     np.testing.assert_array_equal(comps, before[0])
     np.testing.assert_array_equal(weights, before[1])
+
+
+# ------------------------------------------------------------------------- mutation run 5: Newton's internals
+def test_newton_crosses_the_far_tail_in_few_steps():
+    """Counts 1 : 1e-300 put the MLE gap at log(1e300) ≈ 690.8, deep in σ's tail, where a Newton step moves by about
+    1 and the extended line search does the work. Its cap is twice the largest possible MLE gap, from the spread
+    log(total / smallest count). Bugs caught (mutmut run 5, each still ends at the MLE but through 10–20× more
+    steps, so a longer chain or a lower max_iter stops short): the smallest count taken over one direction only
+    (5 → 48 steps), the spread dropped (5 → 88), the cap divided by n or with spread − 2 (l2 = 1e-8: 8 → 18)."""
+    half = 0.5 * math.log(1e300)
+    fit = fit_bradley_terry([(0, 1), (1, 0)], weights=[1.0, 1e-300])
+    assert fit.converged and fit.n_iter <= 8
+    np.testing.assert_allclose(fit.strengths, [half, -half], rtol=1e-12)
+    chain = fit_bradley_terry([(0, 1), (1, 2), (1, 0), (2, 1)], weights=[1.0, 1.0, 1e-300, 1e-300])
+    assert chain.converged and chain.n_iter <= 8
+    np.testing.assert_allclose(chain.strengths, [2 * half, 0.0, -2 * half], rtol=1e-12, atol=1e-9)
+    # a 1e8 : 1 cycle of six items (6 steps), and a MAP with a tiny l2 that sits far out (8 steps)
+    cycle = [(k, k + 1) for k in range(5)] + [(k + 1, k) for k in range(5)] + [(5, 0)]
+    fit = fit_bradley_terry(cycle, weights=[1e8] * 5 + [1.0] * 6)
+    assert fit.converged and fit.n_iter <= 8
+    fit = fit_bradley_terry([(0, 1), (0, 1), (1, 2)], 3, l2=1e-8)
+    assert fit.converged and fit.n_iter <= 10
+
+
+def test_newton_cut_short_by_max_iter_is_not_converged():
+    """A Newton run stopped by ``max_iter`` must say converged=False (a bool). Bug caught (mutmut run 5): the flag
+    initialised to True (or None) is what a run that ends at max_iter reports."""
+    with pytest.warns(ConvergenceWarning, match="stopped after 2 iterations"):
+        fit = fit_bradley_terry([(0, 1), (1, 0)], weights=[1.0, 1e-300], max_iter=2)
+    assert fit.converged is False and fit.n_iter == 2
+    assert fit_bradley_terry([(0, 1), (1, 0)], weights=[1.0, 1e-300]).converged is True
+    with pytest.warns(ConvergenceWarning, match="Raise max_iter"):
+        assert not fit_bradley_terry([(0, 1), (1, 0), (0, 1)], method="mm", max_iter=1).converged
+
+
+@pytest.mark.parametrize("w", [1e-310, 1e-320, 5e-324])
+def test_subnormal_weight_ratios(w):
+    """Counts 1 : w with w subnormal (below 2.2e-308) put the MLE gap at log(1/w), up to 744.4, where the curvature
+    σ(z)σ(−z) and the gradient are subnormal too and the gradient underflows to exactly 0 before the step does.
+    The gap is then exact to the relative spacing of w (5e-14 at 1e-310, 5e-4 at 1e-320).
+    Bug caught: the rescaled CG step was 0 · (1/subnormal curvature) = 0 · ∞ = NaN, and the fit raised "Newton's
+    method diverged: the estimate does not exist" although the MLE exists (found by mutation run 5's battery)."""
+    fit = fit_bradley_terry([(0, 1), (1, 0)], weights=[1.0, w])
+    assert fit.converged
+    gap = fit.strengths[0] - fit.strengths[1]
+    # float64 holds w only to its spacing 4.9e-324, so log w is known to ±spacing/w (about 1 at w = 5e-324)
+    assert abs(gap - (-math.log(w))) <= 1e-9 + 2 * np.spacing(w) / w, (gap, -math.log(w))
+
+
+def test_weights_below_the_float_range_of_the_largest_are_named():
+    """A weight 1e-600 times the largest is 0 in float64 once the counts are divided by the largest: the win graph
+    can lose strong connectivity that way, and the error must say so rather than blame the comparisons alone."""
+    with pytest.raises(ValueError, match="1 positive weight is below 5e-324 times the largest"):
+        fit_bradley_terry([(0, 1), (1, 0)], weights=[1e300, 1e-300])
+
+
+def test_gauge_projection_keeps_rounding_on_the_busy_items():
+    """Counts from 1e-4 to 1e10 (a case hypothesis found): item 4's gradient is known to 1e-16, items 0–2's only to
+    1e-8 (rounding of 1e8-sized terms). Bug caught: CG's gauge projection r − mean(r) spread items 0–2's rounding
+    onto item 4, and Newton stopped "converged" at tol 1e-10 with item 4 off by 1e-6 (gradient 1.4e-9 against a
+    curvature of 1e-3). With the projection weighted by the diagonal, item 4's gradient is at rounding level."""
+    comps = np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 0], [0, 2], [1, 0], [2, 1], [3, 2], [4, 3], [0, 4], [2, 0]])
+    w = np.array([1, 1, 1, 1e-4, 1, 1e8, 1e8, 1e10, 1, 1, 1e-3, 1.0])
+    fit = fit_bradley_terry(comps, 5, weights=w)
+    assert fit.converged
+    z = fit.strengths[comps[:, 0]] - fit.strengths[comps[:, 1]]
+    won = w * sigmoid(-z)
+    g = np.bincount(comps[:, 0], won, 5) - np.bincount(comps[:, 1], won, 5)
+    assert abs(g[4]) <= 1e-12, g  # was 1.4e-9
+
+
+def test_newton_that_stalls_at_rounding_warns():
+    """Weights spread over 200 orders of magnitude: float64 rounding of the largest gradient terms exceeds the
+    smallest, and Newton cannot meet tol. It must not say converged silently: a ConvergenceWarning and
+    converged=False. Bug caught: a fit that ends at max_iter without a word."""
+    n = 5
+    comps = [(a, b) for a in range(n) for b in range(n) if a != b]
+    w = 10.0 ** np.random.default_rng(0).uniform(-100, 100, len(comps))
+    with pytest.warns(ConvergenceWarning, match="stopped after 100 iterations"):
+        fit = fit_bradley_terry(comps, n_items=n, weights=w)
+    assert fit.converged is False and np.all(np.isfinite(fit.strengths))
+
+
+def test_order_effect_obstruction_in_every_direction():
+    """The order-effect existence check (a linear program, then a level assignment along a BFS tree) on designs the
+    tour's data never produce. Bugs caught (mutmut run 5): variables bounded ≥ 0 (the LP's default bounds) miss
+    "the second position always won" (δ → −∞); a threshold above 1 misses a design where one comparison alone can
+    grow (the LP's optimum is then exactly 1); e_first + e_second for e_first − e_second in the LP; a BFS tree edge
+    walked backwards (+1 for −1) or a sum of levels for their difference miss a confounded chain 2 → 1 → 0. Each
+    then reached Newton, which diverged with a message that does not say why."""
+    tri = [[0, 1], [1, 0], [1, 2], [2, 1], [2, 0], [0, 2]]
+    with pytest.raises(ValueError, match="separating direction"):  # the second position always won
+        fit_bradley_terry(tri, winner_first=[False] * 6)
+    # 0 and 1 split their games with 0 first; the one game with 1 first, 1 won: only that term can grow (δ up)
+    with pytest.raises(ValueError, match="separating direction"):
+        fit_bradley_terry([[0, 1], [1, 0], [1, 0]], winner_first=[True, False, True])
+    # (1 first, 0 second) and (2 first, 1 second), each won both ways: δ = θ_0 − θ_1 = θ_1 − θ_2 is not separable
+    with pytest.raises(ValueError, match="confounded"):
+        fit_bradley_terry([[1, 0], [0, 1], [2, 1], [1, 2]], winner_first=[True, False, True, False])
+    fit = fit_bradley_terry(tri + [[0, 1]], winner_first=[True, False] * 3 + [False])  # positions vary: a fit
+    assert fit.converged and np.isfinite(fit.order_effect)
+
+
+def test_newton_extends_along_the_order_effect_in_few_steps():
+    """A MAP with a tiny l2 whose order effect sits far out (δ ≈ 5.7 at l2 = 1e-4, 11.4 at 1e-8: the first position
+    won every game but one), where the extended line search carries δ. Bugs caught (mutmut run 5): −δ for +δ in
+    the directional slope's z or dz, or in the point where _extend_step takes it, and −g_δ·Δδ in the slope at a
+    step's end (7 → 12–95 steps, and at l2 = 1e-8 one of them never converges)."""
+    comps, first = [(0, 1), (1, 2), (2, 0), (1, 0)], [True, True, True, False]
+    for l2, most in ((1e-4, 9), (1e-8, 11)):
+        fit = fit_bradley_terry(comps, 3, l2=l2, winner_first=first)
+        assert fit.converged and fit.n_iter <= most, (l2, fit.n_iter)
+        np.testing.assert_allclose(fit.strengths[0], -fit.strengths[1], rtol=1e-12)
+        assert abs(fit.strengths[2]) < 1e-12 and fit.order_effect > 5
+
+
+def test_newton_backtracks_a_step_that_overshoots():
+    """Weights 1e14 : 3e8 : 4e-5 with l2 = 0.3 (a MAP), and a cycle with uneven weights and positions: here a full
+    Newton step overshoots and the line search halves it (measured 8 and 7 steps; found by a random search, no other
+    test ever backtracked). Bugs caught (mutmut run 5): backtracking along −Δθ (8 → 54 steps) or to step/Δθ, the
+    trial point's objective taken without δ, and a break for the continue after a backtrack (the run stops there)."""
+    fit = fit_bradley_terry([[0, 4], [2, 0], [2, 1]], 5, weights=[1e14, 3e8, 4e-5], l2=0.3)
+    assert fit.converged and fit.n_iter <= 9
+    comps = [[2, 0], [1, 0], [2, 0], [2, 1], [1, 2], [0, 1], [0, 2], [2, 1], [1, 2]]
+    weights = [3.3e-27, 2.0e-2, 5.8e-4, 1.2e-4, 1.4e-3, 4.2e-7, 2.0e-23, 3.2e-4, 3.4e-27]
+    first = [True, True, False, True, False, True, True, False, False]
+    fit = fit_bradley_terry(comps, 3, weights=weights, l2=4.3e-6, winner_first=first)
+    assert fit.converged and fit.n_iter <= 8
+
+
+def test_newton_stops_at_float64s_limit_without_claiming_convergence():
+    """tol = 1e-300 cannot be met: once the gradient is rounding noise and the steps have stopped shrinking three
+    times, Newton stops with converged=False (measured 8 and 10 steps), at the MLE to rounding. Bugs caught (mutmut
+    run 5; no other test reached this stop): a ``return`` for its ``break`` (the fit crashes), the stall test turned
+    off (None, or False without δ) or loosened to ``or`` (it then also fires on a run that converges: the second
+    case, converged in 14 steps, reported converged=False after 13), and thresholds that never see rounding."""
+    d = load_baseball()
+    for kw in ({}, {"winner_first": d.winner_first}):
+        fit = fit_bradley_terry(d.comparisons, d.n_items, weights=d.weights, tol=1e-300, **kw)
+        assert fit.converged is False and fit.n_iter <= 15, (sorted(kw), fit.n_iter)
+        ref = fit_bradley_terry(d.comparisons, d.n_items, weights=d.weights, **kw)
+        np.testing.assert_allclose(fit.strengths, ref.strengths, atol=1e-12)
+    comps = [[2, 1], [0, 3], [3, 0], [0, 1], [0, 2], [3, 2], [3, 1], [3, 1], [3, 0], [1, 3]]
+    weights = [4.61185659e16, 5.20057924e-9, 3.30475181e5, 1.99515052e-4, 9.99104426e9, 1.98564428e13,
+               9.67891119e-4, 3.15297478e14, 1.05028743e-5, 4.55958126e3]  # from a random search
+    first = [False, True, True, True, False, True, True, True, True, False]
+    assert fit_bradley_terry(comps, 4, weights=weights, l2=2.4137027174857413e-07, winner_first=first).converged
+
+
+def test_newton_never_returns_nan_strengths():
+    """Counts 1 : 1e-320 (a subnormal ratio; the MLE gap log(1e320) ≈ 736.8 exists): the fit is finite or a
+    ValueError, never NaN. Newton currently overflows on the way and raises ("diverged"). Bug caught (mutmut run 5):
+    the divergence check with ``or`` (θ infinite but δ finite passes it), after which the fit returned NaN strengths
+    with converged=False."""
+    try:
+        with np.errstate(all="ignore"):  # the overflow on the way is expected
+            fit = fit_bradley_terry([(0, 1), (1, 0)], weights=[1.0, 1e-320])
+    except ValueError:
+        return
+    assert np.all(np.isfinite(fit.strengths))

@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 import prefkit
 
 SKIPPED = {
-    "LOSSES", "FDPOFit", "GRPOResult",
+    "LOSSES", "FDPOFit", "GRPOResult", "ConvergenceWarning",
     "BradleyTerryFit", "PlackettLuceFit", "GaoFit", "RewardCurve", "RewardModelResult", "RLResult",
     "DPOResult", "RLHFPipelineResult", "DisplacementRun", "EmbeddingPopulation", "TrainedPolicy",
 }

@@ -579,3 +579,30 @@ def test_expected_direction_refuses_too_many_groups():
     with pytest.raises(ValueError, match="smaller group_size"):
         expected_grpo_direction(pi, pi, np.zeros((1, 10)), 0.1, 30)  # C(39, 30) = 211,915,132 groups
     assert expected_grpo_direction(pi[:, :2] * 5, pi[:, :2] * 5, np.zeros((1, 2)), 0.1, 30).shape == (1, 2)
+
+
+# ----------------------------------------------------------------------------------- mutation run 5: the fixed point
+def test_grpo_fixed_point_follows_the_flow_from_a_bad_start():
+    """From a start almost all on the last response, Powell's hybrid method stalls on two of three prompts, and the
+    fixed point is found by following the expected update from π_ref and polishing (``flow_steps``); without the flow
+    it raises. Bugs caught (mutmut run 5: no test reached the flow): its step, its stopping test, its start, and the
+    candidates it polishes."""
+    P = random_problem(3, 3, seed=4, reward_scale=1.5)
+    q, r = P.pi_ref, P.reward
+    start = np.tile([1e-12, 1e-12, 1 - 2e-12], (3, 1))
+    fp = grpo_fixed_point(q, r, 0.5, 6, start=start)
+    np.testing.assert_allclose(fp, grpo_fixed_point(q, r, 0.5, 6), atol=1e-12)
+    assert np.max(np.abs(expected_grpo_direction(fp, q, r, 0.5, 6)) / fp) <= 1e-10
+    with pytest.raises(ValueError, match="no stationary point found for prompt"):
+        grpo_fixed_point(q, r, 0.5, 6, start=start, flow_steps=0)
+
+
+def test_grpo_fixed_point_with_one_response_on_a_prompts_support():
+    """A prompt whose π_ref has one response: its fixed point is that response with probability 1 (and 0 elsewhere),
+    next to an ordinary prompt. Bug caught (mutmut run 5: no test had such a prompt): the value set there."""
+    P = random_problem(1, 3, seed=4, reward_scale=1.5)
+    q = np.vstack([P.pi_ref, [0.0, 1.0, 0.0]])
+    r = np.vstack([P.reward, [1.0, -2.0, 3.0]])
+    fp = grpo_fixed_point(q, r, 0.5, 4)
+    np.testing.assert_array_equal(fp[1], [0.0, 1.0, 0.0])
+    np.testing.assert_allclose(fp[:1], grpo_fixed_point(P.pi_ref, P.reward, 0.5, 4), atol=1e-15)
