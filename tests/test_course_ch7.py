@@ -117,6 +117,9 @@ def test_tour_setting_is_the_tiny_preset_with_fewer_steps_and_the_notebook_keeps
     assert full.preset == "tiny" and full.seed == 4
     for k, v in ch7.TOUR_STEPS.items():
         assert getattr(full, k) == v < getattr(default, k)
-    # only the step counts differ from the default (language, model, batches, learning rates, β are the same)
-    same = {k: v for k, v in full.to_dict().items() if k not in ch7.TOUR_STEPS}
-    assert same == {k: v for k, v in default.to_dict().items() if k not in ch7.TOUR_STEPS}
+    # only the step counts and how often it evaluates differ from the default (language, model, batches, learning
+    # rates, β are the same)
+    assert full.eval_every == ch7.TOUR_EVAL_EVERY < default.eval_every
+    differ = {*ch7.TOUR_STEPS, "eval_every"}
+    same = {k: v for k, v in full.to_dict().items() if k not in differ}
+    assert same == {k: v for k, v in default.to_dict().items() if k not in differ}
