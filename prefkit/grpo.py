@@ -487,6 +487,9 @@ def expected_grpo_direction(pi, pi_ref, reward, beta, group_size: int, *, scale_
                               "large")
 
 
+_POLISH_EVERY = 100  # grpo_fixed_point's flow tries the root-find from where it is every this many steps
+
+
 def grpo_fixed_point(pi_ref, reward, beta, group_size: int, *, scale_rewards: str = "group",
                      kl_estimator: str = "k3", kl_in: str = "loss", eps: float = TRL_EPS, start=None,
                      tol: float = 1e-10, flow_steps: int = 3000) -> np.ndarray:
@@ -499,7 +502,8 @@ def grpo_fixed_point(pi_ref, reward, beta, group_size: int, *, scale_rewards: st
     tol : the largest |d_y|/π(y) accepted (relative, so a small π(y) is pinned down too); a root-find that ends
         above it raises ``ValueError`` (naming tol, start and flow_steps)
     flow_steps : when the root-find from ``start`` fails, follow the expected update from π_ref for at most this
-        many damped steps (z ← z + 0.2·d/π, the stationary point that training reaches) and polish from there
+        many damped steps (z ← z + 0.2·d/π, the stationary point that training reaches), trying the root-find
+        from π_ref itself first and then every 100 steps, and stop at the first that meets tol (0: no fallback)
 
     Returns
     -------
@@ -564,20 +568,23 @@ def grpo_fixed_point(pi_ref, reward, beta, group_size: int, *, scale_rewards: st
                 d = expected_grpo_direction(pr[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
                 if np.all(np.isfinite(pr)) and np.max(np.abs(d) / pr) <= tol:
                     best = pr
-                else:  # follow the expected update itself (damped, in the natural d/π direction), then polish
+                elif flow_steps > 0:  # follow the expected update (damped, in the natural d/π direction) from
+                    # π_ref, polishing with the root-find from π_ref itself and then every _POLISH_EVERY steps
                     zf = np.log(q[x, s][1:] / q[x, s][0])
-                    for _ in range(flow_steps):
+                    for k in range(flow_steps + 1):
                         g = resid(zf)
-                        if np.max(np.abs(g)) <= tol:
-                            break
+                        if k % _POLISH_EVERY == 0 or k == flow_steps or np.max(np.abs(g)) <= tol:
+                            sol = root(resid, zf, method="hybr", tol=1e-15)
+                            for cand in (sol.x, zf):
+                                pr = policy_of(cand)
+                                d = expected_grpo_direction(pr[None], q[x, s][None], r[x, s][None], b, group_size,
+                                                            **kw)[0]
+                                if np.all(np.isfinite(pr)) and np.max(np.abs(d) / pr) <= tol:
+                                    best = pr
+                                    break
+                            if best is not None or k == flow_steps:
+                                break
                         zf = zf + 0.2 * g
-                    sol = root(resid, zf, method="hybr", tol=1e-15)
-                    for cand in (sol.x, zf):
-                        pr = policy_of(cand)
-                        d = expected_grpo_direction(pr[None], q[x, s][None], r[x, s][None], b, group_size, **kw)[0]
-                        if np.all(np.isfinite(pr)) and np.max(np.abs(d) / pr) <= tol:
-                            best = pr
-                            break
             if best is None:
                 raise ValueError(f"no stationary point found for prompt {x} within tol ({message}); try another "
                                  f"start, a larger tol or more flow_steps")

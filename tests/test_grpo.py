@@ -584,9 +584,9 @@ def test_expected_direction_refuses_too_many_groups():
 # ----------------------------------------------------------------------------------- mutation run 5: the fixed point
 def test_grpo_fixed_point_follows_the_flow_from_a_bad_start():
     """From a start almost all on the last response, Powell's hybrid method stalls on two of three prompts, and the
-    fixed point is found by following the expected update from π_ref and polishing (``flow_steps``); without the flow
-    it raises. Bugs caught (mutmut run 5: no test reached the flow): its step, its stopping test, its start, and the
-    candidates it polishes."""
+    fixed point is found by the fallback (``flow_steps``), here by its first polish, from π_ref; without the
+    fallback it raises. Bugs caught (mutmut run 5: no test reached the fallback): its start and the candidates it
+    polishes. The flow's steps: test_grpo_fixed_point_flow_polishes_as_it_goes."""
     P = random_problem(3, 3, seed=4, reward_scale=1.5)
     q, r = P.pi_ref, P.reward
     start = np.tile([1e-12, 1e-12, 1 - 2e-12], (3, 1))
@@ -595,6 +595,24 @@ def test_grpo_fixed_point_follows_the_flow_from_a_bad_start():
     assert np.max(np.abs(expected_grpo_direction(fp, q, r, 0.5, 6)) / fp) <= 1e-10
     with pytest.raises(ValueError, match="no stationary point found for prompt"):
         grpo_fixed_point(q, r, 0.5, 6, start=start, flow_steps=0)
+
+
+def test_grpo_fixed_point_flow_polishes_as_it_goes():
+    """Six responses, β = 0.05, a start on the last response: the root-find fails from the start and from π_ref,
+    and succeeds after a few flow steps. The flow polishes from π_ref first, every 100 steps and at its last
+    step, so ``flow_steps=10`` is enough and a run stops as soon as a polish meets tol (issue 16: the flow used to
+    run all 3000 steps before one polish, 4 s in test_fixed_points_closed_forms). Bugs caught: a flow step of the
+    wrong sign or size (the polish after it fails: ``flow_steps=10`` raises), no polish at the last step (10
+    steps raise), the π_ref polish skipped when flow_steps = 0 is not honoured (flow_steps=0 must raise)."""
+    P = random_problem(2, 6, seed=0, reward_scale=3.0)
+    q, r = P.pi_ref, P.reward
+    start = np.tile(np.r_[np.full(5, 1e-12), 1 - 5e-12], (2, 1))
+    fp = grpo_fixed_point(q, r, 0.05, 4, start=start, flow_steps=10)
+    assert np.max(np.abs(expected_grpo_direction(fp, q, r, 0.05, 4)) / fp) <= 1e-10
+    np.testing.assert_allclose(fp, grpo_fixed_point(q, r, 0.05, 4), atol=1e-12)
+    for steps in (0, 1):
+        with pytest.raises(ValueError, match="no stationary point found for prompt 0"):
+            grpo_fixed_point(q, r, 0.05, 4, start=start, flow_steps=steps)
 
 
 def test_grpo_fixed_point_with_one_response_on_a_prompts_support():
