@@ -54,18 +54,23 @@ def displacement_step(logp, logp_init, preferences) -> dict:
     n_prompts, n = logp.shape
     as_index_array(prefs[:, 0], "preferences (prompt column)", n=n_prompts)
     as_index_array(prefs[:, 1:], "preferences (response columns)", n=n)
+    return _displacement_metrics(logp, logp_init, prefs, np.unique(prefs[:, 0]))
+
+
+def _displacement_metrics(logp, logp_init, prefs, prompts) -> dict:
+    """:func:`displacement_step` on checked inputs, with ``prompts`` = the distinct prompts of ``prefs`` (a
+    training loop computes them once and calls this at every recorded step)."""
     x, w, l = prefs[:, 0], prefs[:, 1], prefs[:, 2]
-    p, p0 = np.exp(logp), np.exp(logp_init)
-    neither = 1.0 - p[x, w] - p[x, l]
-    neither0 = 1.0 - p0[x, w] - p0[x, l]
-    prompts = np.unique(x) if len(x) else np.zeros(1, dtype=np.int64)
-    gain = np.mean(p[prompts] - p0[prompts], axis=0)  # (n_responses,) prompt-averaged rise
+    lp_w, lp_l = logp[x, w], logp[x, l]
+    neither = 1.0 - np.exp(lp_w) - np.exp(lp_l)
+    neither0 = 1.0 - np.exp(logp_init[x, w]) - np.exp(logp_init[x, l])
+    gain = np.mean(np.exp(logp[prompts]) - np.exp(logp_init[prompts]), axis=0)  # (n_responses,) prompt-averaged
     top = int(np.argmax(gain))
     return {
-        "logps/chosen": float(np.mean(logp[x, w])) if len(x) else float("nan"),
-        "logps/rejected": float(np.mean(logp[x, l])) if len(x) else float("nan"),
-        "mass/neither": float(np.mean(neither)) if len(x) else float("nan"),
-        "mass/neither_gain": float(np.mean(neither - neither0)) if len(x) else float("nan"),
+        "logps/chosen": float(np.mean(lp_w)),
+        "logps/rejected": float(np.mean(lp_l)),
+        "mass/neither": float(np.mean(neither)),
+        "mass/neither_gain": float(np.mean(neither - neither0)),
         "top_gainer": top,
         "top_gainer_gain": float(gain[top]),
     }

@@ -463,6 +463,12 @@ def preference_metrics(logp_chosen, logp_rejected, ref_logp_chosen, ref_logp_rej
         if float(w.max()) <= 0:
             raise ValueError("weights must not all be zero: preference_metrics needs a pair with positive weight")
         w = w / w.max()  # only the ratios matter: no overflow (1e308) or underflow (5e-324) of the total
+    return _preference_metrics(lp_w, lp_l, ref_w, ref_l, b, w)
+
+
+def _preference_metrics(lp_w, lp_l, ref_w, ref_l, b, w) -> dict:
+    """:func:`preference_metrics` on checked float64 tensors, with ``w`` ≥ 0 scaled to a largest weight of 1 (a
+    training loop checks its data once and calls this at every recorded step)."""
     total = float(w.sum())
 
     def mean(t):  # a weighted mean, with t rescaled so that w·t cannot overflow
