@@ -19,6 +19,7 @@ DPO), :func:`dpo_obstruction` (why a loss has no minimiser on given data), :func
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -156,6 +157,8 @@ def dpo_obstruction(pi_ref, preferences, *, weights=None, loss_type: str = "sigm
     """
     p_ref, prefs, w, loss_type, eps = _check_data(pi_ref, preferences, weights, loss_type, label_smoothing)
     phi = None if features is None else as_float_array(features, "features", ndim=3)
+    if phi is not None and phi.shape[2] == 0:
+        raise ValueError("features has no columns (d = 0): a log-linear policy needs at least one feature")
     return _obstruction(p_ref, prefs, w, loss_type, eps, phi)
 
 
@@ -400,7 +403,7 @@ def fit_dpo(pi_ref, preferences, beta, *, weights=None, loss_type: str = "sigmoi
         g = g.numpy().copy()
         gnorm = float(np.abs(g).max()) if g.size else 0.0
         if not np.isfinite(gnorm):
-            raise ValueError(f"training diverged: the gradient of the loss is not finite (optimizer={optimizer!r}, "
+            raise _NotFinite(f"training diverged: the gradient of the loss is not finite (optimizer={optimizer!r}, "
                              f"lr={lr!r}, beta={b!r}); lower lr or beta")
         last.update(x=flat_params(), loss=float(loss.detach()), g=g, gnorm=gnorm)
         return last["loss"], gnorm
@@ -495,12 +498,17 @@ def _unchecked_preference_loss(ref_w, ref_l, b, loss_type, eps):
     return per_pair
 
 
+class _NotFinite(ValueError):
+    """The loss or its gradient came out NaN or inf at the current parameters (a ValueError for the user; L-BFGS
+    catches it at a line-search trial point and backtracks)."""
+
+
 def _raise_not_finite(lp_w, lp_l, optimizer, lr, b, loss_type):
     """The loss came out NaN or inf: say why, with the messages the per-call checks used to give."""
     if not (bool(torch.isfinite(lp_w).all()) and bool(torch.isfinite(lp_l).all())):
-        raise ValueError(f"training diverged: the policy's log-probabilities became non-finite (optimizer="
+        raise _NotFinite(f"training diverged: the policy's log-probabilities became non-finite (optimizer="
                          f"{optimizer!r}, lr={lr!r}, beta={b!r}); lower lr or beta")
-    raise ValueError(_not_finite_message(loss_type, b))
+    raise _NotFinite(_not_finite_message(loss_type, b))
 
 
 def _result(pol, history, b, loss_type, converged, obstruction, optimizer, tol, warn) -> DPOResult:
@@ -543,8 +551,19 @@ def _scipy_lbfgs(params, loss_and_grad, last, is_current, steps, tol, counts, re
 
     def fg(v):
         if not np.array_equal(v, last.get("x")):
+            previous = last.get("x")
             _set_flat(params, v)
-            loss_and_grad()
+            try:
+                loss_and_grad()
+            except _NotFinite:
+                if previous is None:
+                    raise
+                # a line-search trial beyond float64 (a log-prob underflowed to −inf, as on the way to infinity
+                # when the loss has no minimiser): +inf there makes L-BFGS backtrack; the parameters go back to
+                # the last finite evaluation, which "last" still describes
+                _set_flat(params, previous)
+                last["x"] = previous
+                return math.inf, np.zeros_like(v)
         return last["loss"], last["g"].copy()
 
     def on_iter(v):
@@ -597,10 +616,15 @@ def _newton_step(params, objective, lr: float) -> None:
     """θ ← θ − lr·H⁺∇L, with the minimum-norm least-squares solution of H·s = ∇L (H is singular: the softmax
     shift, and the directions the data do not see). Hessian by double backprop: small problems only."""
     loss = objective()
-    grads = torch.autograd.grad(loss, params, create_graph=True)
+    # a parameter the loss does not use (a value head, say) gets a zero gradient and a zero row of H, as L-BFGS
+    # gives it a zero gradient
+    grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True, materialize_grads=True)
     g = torch.cat([gi.reshape(-1) for gi in grads])  # (P,)
     rows = []
     for i in range(g.numel()):
+        if not g[i].requires_grad:  # a zero gradient with no graph: the whole row is zero
+            rows.append(torch.zeros_like(g))
+            continue
         hi = torch.autograd.grad(g[i], params, retain_graph=True, allow_unused=True, materialize_grads=True)
         rows.append(torch.cat([h.reshape(-1) for h in hi]))
     H = torch.stack(rows)  # (P, P)

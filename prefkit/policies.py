@@ -56,6 +56,9 @@ class LogLinearPolicy(torch.nn.Module):
         if phi.shape[:2] != tuple(ref.shape):
             raise ValueError(f"shape mismatch: features has shape {phi.shape} but pi_ref has shape "
                              f"{tuple(ref.shape)}; expected (n_prompts, n_responses, d)")
+        if phi.shape[2] == 0:
+            raise ValueError("features has no columns (d = 0): a log-linear policy needs at least one feature "
+                             "(with none, π stays π_ref)")
         self.register_buffer("ref_logp", ref)
         self.register_buffer("features", torch.as_tensor(phi))
         d = phi.shape[-1]

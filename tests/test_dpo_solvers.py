@@ -205,6 +205,13 @@ def test_a_parameter_the_loss_does_not_use_gets_a_zero_gradient():
     np.testing.assert_array_equal(pol.value_head.detach().numpy(), np.ones(3))
     np.testing.assert_allclose(res.pi, ref.pi, rtol=0, atol=1e-12)
     assert res.history[-1]["grad_norm"] == pytest.approx(ref.history[-1]["grad_norm"], rel=1e-9, abs=1e-15)
+    # Newton too: the unused parameter has a zero gradient and a zero row of the Hessian (torch's "appears to
+    # not have been used in the graph" RuntimeError before; found by mutation run 6)
+    pol = PolicyWithValueHead(P.pi_ref)
+    res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, policy=pol, optimizer="newton")
+    assert res.converged
+    np.testing.assert_array_equal(pol.value_head.detach().numpy(), np.ones(3))
+    np.testing.assert_allclose(res.pi, ref.pi, rtol=0, atol=1e-9)
 
 
 def test_history_wall_time_is_the_time_since_the_start():
@@ -302,3 +309,16 @@ def test_policy_must_have_log_probs_and_parameters():
     for bad in (OnlyLogProbs(), OnlyParameters()):
         with pytest.raises(ValueError, match="policy must be a prefkit.policies module"):
             fit_dpo([[0.5, 0.5]], [[0, 0, 1], [0, 1, 0]], 0.5, policy=bad)
+
+
+@pytest.mark.parametrize("pi_ref", [[[0.3, 0.7]], [[0.5, 0.5]], [[0.7, 0.3]]])
+def test_lbfgs_on_the_way_to_infinity_backtracks_instead_of_raising(pi_ref):
+    """One pair and no reverse: the loss has no minimiser (π(y_w) → 1). With tol = 0, L-BFGS runs until a
+    line-search trial point underflows a log-prob to −inf. That trial must count as +inf (L-BFGS backtracks)
+    and the fit must return with the no-minimiser ConvergenceWarning, as the docstring says. Bug caught
+    (mutation run 6): from π_ref = (0.3, 0.7), fit_dpo raised "training diverged: the policy's log-probabilities
+    became non-finite ... lower lr or beta" on this valid input."""
+    with pytest.warns(ConvergenceWarning, match="no minimiser"):
+        res = fit_dpo(pi_ref, [[0, 0, 1]], 0.5, tol=0.0)
+    assert res.converged is False and res.pi[0, 0] >= 1 - 1e-12
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["grad_norm"]) for h in res.history)
