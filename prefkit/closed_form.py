@@ -230,7 +230,8 @@ def _gibbs_chunks(pi_ref, reward, beta, want_policy: bool):
         z -= m  # r/β − m(x) ≤ 0, exact to float64 rounding however large r/β is
         if want_policy and not direct:  # float32: e = π_ref·exp(z − m) in float32, straight into the output
             e = out[s]
-            np.exp(z, out=e, dtype=np.float32)
+            with np.errstate(over="ignore"):  # z ≤ 0: only the cast of z < −3.4e38 to float32 overflows, to −inf
+                np.exp(z, out=e, dtype=np.float32)
             e *= pc
             tiny = 1e-28  # the largest term is then still a normal float32
         else:
@@ -305,7 +306,8 @@ def _log_policy_chunks(pi_ref, reward, beta):
                 o += z
             o -= log_total.astype(dtype)[:, None]
         for i in np.union1d(np.flatnonzero(~(total >= tiny)), redo).astype(np.intp):
-            o[i] = _redo_by_logsumexp(pc[i], rc[i], b)[0]
+            with np.errstate(over="ignore"):  # float32 output: a log-prob below −3.4e38 saturates to −inf
+                o[i] = _redo_by_logsumexp(pc[i], rc[i], b)[0]
     return out.reshape((*lead, n))
 
 

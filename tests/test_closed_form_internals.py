@@ -140,6 +140,12 @@ def test_rare_paths_raise_no_floating_point_warnings():
             with pytest.raises(ValueError):
                 f(p, r * 1e300, 1e-10)
         log_partition(p32, r32, 1.0)  # r − max r overflows float32: redone in float64
+        # float32 at the edge of its range: a log-prob of −6e38 saturates to −inf, and exp(r/β − m) with
+        # r/β − m < −3.4e38 is 0 (both used to warn: overflow in a cast)
+        lp = optimal_log_policy(p32, r32, 1.0)
+        assert lp.dtype == np.float32 and lp[0, 0] == 0.0 and lp[0, 1] == -np.inf
+        pi = optimal_policy(np.array([[0.5, 0.5]], np.float32), np.array([[0.0, -200.0]], np.float32), 1e-37)
+        assert pi.dtype == np.float32 and pi.tolist() == [[1.0, 0.0]]
         implied_reward(np.array([[0.0, 0.5, 0.5], [0.0, 1.0, 0.0]]), np.array([[0.0, 1e-310, 1 - 1e-310],
                                                                              [0.5, 0.5, 0.0]]), 1.0)
         implied_reward(np.array([0.0, 1.0], dtype=np.float32), np.array([0.5, 0.5], dtype=np.float32), 1.0)
