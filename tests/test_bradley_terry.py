@@ -566,40 +566,7 @@ def test_fit_reports_its_method_and_an_mm_run_cut_short():
 
 
 # ------------------------------------------------------------------------------- the fast paths (issue 16)
-@pytest.mark.parametrize("n_items", [40, 3000])  # 40: one bincount over the keys; 3000 (n² > 2m): sorted keys
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("with_positions", [False, True])
-def test_aggregation_matches_counting_by_hand(n_items, weighted, with_positions):
-    """_aggregate against a Python dict, on every path: with and without weights (without, the sorted path
-    counts runs of equal keys and never builds a weight array), with and without positions (ordered pairs)."""
-    from prefkit.bradley_terry import _aggregate, _prepare
-
-    rng = np.random.default_rng(11)
-    comps = rng.integers(0, 40, size=(3000, 2))
-    comps = comps[comps[:, 0] != comps[:, 1]]
-    weights = rng.choice([0.0, 0.25, 1.0, 2.0], size=len(comps)) if weighted else None
-    first = rng.random(len(comps)) < 0.5 if with_positions else None
-    edges = _aggregate(*_prepare(comps, n_items, weights, first, unit_weights_as_none=True))
-    by_hand = {}
-    for k, (w_, l_) in enumerate(comps):
-        wt = 1.0 if weights is None else weights[k]
-        if wt == 0:
-            continue
-        if first is None:
-            key, a_won = (min(w_, l_), max(w_, l_)), w_ < l_
-        else:
-            key, a_won = ((w_, l_), True) if first[k] else ((l_, w_), False)
-        counts = by_hand.setdefault(key, [0.0, 0.0])
-        counts[0 if a_won else 1] += wt
-    keys = sorted(by_hand)
-    assert list(zip(edges.i.tolist(), edges.j.tolist(), strict=True)) == keys
-    np.testing.assert_allclose(edges.n_ij, [by_hand[k][0] for k in keys], rtol=1e-15)
-    np.testing.assert_allclose(edges.n_ji, [by_hand[k][1] for k in keys], rtol=1e-15)
-    rows = np.repeat(np.arange(n_items), np.diff(edges.indptr))
-    np.testing.assert_array_equal(rows, edges.i)  # the CSR pattern is the pairs, row by row
-    np.testing.assert_array_equal(edges.indices, edges.j)
-
-
+# (the aggregation against counting by hand: tests/test_bradley_terry_aggregate.py)
 def test_sigmoid_pair_keeps_relative_precision_in_both_tails():
     """σ(z) and σ(−z) from one exp, against scipy's expit (to 4 ulps, wherever expit does not flush to 0), finite
     where e^{−z} overflows: computing σ(−z) as 1 − σ(z) fails the tail, e^{−z}·σ(z) unguarded gives NaN."""

@@ -38,6 +38,28 @@ def _check_edges(edges, by_hand, n):
     assert edges.i.dtype == edges.j.dtype == np.intp
 
 
+@pytest.mark.parametrize("n_items", [40, 3000])  # 40: one bincount over the keys; 3000 (n² > 2m): sorted keys
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("with_positions", [False, True])
+def test_aggregation_matches_counting_by_hand(n_items, weighted, with_positions):
+    """_aggregate against a Python dict, on every path: with and without weights (without, the sorted path
+    counts runs of equal keys and never builds a weight array), with and without positions (ordered pairs)."""
+    rng = np.random.default_rng(11)
+    comps = rng.integers(0, 40, size=(3000, 2))
+    comps = comps[comps[:, 0] != comps[:, 1]]
+    weights = rng.choice([0.0, 0.25, 1.0, 2.0], size=len(comps)) if weighted else None
+    first = rng.random(len(comps)) < 0.5 if with_positions else None
+    edges = _aggregate(*_prepare(comps, n_items, weights, first, unit_weights_as_none=True))
+    by_hand = _by_hand(comps, weights, first)
+    keys = sorted(by_hand)
+    assert list(zip(edges.i.tolist(), edges.j.tolist(), strict=True)) == keys
+    np.testing.assert_allclose(edges.n_ij, [by_hand[k][0] for k in keys], rtol=1e-15)
+    np.testing.assert_allclose(edges.n_ji, [by_hand[k][1] for k in keys], rtol=1e-15)
+    rows = np.repeat(np.arange(n_items), np.diff(edges.indptr))
+    np.testing.assert_array_equal(rows, edges.i)  # the CSR pattern is the pairs, row by row
+    np.testing.assert_array_equal(edges.indices, edges.j)
+
+
 # ------------------------------------------------------------------------------- mutation run 6: _aggregate
 @pytest.mark.parametrize("n", [32768, 40000, 46000])
 @pytest.mark.parametrize("weighted", [False, True])
