@@ -551,6 +551,58 @@ def test_preconditioned_cg_solves_a_laplacian_system():
     assert not _pcg(lambda v: A @ v, np.zeros(n), np.ones(n), 1e-13, 200).any()
 
 
+def test_preconditioned_cg_continues_from_a_warm_start():
+    """``x0`` continues a loose solve: the stopping test stays relative to the right-hand side, not to the warm
+    start's residual. Continuing a 1e-2 solve to 1e-12 matches the pseudo-inverse; continuing it to 1e-2 again costs
+    the one product that computes its residual. Bugs caught: the test made relative to the warm residual (the
+    second continuation would iterate again), x0 ignored (a cold restart: more products), or its residual left
+    out of the gauge projection."""
+    from prefkit.bradley_terry import _pcg
+
+    rng = np.random.default_rng(3)
+    n = 40
+    W = np.triu(rng.uniform(0.1, 2.0, (n, n)) * (rng.uniform(size=(n, n)) < 0.3), 1)
+    W = W + W.T + np.diag(np.ones(n - 1), 1) + np.diag(np.ones(n - 1), -1)  # a path: connected
+    L = np.diag(W.sum(1)) - W
+    b = rng.normal(size=n)
+    b -= b.mean()
+    calls = []
+
+    def matvec(v):
+        calls.append(1)
+        return L @ v
+
+    loose = _pcg(matvec, b, 1.0 / np.diag(L), 1e-2, 500, gauge=True)
+    n_loose = len(calls)
+    calls.clear()
+    again = _pcg(matvec, b, 1.0 / np.diag(L), 1e-2, 500, gauge=True, x0=loose)
+    assert len(calls) == 1 and np.array_equal(again, loose)
+    calls.clear()
+    tight = _pcg(matvec, b, 1.0 / np.diag(L), 1e-12, 500, gauge=True, x0=loose)
+    n_warm = len(calls)
+    np.testing.assert_allclose(tight - tight.mean(), np.linalg.pinv(L) @ b, atol=1e-9)
+    calls.clear()
+    _pcg(matvec, b, 1.0 / np.diag(L), 1e-12, 500, gauge=True)
+    assert n_loose + n_warm <= len(calls) + 2, (n_loose, n_warm, len(calls))
+
+
+def test_newton_tightens_a_loose_last_solve_instead_of_taking_a_confirming_step():
+    """A random graph (500 items, 10,000 comparisons, seed 1) where Newton's fourth step already shows quadratic
+    convergence but was solved to rtol 3e-6: the solve is continued to the accuracy the stopping rule needs, and the
+    fit stops after 4 steps (5 before, the fifth only confirming), within tol of a fit to 1e-14. Bugs caught: the
+    continuation dropped (5 steps), or its accuracy not rechecked (an answer off by more than tol)."""
+    rng = np.random.default_rng(1)
+    n = 500
+    strengths = rng.standard_normal(n)
+    cycle = np.stack([np.arange(n), (np.arange(n) + 1) % n], axis=1)
+    comps = np.concatenate([cycle, sample_comparisons(strengths, 10_000 - n, rng)])
+    comps = comps[rng.permutation(len(comps))]
+    fit = fit_bradley_terry(comps, n)
+    ref = fit_bradley_terry(comps, n, tol=1e-14)
+    assert fit.converged and fit.n_iter == 4, fit.n_iter
+    assert np.max(np.abs(fit.strengths - ref.strengths)) <= 1e-10
+
+
 def test_fit_reports_its_method_and_an_mm_run_cut_short():
     # mutmut found these fields unchecked: the method of the fit, and MM's converged flag when max_iter stops it
     data = load_baseball()
