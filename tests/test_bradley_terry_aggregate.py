@@ -133,3 +133,48 @@ def test_winner_first_as_zeros_and_ones(as_type):
     for bad in ([0.5] + [1.0] * (len(comps) - 1), [2] + [1] * (len(comps) - 1), [-1] + [0] * (len(comps) - 1)):
         with pytest.raises(ValueError, match="winner_first must be booleans"):
             _prepare(comps, None, None, np.array(bad))
+
+
+def _partition(labels):
+    """Labels renumbered by first appearance: two labellings of the same partition become equal arrays."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_strong_components_from_a_sample_match_the_whole_graph(seed):
+    """On dense data the existence check finds the strongly connected components of a sample of the pairs, then of
+    the small graph of those components joined by every other arc. Against scipy on the whole win graph, on every
+    pair of 200 items with planted structure: a group that never lost to the rest, a group that never won, a chain
+    of blocks each beating every later block, an item that only won and one never compared. Bugs caught (each
+    checked by hand): a lost pair's arc j → i taken as i → j, a lost pair read from n_ij, the merged labels not
+    composed with the sample's. (Reversing every arc is no bug: it leaves the components unchanged.)"""
+    from scipy.sparse.csgraph import connected_components
+
+    from prefkit.bradley_terry import _strong_components, _win_graph
+
+    rng = np.random.default_rng(seed)
+    n = 200
+    theta = rng.normal(size=n) * (0.5 + seed)
+    i, j = np.triu_indices(n, 1)
+    win = rng.random(len(i)) < 1 / (1 + np.exp(theta[j] - theta[i]))  # i beat j
+    kind = seed % 3
+    if kind == 0:  # items 0–9 never lost to the rest, 190–199 never won against it
+        top, bottom = (i < 10) & (j >= 10), (j >= 190) & (i < 190)
+        win = np.where(top, True, np.where(bottom, True, win))
+    elif kind == 1:  # blocks of 40: each beats every later block
+        win = np.where(i // 40 != j // 40, True, win)
+    else:  # item 7 beat everyone; item 11 was never compared
+        win = np.where((i == 7) | (j == 7), i == 7, win)
+        keep = (i != 11) & (j != 11)
+        i, j, win = i[keep], j[keep], win[keep]
+    comps = np.where(win[:, None], np.stack([i, j], 1), np.stack([j, i], 1))
+    comps = np.concatenate([comps, comps[rng.integers(0, len(comps), 3000)]])  # repeats: counts above 1
+    edges = _aggregate(*_prepare(comps, n, None, None)[:3], None)
+    assert len(edges.i) // (16 * n) >= 4  # the sample path runs
+    whole = connected_components(_win_graph(n, edges.n_ij, edges.n_ji, edges.indices, edges.indptr),
+                                 directed=True, connection="strong")
+    n_comp, labels = _strong_components(edges)
+    assert n_comp == whole[0] and n_comp > 1
+    np.testing.assert_array_equal(_partition(labels), _partition(whole[1]))
+    assert mle_obstruction(comps, n) is not None
