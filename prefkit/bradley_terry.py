@@ -263,11 +263,12 @@ def _aggregate(pairs, n, w, wf) -> _Edges:
     first item of its pair (the smaller id, or the first position with an order effect), in int32 while
     2·n² fits. When the n² pairs are few next to the comparisons (n² ≤ max(2m, 2²⁰)), one ``np.bincount`` over
     the keys counts them in O(m + n²) and the nonzero pairs come out in row-major order. Otherwise the keys are
-    sorted, O(m log m): without weights (``w`` None: every comparison counts 1) the keys alone, in place, and the
-    counts are the lengths of the runs of equal keys; with weights the keys are argsorted and the weights of
-    equal keys summed with ``np.add.reduceat``. Either way the edges are sorted by (i, j), the order of a CSR
-    matrix. Memory: the keys (4 or 8 bytes per comparison) plus, with weights, the sort permutation and the
-    permuted weights (16 bytes per comparison); then O(distinct pairs).
+    sorted, O(m log m), and each pair's comparisons form one run: without weights (``w`` None: every comparison
+    counts 1) the keys are sorted alone, in place, n_ji is the number of set side bits in the run and n_ij the rest
+    of its length; with weights the keys are argsorted and each side's weights summed with ``np.add.reduceat``.
+    Either way the edges are sorted by (i, j), the order of a CSR matrix. Memory: the keys (4 or 8 bytes per
+    comparison) and 2 bytes per comparison of flags plus, with weights, the sort permutation and the permuted
+    weights (16 bytes per comparison, and 8 more for one side's weights at a time); then O(distinct pairs).
     """
     if w is not None and not np.all(w > 0):
         keep = w > 0
@@ -297,43 +298,32 @@ def _aggregate(pairs, n, w, wf) -> _Edges:
         pair = np.flatnonzero(counts[:, 0] + counts[:, 1] > 0)
         n_ij, n_ji = counts[pair, 0].astype(float), counts[pair, 1].astype(float)
         del counts
-    else:
+    else:  # sort the keys, O(m log m): the unweighted keys alone, in place; weighted ones by argsort
         if w is None:
             key.sort()
-            k_sorted = key
         else:
             order = np.argsort(key, kind="stable")
-            k_sorted = key[order]
-            del key
-            ws = w[order]
+            key, w = key[order], w[order]
             del order
-        if m:
-            starts = np.flatnonzero(k_sorted[1:] != k_sorted[:-1])
-            starts += 1
-            starts = np.concatenate(([0], starts))
-        else:
-            starts = np.zeros(0, np.int64)
-        if w is None:  # run lengths
-            sums = np.diff(np.append(starts, m)).astype(float)
-        else:
-            sums = np.add.reduceat(ws, starts) if m else np.zeros(0)
-            del ws
-        k = k_sorted[starts]
-        del k_sorted, starts
-        pair = k >> 1
-        side = (k & 1).astype(bool)  # True: b won
-        del k
-        # both sides of a pair are adjacent runs (side 0 first): a pair's n_ji is its side-1 run, if any, and
-        # its n_ij its side-0 run, if any
-        first = np.ones(len(pair), dtype=bool)
-        np.not_equal(pair[1:], pair[:-1], out=first[1:])
+        side = (key & 1).astype(bool)  # True: b won
+        key >>= 1  # the pair a·n + b, sorted; each pair's comparisons are one run
+        first = np.empty(m, dtype=bool)
+        first[:1] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
         begin = np.flatnonzero(first)
-        uniq = pair[begin]
-        two = np.append(begin[1:], len(pair)) - begin == 2  # both sides present (the runs are side 0, side 1)
-        n_ij = np.where(side[begin], 0.0, sums[begin])
-        n_ji = np.where(side[begin], sums[begin], 0.0)
-        n_ji[two] = sums[begin[two] + 1]
-        pair = uniq
+        del first
+        pair = key[begin]
+        del key
+        if not m:
+            n_ij = n_ji = np.zeros(0)
+        elif w is None:  # counts: b's wins are the side bits of the run, a's the rest of its length (exact)
+            n_ji = np.add.reduceat(side.view(np.int8), begin, dtype=np.float64)
+            n_ij = np.diff(np.append(begin, m)).astype(float)
+            n_ij -= n_ji
+        else:  # each side summed on its own: no t − n_ji cancellation with uneven weights
+            n_ij = np.add.reduceat(np.where(side, 0.0, w), begin)
+            n_ji = np.add.reduceat(np.where(side, w, 0.0), begin)
+        del side, begin
     # the CSR pattern of the pairs, in scipy's own index type (int32 while it fits: no conversion per use); the
     # pairs are sorted, so each row's slice starts where the keys reach row·n
     itype = np.int32 if max(n, len(pair)) < 2**31 - 1 else np.int64
