@@ -873,6 +873,7 @@ def _pcg(matvec, rhs, inv_diag, rtol, maxiter, gauge=False, x0=None):
     return x
 
 
+_FORCING_CAP = 1e-2  # the loosest relative residual of a Newton step's CG solve (far from the optimum)
 _MAX_STEP = 10.0  # largest change of a parameter in one Newton step before the line search extends it
 _MAX_START = 10.0  # the starting strengths are clipped to ±this, where no curvature underflows
 
@@ -1063,7 +1064,7 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         # well below tol: a step of 1e-11 solved to 1e-6 is off by 1e-17, and solving it to 1e-10 costs twice the
         # CG iterations for nothing (the stopping rules below check the accuracy they rely on).
         jacobi = float(np.max(np.abs(rhs) * inv_diag)) if n else 0.0
-        rtol = min(1e-2, max(1e-10, jacobi, min(1e-6, 0.01 * tol / jacobi if jacobi > 0 else 1e-6)))
+        rtol = min(_FORCING_CAP, max(1e-10, jacobi, min(1e-6, 0.01 * tol / jacobi if jacobi > 0 else 1e-6)))
         # solve the rescaled system (H/h)·x = g/r, x = Δ·h/r: with counts like 1e-300 the squares in the norms
         # would underflow, with counts like 1e300 overflow
         h_scale = float(deg.max()) if deg.max() > 0 else 1.0
