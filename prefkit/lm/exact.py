@@ -12,6 +12,8 @@ numbers from samples; its keys start with ``mc/`` instead of ``exact/`` so the t
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -63,14 +65,24 @@ def enumerate_log_probs(
     if V**L > MAX_ENUMERATE:
         raise ValueError(f"V^L = {V**L} responses exceeds MAX_ENUMERATE={MAX_ENUMERATE}; use monte_carlo_metrics")
     prompts = np.arange(task.n_prompts) if prompts is None else np.asarray(prompts)
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         if cache and hasattr(model, "extend"):
             return _enumerate_tree(model, task, prompts, batch_size)
         return _enumerate_sequences(model, task, prompts, batch_size)
+
+
+@contextlib.contextmanager
+def _eval_mode(*models):
+    """Every model in eval mode (no dropout) inside the block, each back in its own mode after it: the policy
+    π_θ is evaluated, not a dropout sample of it, even when a training loop hands over a model in training mode."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        yield
     finally:
-        model.train(was_training)
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
 
 
 def _enumerate_tree(model, task: SyntheticLanguage, prompts: np.ndarray, batch_size: int) -> np.ndarray:
@@ -178,17 +190,19 @@ def monte_carlo_metrics(
     """
     g = torch.Generator().manual_seed(seed)
     rs, kls, kls_star = [], [], []
-    for x in range(task.n_prompts):
-        prompt = np.full(n_samples, x)
-        y = sample_responses(model, task, prompt, generator=g)
-        y_ref = sample_responses(ref_model, task, prompt, generator=g)
-        lr = (response_log_probs(model, task, prompt, y) - response_log_probs(ref_model, task, prompt, y)).double()
-        r = torch.as_tensor(task.true_reward(prompt, y.cpu().numpy()))
-        r_ref = torch.as_tensor(task.true_reward(prompt, y_ref.cpu().numpy()))
-        log_Z = torch.logsumexp(r_ref / beta, 0) - np.log(n_samples)
-        rs.append(r.mean().item())
-        kls.append(lr.mean().item())
-        kls_star.append((lr.cpu() - r / beta).mean().item() + log_Z.item())
+    with _eval_mode(model, ref_model):  # π_θ and π_ref themselves, not dropout samples of them
+        for x in range(task.n_prompts):
+            prompt = np.full(n_samples, x)
+            y = sample_responses(model, task, prompt, generator=g)
+            y_ref = sample_responses(ref_model, task, prompt, generator=g)
+            lr = (response_log_probs(model, task, prompt, y)
+                  - response_log_probs(ref_model, task, prompt, y)).double()
+            r = torch.as_tensor(task.true_reward(prompt, y.cpu().numpy()))
+            r_ref = torch.as_tensor(task.true_reward(prompt, y_ref.cpu().numpy()))
+            log_Z = torch.logsumexp(r_ref / beta, 0) - np.log(n_samples)
+            rs.append(r.mean().item())
+            kls.append(lr.mean().item())
+            kls_star.append((lr.cpu() - r / beta).mean().item() + log_Z.item())
     er, kl = float(np.mean(rs)), float(np.mean(kls))
     return {
         "mc/reward": er,
@@ -242,9 +256,10 @@ def token_by_token_log_probs(model, task: SyntheticLanguage, prompt, responses) 
     pt = task.prompt_tokens()
     dev = next(model.parameters()).device
     out = np.zeros(len(prompt))
-    for i in range(len(prompt)):
-        for t in range(task.response_len):
-            seq = torch.as_tensor(np.concatenate([pt[prompt[i]], y[i, :t]]), device=dev)[None]
-            logits = model(seq)[0, -1, : task.vocab].double()
-            out[i] += torch.log_softmax(logits, -1)[int(y[i, t])].item()
+    with _eval_mode(model):
+        for i in range(len(prompt)):
+            for t in range(task.response_len):
+                seq = torch.as_tensor(np.concatenate([pt[prompt[i]], y[i, :t]]), device=dev)[None]
+                logits = model(seq)[0, -1, : task.vocab].double()
+                out[i] += torch.log_softmax(logits, -1)[int(y[i, t])].item()
     return out
