@@ -545,8 +545,9 @@ class BradleyTerryFit:
         information, sum-zero gauge if l2 == 0. The covariance for the counts given is this / weight_scale."""
         e, n = self._edges, self.n_items
         delta = self.order_effect if e.has_delta else 0.0
-        p = sigmoid(self.strengths[e.i] - self.strengths[e.j] + delta)
-        we = e.t * p * (1 - p)
+        z = self.strengths[e.i] - self.strengths[e.j] + delta
+        p, q = _sigmoid_pair(z, np.empty_like(z), np.empty_like(z))
+        we = e.t * p * q  # t·σ(z)·σ(−z), each factor to full relative precision (1 − σ(z) cancels for |z| > 30)
         k = n + int(e.has_delta)
         f = np.zeros((k, k))
         np.add.at(f, (e.i, e.i), we)
@@ -570,10 +571,20 @@ class BradleyTerryFit:
         u = np.zeros(k)
         u[:n] = 1 / math.sqrt(n)
         uu = np.outer(u, u)
+        # F·u = 0, so (F + c·uuᵀ)⁻¹ = F⁺ + uuᵀ/c for any c > 0: the pseudo-inverse in the sum-zero gauge. c is F's
+        # own scale (its largest diagonal entry), so information far below 1 (weights like 1e-16 next to 1 leave
+        # entries of 3e-16) is not lost to rounding against a unit-size uuᵀ
+        c = float(np.max(np.diag(f))) if k else 1.0
+        if not c > 0:
+            raise ValueError(_SINGULAR)
         try:
-            return np.linalg.inv(f + uu) - uu  # = pseudo-inverse: F⁺ restricted to the sum-zero gauge
+            with np.errstate(all="ignore"):
+                cov = np.linalg.inv(f / c + uu) / c - uu / c
         except np.linalg.LinAlgError:
             raise ValueError(_SINGULAR) from None
+        if not np.all(np.isfinite(cov)):
+            raise ValueError(_SINGULAR)
+        return cov
 
     @property
     def covariance(self) -> np.ndarray:
