@@ -103,11 +103,14 @@ def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int =
     """Gradient descent on tabular logits with the rejected half of the DPO loss, −log σ(−β·log π_l/π_ref,l).
 
     This is the "negative gradient" of [ren2024]: :func:`prefkit.losses.preference_loss` with the chosen
-    log-ratio held at 0. Each step calls :func:`displacement_step` with the pair (argmax of π_ref, y_l).
+    log-ratio held at 0. Each step calls :func:`displacement_step` with the pair (y_top, y_l), y_top the most
+    likely response under π_ref other than y_l (the argmax of π_ref, unless y_l is it: then the runner-up).
+    ``rejected`` must have π_ref > 0 (its log-ratio is undefined otherwise).
 
     Returns
     -------
-    dict with ``pi`` (steps + 1, n_responses), ``argmax``, ``history`` (per-step displacement dicts).
+    dict with ``pi`` (steps + 1, n_responses), ``argmax`` (of π_ref), ``chosen`` (y_top, the pair's other
+    response), ``history`` (per-step displacement dicts, for the pair (y_top, y_l)).
     """
     from .losses import preference_loss
 
@@ -119,13 +122,18 @@ def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int =
     beta = check_beta(beta)
     steps = check_int(steps, "steps", 0)
     lr = check_real(lr, "lr", lo=0.0, lo_open=True)
-    ref = torch.tensor(np.log(p), dtype=torch.float64)
+    if not p[l] > 0:
+        raise ValueError(f"rejected={rejected!r} has pi_ref = 0: its log-ratio log(π/π_ref) is undefined")
+    if n < 2:
+        raise ValueError("pi_ref needs at least 2 responses: the rejected one and one to compare it with")
+    with np.errstate(divide="ignore"):
+        ref = torch.tensor(np.log(p), dtype=torch.float64)
     z = torch.nn.Parameter(ref.clone())
     opt = torch.optim.SGD([z], lr=lr)
-    top = int(np.argmax(p))
+    top = int(np.argmax(np.where(np.arange(n) == l, -1.0, p)))  # the most likely response other than y_l
     prefs = np.array([[0, top, l]])
     zero = torch.zeros(1, dtype=torch.float64)
-    logp0 = np.log(p)[None]
+    logp0 = ref.numpy()[None].copy()
     traj = [p.copy()]
     history = []
     for _ in range(steps):
@@ -141,4 +149,4 @@ def squeeze_trajectory(pi_ref, rejected: int, *, beta: float = 1.0, steps: int =
                              "too large")
         traj.append(np.exp(lp))
         history.append(displacement_step(lp[None], logp0, prefs))
-    return {"pi": np.stack(traj), "argmax": top, "history": history}
+    return {"pi": np.stack(traj), "argmax": int(np.argmax(p)), "chosen": top, "history": history}

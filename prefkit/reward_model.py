@@ -182,6 +182,8 @@ def reward_recovery_error(reward, reward_true, pi_ref=None) -> float:
     b = as_float_array(reward_true, "reward_true", ndim=2)
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: reward has shape {a.shape} but reward_true has shape {b.shape}")
+    if a.size == 0:
+        raise ValueError(f"reward has shape {a.shape}: no prompts or no responses, so there is no error to measure")
     mask = np.ones(a.shape, bool) if pi_ref is None else check_distribution(pi_ref, "pi_ref") > 0
     if mask.shape != a.shape:
         raise ValueError(f"shape mismatch: pi_ref has shape {mask.shape} but reward has shape {a.shape}")
