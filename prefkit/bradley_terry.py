@@ -574,9 +574,8 @@ class BradleyTerryFit:
         # F·u = 0, so (F + c·uuᵀ)⁻¹ = F⁺ + uuᵀ/c for any c > 0: the pseudo-inverse in the sum-zero gauge. c is F's
         # own scale (its largest diagonal entry), so information far below 1 (weights like 1e-16 next to 1 leave
         # entries of 3e-16) is not lost to rounding against a unit-size uuᵀ
-        c = float(np.max(np.diag(f))) if k else 1.0
-        if not c > 0:
-            raise ValueError(_SINGULAR)
+        c = float(np.max(np.diag(f), initial=0.0))
+        c = c if c > 0 else 1.0  # F = 0: one item (its θ is 0 in the gauge, variance 0); else inv below fails
         try:
             with np.errstate(all="ignore"):
                 cov = np.linalg.inv(f / c + uu) / c - uu / c

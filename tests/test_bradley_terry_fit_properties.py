@@ -210,6 +210,14 @@ def test_bt_stderr_against_the_hand_information_with_uneven_weights():
     assert fit.order_effect_stderr == pytest.approx(math.sqrt(cov[n, n]), rel=1e-9)
 
 
+def test_bt_stderr_of_a_single_item_is_zero():
+    """One item, no comparisons: θ = 0 in the sum-zero gauge, exactly, so its variance is 0 (hypothesis found the
+    F's-own-scale fix dividing by F's largest diagonal entry, 0 here)."""
+    fit = fit_bradley_terry(np.zeros((0, 2), dtype=int), 1)
+    np.testing.assert_array_equal(fit.stderr, [0.0])
+    np.testing.assert_array_equal(fit.covariance, [[0.0]])
+
+
 def test_bt_stderr_refuses_information_beyond_float64_instead_of_returning_zero():
     """An order effect identified only by a comparison whose information is 1e-79 of the rest: the variances are
     about 1e91 (computed with mpmath at 250 digits) and float64 cannot resolve them. Before the fix the standard

@@ -219,9 +219,12 @@ def test_sigint_in_a_real_process(trained, tmp_path):
     for f in ("sft.pt", "prefs.pt"):
         (work / f).write_bytes((trained / f).read_bytes())
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    # SIGINT back to its default in the child: a test run started in the background of a non-interactive shell
+    # (nohup, `cmd &` in a script) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
     proc = subprocess.Popen(
         [sys.executable, "-u", "-m", "prefkit", "lm", "dpo", "--workdir", str(work), "--steps", "1000000", *FEW],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = proc.stdout.readline()  # the header: training starts right after it
