@@ -951,6 +951,13 @@ def _extend_step(edges: _Edges, theta0, delta0, d_theta, d_delta, l2, max_move):
     return lo
 
 
+def _next_step_predicted_below(change, full_prev, tol):
+    """Two full Newton steps in a row, Δ_{k−1} = ``full_prev`` and Δ_k = ``change`` ≤ 1e-3, predict the next one,
+    about Δ_k³/Δ_{k−1}² (quadratic convergence), below tol/10. :func:`_newton` stops on it when its inexact solve's
+    error rtol·Δ_k is below tol/10 too, and continues a looser solve to that accuracy."""
+    return full_prev is not None and change <= 1e-3 and change**3 <= 0.1 * tol * full_prev**2
+
+
 def _newton(edges: _Edges, l2, tol, max_iter):
     """Damped Newton on ℓ(θ, δ) − l2‖θ‖²; the Hessian is a sparse weighted Laplacian (+ a δ row, column).
 
@@ -1100,12 +1107,12 @@ def _newton(edges: _Edges, l2, tol, max_iter):
         # A loose solve that the stopping rules below would accept if only it were tighter: continue the same
         # CG (warm start, one extra product) to the accuracy they need, instead of paying a whole further Newton
         # step (a pass over the pairs and a tight solve from scratch) just to confirm.
-        if np.all(deg > 0) and change > 0:
+        curved = bool(np.all(deg > 0))  # no item's curvature underflowed to 0 (the stopping rules need it)
+        if curved and change > 0:
             need = None
             if change < tol and rtol > 1e-6:
                 need = 1e-6
-            elif (full_prev is not None and change <= 1e-3 and change**3 <= 0.1 * tol * full_prev**2
-                  and rtol * change > 0.1 * tol):
+            elif _next_step_predicted_below(change, full_prev, tol) and rtol * change > 0.1 * tol:
                 need = max(0.05 * tol / change, 1e-12)
             if need is not None and need < rtol:
                 rtol = need
@@ -1124,15 +1131,14 @@ def _newton(edges: _Edges, l2, tol, max_iter):
                 "pass l2 > 0")
         # converged: a step this small cannot overshoot; not if some item's curvature underflowed to 0
         # (its part of the Newton system is then unsolvable in float64, and a zero step means nothing)
-        if change < tol and rtol <= 1e-6 and np.all(deg > 0):
+        if change < tol and rtol <= 1e-6 and curved:
             converged, pending = True, None
             break
         # Quadratic convergence seen: two full steps in a row with Δ_k ≪ Δ_{k−1}. Newton's Δ_{k+1} ≈ C·Δ_k² with
         # C ≈ Δ_k/Δ_{k−1}², so the next step would be about Δ_k³/Δ_{k−1}²: if that is below tol/10 (and the
         # inexact solve's error rtol·Δ_k too), this step already landed within tol and the confirming step is
         # skipped (it would cost a full pass over the pairs for nothing: 5 → 4 steps on typical data).
-        if (full_prev is not None and change <= 1e-3 and change**3 <= 0.1 * tol * full_prev**2
-                and rtol * change <= 0.1 * tol and np.all(deg > 0)):
+        if _next_step_predicted_below(change, full_prev, tol) and rtol * change <= 0.1 * tol and curved:
             converged, pending = True, None
             break
         full_prev = change if change <= _MAX_STEP else None
