@@ -149,15 +149,6 @@ def _prepare(comparisons, n_items, weights, winner_first, *, unit_weights_as_non
     return pairs, n, w, wf
 
 
-def _first_second(pairs, wf):
-    """(first, second, first_won) for each comparison; without positions, first = winner."""
-    if wf is None:
-        return pairs[:, 0], pairs[:, 1], np.ones(len(pairs), dtype=bool)
-    first = np.where(wf, pairs[:, 0], pairs[:, 1])
-    second = np.where(wf, pairs[:, 1], pairs[:, 0])
-    return first, second, wf
-
-
 def bt_log_likelihood(strengths, comparisons, weights=None, *, winner_first=None, order_effect=0.0):
     """ℓ(θ) = Σ_k w_k · log σ(θ_{winner_k} − θ_{loser_k} ± δ)  (+δ if the winner was first, −δ if second).
 
@@ -179,9 +170,10 @@ def bt_log_likelihood(strengths, comparisons, weights=None, *, winner_first=None
     if delta != 0.0 and wf is None:
         raise ValueError("order_effect needs winner_first")
     sign = 0.0 if wf is None else np.where(wf, 1.0, -1.0)
+    # strengths and δ are finite, so z is never NaN (an overflow gives ±inf); 0·log σ(−inf) is NaN, reported below
     with np.errstate(over="ignore", invalid="ignore"):
         z = theta[pairs[:, 0]] - theta[pairs[:, 1]] + sign * delta
-        ll = float(np.sum(w * log_sigmoid(z))) if not np.any(np.isnan(z)) else math.nan
+        ll = float(np.sum(w * log_sigmoid(z)))
     return finite_result(ll, "the log-likelihood overflows float64: strengths, order_effect or weights too large")
 
 
@@ -206,7 +198,7 @@ def bt_fisher_information(strengths, comparisons, weights=None):
     """
     theta = as_float_array(strengths, "strengths", ndim=1, nonempty=True)
     pairs, n, w, _ = _prepare(comparisons, len(theta), weights, None)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore"):  # finite strengths: an overflow gives ±inf (never NaN), reported below
         z = theta[pairs[:, 0]] - theta[pairs[:, 1]]
     finite_result(z, "strengths too large: their differences overflow float64")
     we = w * expit(z) * expit(-z)
@@ -404,9 +396,6 @@ def _strong_components(edges: _Edges, per_item: int = 16):
 
 
 def _obstruction(edges: _Edges):
-    n = edges.n
-    if n == 1:
-        return None
     n_comp, labels = _strong_components(edges)
     if n_comp == 1:
         return None
@@ -732,7 +721,7 @@ def fit_bradley_terry(
             tail = " Add comparisons, or pass l2 > 0 for a finite MAP estimate."
             if lost:
                 tail += (f" ({lost} positive weight{'s are' if lost > 1 else ' is'} below 5e-324 times the largest "
-                         "weight and count as 0: float64 cannot hold their ratio.)")
+                         f"weight and count{'' if lost > 1 else 's'} as 0: float64 cannot hold the ratio.)")
             played = np.zeros(n, dtype=bool)
             played[edges.i] = played[edges.j] = True
             if not np.any(played[group]):  # nobody in the group played at all
@@ -744,9 +733,10 @@ def fit_bradley_terry(
                 )
             verb = "lost to" if kind == "never lost" else "beat"
             way = "+" if kind == "never lost" else "−"
+            many = len(group) > 1
             raise ValueError(
-                head + f"Items {_describe(group, names)} never {verb} an item outside the group, so their "
-                f"strengths run off to {way}infinity." + tail
+                head + f"Item{'s' if many else ''} {_describe(group, names)} never {verb} an item outside the group, "
+                f"so {'their strengths run' if many else 'its strength runs'} off to {way}infinity." + tail
             )
         if has_delta and n > 1:
             why = _order_effect_obstruction(edges)
@@ -1167,7 +1157,7 @@ def _mm(edges: _Edges, tol, max_iter):
         # γ_k ← W_k / [Σ_{pairs with k first} t·h/(h·γ_k + γ_j) + Σ_{pairs with k second} t/(h·γ_i + γ_k)]
         q = edges.t / (h * gamma[i] + gamma[j])
         denom = np.bincount(i, h * q, n) + np.bincount(j, q, n)
-        new_theta = np.log(wins) - np.log(denom) + (theta.max())
+        new_theta = np.log(wins) - np.log(denom)  # log γ up to the shift by max θ, which the centring removes
         new_theta -= new_theta.mean()
         new_delta = delta
         if edges.has_delta:

@@ -745,6 +745,8 @@ def dpo_loss_value(pi, pi_ref, preferences, beta, *, weights=None, loss_type: st
     if np.any(np.isneginf(lp[x, i]) | np.isneginf(lp[x, j])):
         raise ValueError("pi is 0 on a response of preferences: its log-ratio is -inf and the loss undefined")
     losses = preference_loss(lp[x, i], lp[x, j], ref[x, i], ref[x, j], beta, loss_type).numpy()
-    return finite_result(float(np.sum(w * losses) / np.sum(w)), "the loss overflows float64: beta too large")
+    with np.errstate(over="ignore"):  # an overflow (+inf: every loss type is bounded below) is reported below
+        loss = float(np.sum(w * losses) / np.sum(w))
+    return finite_result(loss, "the loss overflows float64: beta too large")
 
 
