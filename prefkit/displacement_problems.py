@@ -197,7 +197,8 @@ class EmbeddingPopulation:
     """One preference pair per prompt in a log-linear "summed hidden state" model.
 
     Each response y to prompt x is a token sequence; a linear recurrent encoder gives its hidden states
-    h_1 = p_x, h_{k+1} = ρ·h_k + E[y_k] (T = |y| of them, one per predicted token, as in CHES), and the
+    h_1 = p_x, h_{k+1} = ρ·h_k + E[y_k] (|y| + 1 of them, one per predicted token, as in CHES, the last
+    predicting the end-of-sequence token that ends every response, as in a real LM's data), and the
     policy is π_θ(y|x) ∝ π_ref(y|x)·exp(⟨θ_x, Σ_k h_k(x, y)⟩). For this model :func:`logp_chosen_velocity`
     makes the link
     exact: under plain gradient descent (one θ_x per prompt) the initial rate of log π(y_w) is
@@ -207,7 +208,7 @@ class EmbeddingPopulation:
     ----------
     pi_ref : (n_pairs, n_responses); features : (n_pairs, n_responses, d) summed hidden states φ(x, y);
     preferences : (n_pairs, 3) rows (x, 0, 1): response 0 is chosen, 1 rejected;
-    hidden_chosen, hidden_rejected : lists of (T, d) arrays; similarity : (n_pairs,) how alike y_w and y_l
+    hidden_chosen, hidden_rejected : lists of (|y| + 1, d) arrays; similarity : (n_pairs,) how alike y_w and y_l
     were drawn (the fraction of y_w's tokens kept in y_l).
     """
 
@@ -248,9 +249,12 @@ class EmbeddingPopulation:
 
 
 def _encode(tokens, prompt, E, rho):
-    """(T, d) hidden states of a response: h_1 = prompt, h_{k+1} = ρ·h_k + E[y_k]."""
+    """(T + 1, d) hidden states of a response of T tokens followed by end-of-sequence: h_1 = prompt,
+    h_{k+1} = ρ·h_k + E[y_k]. State k predicts token k, and the last, h_{T+1}, predicts the end of sequence: it is
+    the only one that reads y_T (without it, two responses that differ only in their last token, and any two
+    one-token responses, would have the same features and no θ could tell them apart)."""
     hs = [prompt]
-    for t in tokens[:-1]:
+    for t in tokens:
         hs.append(rho * hs[-1] + E[t])
     return np.stack(hs)
 
@@ -292,7 +296,7 @@ def embedding_population(n_pairs: int = 80, n_responses: int = 32, d: int = 8, v
         sims[x] = s
         others = [rng.integers(vocab, size=rng.integers(1, max_len + 1)) for _ in range(n_responses - 2)]
         for r, y in enumerate([yw, yl, *others]):
-            h = _encode(y, prompt, E, rho)  # (T, d)
+            h = _encode(y, prompt, E, rho)  # (T + 1, d)
             feats[x, r] = h.sum(axis=0)
             if r == 0:
                 hw_list.append(h)

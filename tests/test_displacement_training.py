@@ -307,7 +307,7 @@ def test_displacement_problem_checks():
 
 def _encode_by_hand(tokens, prompt, E, rho):
     hs = [np.array(prompt, dtype=float)]
-    for t in tokens[:-1]:
+    for t in tokens:  # the last state reads y_T and predicts the end of sequence
         hs.append(rho * hs[-1] + E[t])
     return np.stack(hs)
 
@@ -379,8 +379,25 @@ def test_encode_by_hand():
 
     E = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
     h = _encode(np.array([2, 1, 0]), np.array([0.5, -1.0]), E, 0.5)
-    np.testing.assert_allclose(h, [[0.5, -1.0], [3.25, 2.5], [1.625, 3.25]], rtol=0, atol=1e-15)
-    np.testing.assert_allclose(_encode(np.array([1]), np.array([0.5, -1.0]), E, 0.5), [[0.5, -1.0]])
+    np.testing.assert_allclose(h, [[0.5, -1.0], [3.25, 2.5], [1.625, 3.25], [1.8125, 1.625]], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(_encode(np.array([1]), np.array([0.5, -1.0]), E, 0.5), [[0.5, -1.0], [0.25, 1.5]])
+
+
+def test_population_features_read_every_token():
+    """The state that predicts the end of sequence reads the last token: two responses that differ only there, and
+    any two one-token responses, get different features (without it 14–22 of the 80 default pairs had
+    φ_w = φ_l, a margin of 0 under every θ)."""
+    from prefkit.displacement_problems import _encode, embedding_population
+
+    E, prompt = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]]), np.array([0.5, -1.0])
+    assert not np.allclose(_encode(np.array([2, 1]), prompt, E, 0.5).sum(0), _encode(np.array([2, 0]), prompt, E,
+                                                                                        0.5).sum(0))
+    assert not np.allclose(_encode(np.array([1]), prompt, E, 0.5).sum(0), _encode(np.array([0]), prompt, E,
+                                                                                    0.5).sum(0))
+    for seed in range(5):
+        pop = embedding_population(seed=seed)
+        gap = np.linalg.norm(pop.features[:, 0] - pop.features[:, 1], axis=1)
+        assert gap.min() > 1e-3
 
 
 def test_embedding_population_views():
