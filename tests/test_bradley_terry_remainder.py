@@ -305,3 +305,12 @@ def test_convergence_warning_points_at_the_caller():
 def test_fit_keeps_the_names():
     fit = fit_bradley_terry([(0, 1), (1, 0)], 2, names=("x", "y"))
     assert fit.names == ["x", "y"]
+
+
+def test_bt_probability_of_two_infinities_is_a_value_error_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"infinite with the same sign for some pair"):
+            bt_probability(np.inf, np.inf)
+    with pytest.raises(ValueError, match=r"^order_effect\b"):
+        bt_probability(0.0, 0.0, order_effect=np.nan)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from prefkit import ConvergenceWarning
 from prefkit.closed_form import kl_divergence
 from prefkit.dpo import dpo_loss_value, dpo_obstruction, fit_dpo, fit_dpo_online, total_variation
 from prefkit.policies import make_policy
@@ -224,3 +225,77 @@ def test_repr_of_a_fit():
         f"DPOResult(TabularPolicy 3x5, loss_type='ipo', beta=0.25, steps=7, loss={loss:.6g}, grad_norm="
     )
     assert repr(res).endswith(", converged=False)")
+
+
+def test_robust_tabular_obstruction_reads_each_prompt_in_its_own_block():
+    """Two prompts, every pair in both orders with equal weight: no minority below ε anywhere, so a minimiser
+    exists. With prompt 1's responses indexed into prompt 0's block (x·n − y instead of x·n + y) the LP would find
+    a diverging direction."""
+    ref = [[1 / 3] * 3, [1 / 3] * 3]
+    prefs = [(0, 0, 1), (0, 1, 0), (1, 1, 2), (1, 2, 1), (1, 2, 0), (1, 0, 2)]
+    assert dpo_obstruction(ref, prefs, loss_type="robust", label_smoothing=0.2) is None
+    lopsided = [0.5, 0.5, 0.5, 0.5, 0.9, 0.1]  # 0.1 < ε on prompt 1's pair (0, 2)
+    assert dpo_obstruction(ref, prefs, weights=lopsided, loss_type="robust", label_smoothing=0.2) is not None
+
+
+class _ThreeParameterPolicy(torch.nn.Module):
+    """log π = log_softmax(log π_ref + a + b + 2c) with three parameter tensors of two sizes: L-BFGS must write
+    each one's slice of its flat vector back to that tensor."""
+
+    def __init__(self, pi_ref):
+        super().__init__()
+        self.register_buffer("ref_logp", torch.log(torch.as_tensor(pi_ref, dtype=torch.float64)))
+        n_prompts, n = self.ref_logp.shape
+        self.a = torch.nn.Parameter(torch.zeros(n_prompts, n, dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.zeros(n, dtype=torch.float64))
+        self.c = torch.nn.Parameter(torch.zeros(n_prompts, n, dtype=torch.float64))
+
+    def log_probs(self):
+        return torch.log_softmax(self.ref_logp + self.a + self.b + 2 * self.c, dim=-1)
+
+
+def test_lbfgs_writes_every_parameter_tensor_back():
+    from prefkit.closed_form import optimal_policy
+
+    P = random_problem(2, 4, seed=1, reward_scale=2.0)
+    prefs, w = P.preference_probabilities("all")
+    pol = _ThreeParameterPolicy(P.pi_ref)
+    res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, policy=pol, optimizer="lbfgs", tol=1e-10, steps=500)
+    assert res.converged
+    assert total_variation(res.pi, optimal_policy(P.pi_ref, P.reward, 0.5)) < 1e-6
+
+
+def test_convergence_warnings_point_at_the_caller_and_give_the_last_step():
+    P = random_problem(2, 4, seed=1, reward_scale=2.0)
+    prefs, w = P.preference_probabilities("all")
+    with pytest.warns(ConvergenceWarning, match=r"^fit_dpo \(adam\) stopped after 5 steps") as record:
+        res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, optimizer="adam", steps=5, tol=1e-12, record_every=1)
+    assert record[0].filename == __file__ and res.converged is False and len(res.history) == 6
+    with pytest.warns(ConvergenceWarning, match="the loss has no minimiser") as record:
+        fit_dpo([[0.5, 0.5]], [(0, 0, 1)], 0.5, steps=3)
+    assert record[0].filename == __file__
+
+
+def test_not_finite_log_probs_on_either_side_say_training_diverged():
+    from prefkit.dpo import _raise_not_finite
+
+    ok, bad = torch.tensor([-0.5]), torch.tensor([float("-inf")])
+    for lp_w, lp_l in ((ok, bad), (bad, ok)):
+        with pytest.raises(ValueError, match=r"^training diverged: the policy's log-probabilities became"):
+            _raise_not_finite(lp_w, lp_l, "adam", 0.1, 0.5, "sigmoid")
+
+
+def test_online_obstruction_is_judged_with_the_features():
+    """Three pairs a round: for free logits some response never lost (a tabular obstruction naming the prompt);
+    with the features the verdict is the log-linear one, as fit_dpo gives it for the same policy and pairs."""
+    P = random_problem(1, 5, seed=3, reward_scale=2.0)
+    on = fit_dpo_online(P, 0.5, rounds=1, pairs_per_round=3, steps_per_round=2, features=P.features, seed=2)
+    prefs = P.sample_preferences(3, np.random.default_rng(2), policy=P.pi_ref)
+    assert on.obstruction == dpo_obstruction(P.pi_ref, prefs, features=P.features)
+    assert dpo_obstruction(P.pi_ref, prefs) != on.obstruction
+
+
+def test_online_default_steps_per_round():
+    P = random_problem(1, 3, seed=2, reward_scale=2.0)
+    on = fit_dpo_online(P, 0.5, rounds=2, pairs_per_round=10, optimizer="adam")
+    assert on.history[-1]["cost/grad_steps"] == 2 * 50
