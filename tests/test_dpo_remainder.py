@@ -2,6 +2,7 @@
 dpo_obstruction), against closed forms and sums by hand."""
 
 import math
+import os
 import re
 import time
 import warnings
@@ -15,6 +16,9 @@ from prefkit.closed_form import kl_divergence
 from prefkit.dpo import dpo_loss_value, dpo_obstruction, fit_dpo, fit_dpo_online, total_variation
 from prefkit.policies import make_policy
 from prefkit.problems import random_problem
+
+# mutmut calls every function through a trampoline, one stack frame more: stacklevel is checked outside it
+UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ
 
 
 def test_total_variation_is_a_max_over_prompts_not_a_sum():
@@ -270,10 +274,11 @@ def test_convergence_warnings_point_at_the_caller_and_give_the_last_step():
     prefs, w = P.preference_probabilities("all")
     with pytest.warns(ConvergenceWarning, match=r"^fit_dpo \(adam\) stopped after 5 steps") as record:
         res = fit_dpo(P.pi_ref, prefs, 0.5, weights=w, optimizer="adam", steps=5, tol=1e-12, record_every=1)
-    assert record[0].filename == __file__ and res.converged is False and len(res.history) == 6
+    assert res.converged is False and len(res.history) == 6
+    assert record[0].filename == __file__ or UNDER_MUTMUT
     with pytest.warns(ConvergenceWarning, match="the loss has no minimiser") as record:
         fit_dpo([[0.5, 0.5]], [(0, 0, 1)], 0.5, steps=3)
-    assert record[0].filename == __file__
+    assert record[0].filename == __file__ or UNDER_MUTMUT
 
 
 def test_not_finite_log_probs_on_either_side_say_training_diverged():
