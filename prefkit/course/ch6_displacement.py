@@ -531,7 +531,7 @@ S_SQZ = "3d. The squeezing effect (Ren & Sutherland 2024)"
 S_CHES = "4. CHES: which pairs displace?"
 S_FILT = "4b. Filtering by CHES, then retraining with one shared θ"
 S_MIT = "5. Mitigations"
-S_ACC = "5b. Why plain DPO gets the lowest-CHES pairs wrong"
+S_ACC = "5b. Why plain DPO gets more of the lowest-CHES pairs wrong"
 
 TAB_GRAD = CHAPTER.claim("tabular_gradient", "tabular softmax: ∇_z(log π_w − log π_l) by autograd equals e_w − e_l: "
                          "largest error", at_most=1e-12, section=S_TAB, kind="precision")
