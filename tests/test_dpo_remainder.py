@@ -243,19 +243,20 @@ def test_robust_tabular_obstruction_reads_each_prompt_in_its_own_block():
 
 
 class _ThreeParameterPolicy(torch.nn.Module):
-    """log π = log_softmax(log π_ref + a + b + 2c) with three parameter tensors of two sizes: L-BFGS must write
-    each one's slice of its flat vector back to that tensor."""
+    """Free logits in three parameter tensors of two sizes, each for its own responses: a for responses 0–1, b for
+    2, c for 3. (Writing a wrong slice back, k = numel for k += numel in _set_flat, still lands on π*: L-BFGS drives
+    the gradient of the parameters the module actually holds to 0.)"""
 
     def __init__(self, pi_ref):
         super().__init__()
         self.register_buffer("ref_logp", torch.log(torch.as_tensor(pi_ref, dtype=torch.float64)))
-        n_prompts, n = self.ref_logp.shape
-        self.a = torch.nn.Parameter(torch.zeros(n_prompts, n, dtype=torch.float64))
-        self.b = torch.nn.Parameter(torch.zeros(n, dtype=torch.float64))
-        self.c = torch.nn.Parameter(torch.zeros(n_prompts, n, dtype=torch.float64))
+        n_prompts = self.ref_logp.shape[0]
+        self.a = torch.nn.Parameter(torch.zeros(n_prompts, 2, dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.zeros(n_prompts, 1, dtype=torch.float64))
+        self.c = torch.nn.Parameter(torch.zeros(n_prompts, 1, dtype=torch.float64))
 
     def log_probs(self):
-        return torch.log_softmax(self.ref_logp + self.a + self.b + 2 * self.c, dim=-1)
+        return torch.log_softmax(self.ref_logp + torch.cat([self.a, self.b, self.c], dim=1), dim=-1)
 
 
 def test_lbfgs_writes_every_parameter_tensor_back():
