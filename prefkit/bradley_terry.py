@@ -683,8 +683,7 @@ def fit_bradley_terry(
         positive = int(np.count_nonzero(w > 0))
         w = w / scale
         lost = positive - int(np.count_nonzero(w > 0))
-    with np.errstate(over="ignore"):
-        l2_unit = l2 / scale
+    l2_unit = l2 / scale  # Python floats: an overflow is inf, no warning
     if not math.isfinite(l2_unit):
         raise ValueError(f"l2={l2!r} is too large next to weights of at most {scale!r}: l2/max(weights) overflows")
     if method not in ("newton", "mm"):

@@ -318,3 +318,13 @@ def test_bt_probability_of_two_infinities_is_a_value_error_without_a_warning():
             bt_probability(np.inf, np.inf)
     with pytest.raises(ValueError, match=r"^order_effect\b"):
         bt_probability(0.0, 0.0, order_effect=np.nan)
+
+
+def test_no_mle_message_for_a_group_of_two_is_plural():
+    # {3, 4} never lost to {0, 1, 2} (chapter 1's example)
+    comps = [[0, 1], [1, 2], [2, 0], [3, 0], [3, 1], [4, 3], [3, 4]]
+    with pytest.raises(ValueError) as e:
+        fit_bradley_terry(comps, 5)
+    assert str(e.value) == (
+        NO_MLE + "Items {3, 4} never lost to an item outside the group, so their strengths run off to +infinity." + TAIL
+    )
