@@ -148,19 +148,30 @@ def test_bt_covariance_scales_as_one_over_the_weights():
         assert fit.contrast_stderr(0, 3) == pytest.approx(base.contrast_stderr(0, 3) / math.sqrt(c), rel=1e-7)
 
 
-def test_bt_overflow_is_a_value_error_without_runtime_warnings():
+@pytest.mark.parametrize(
+    ("fit", "data", "ll_message", "cov_message"),
+    [
+        (fit_bradley_terry, [(0, 1), (1, 0), (0, 1), (1, 0), (1, 2), (2, 1)],
+         "log-likelihood of these weights overflows float64",
+         "the covariance overflows float64 for weights this small"),
+        (fit_plackett_luce, [(0, 1, 2), (2, 1, 0), (1, 0, 2), (0, 2, 1)] * 2,
+         "^the log-likelihood of these weights overflows float64$",
+         "^the covariance overflows float64 for weights this small; use stderr$"),
+    ],
+    ids=["bradley_terry", "plackett_luce"],
+)
+def test_overflow_is_a_value_error_without_runtime_warnings(fit, data, ll_message, cov_message):
     """Weights near 1e308: ℓ overflows; weights 1e-310: the covariance overflows but stderr does not. Each is
     the documented ValueError, not a RuntimeWarning first."""
-    comps = [(0, 1), (1, 0), (0, 1), (1, 0), (1, 2), (2, 1)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        big = fit_bradley_terry(comps, 3, weights=[1e308] * 6)
-        with pytest.raises(ValueError, match="log-likelihood of these weights overflows float64"):
+        big = fit(data, 3, weights=[1e308] * len(data))
+        with pytest.raises(ValueError, match=ll_message):
             _ = big.log_likelihood
-        small = fit_bradley_terry(comps, 3, weights=[1e-310] * 6)
-        with pytest.raises(ValueError, match="the covariance overflows float64 for weights this small"):
+        small = fit(data, 3, weights=[1e-310] * len(data))
+        with pytest.raises(ValueError, match=cov_message):
             _ = small.covariance
-        unit = fit_bradley_terry(comps, 3)
+        unit = fit(data, 3)
         np.testing.assert_allclose(small.stderr, unit.stderr / math.sqrt(1e-310), rtol=1e-9)
 
 
@@ -277,20 +288,6 @@ def test_pl_covariance_and_stderr_match_the_hand_information_with_scaled_weights
     np.testing.assert_allclose(fit.stderr, np.sqrt(np.diag(cov)), rtol=1e-9)
     if l2 == 0:
         np.testing.assert_allclose(fit.covariance.sum(axis=1), 0.0, atol=1e-12)
-
-
-def test_pl_overflow_is_a_value_error_without_runtime_warnings():
-    rankings = [(0, 1, 2), (2, 1, 0), (1, 0, 2), (0, 2, 1)] * 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        big = fit_plackett_luce(rankings, 3, weights=[1e308] * 8)
-        with pytest.raises(ValueError, match="^the log-likelihood of these weights overflows float64$"):
-            _ = big.log_likelihood
-        small = fit_plackett_luce(rankings, 3, weights=[1e-310] * 8)
-        with pytest.raises(ValueError, match="^the covariance overflows float64 for weights this small; use stderr$"):
-            _ = small.covariance
-        unit = fit_plackett_luce(rankings, 3)
-        np.testing.assert_allclose(small.stderr, unit.stderr / math.sqrt(1e-310), rtol=1e-9)
 
 
 def test_pl_repr():

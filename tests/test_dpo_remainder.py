@@ -21,20 +21,6 @@ from prefkit.problems import random_problem
 UNDER_MUTMUT = "MUTANT_UNDER_TEST" in os.environ
 
 
-def test_total_variation_is_a_max_over_prompts_not_a_sum():
-    p = np.array([[1.0, 0.0], [1.0, 0.0]])
-    q = np.array([[0.0, 1.0], [0.5, 0.5]])
-    assert total_variation(p, q) == 1.0  # rows: 1.0 and 0.5; a sum over everything would give 1.5
-
-
-@pytest.mark.parametrize("bad_first", [True, False])
-def test_total_variation_error_names_the_argument(bad_first):
-    bad, good = [[5.0, -3.0]], [[0.5, 0.5]]
-    name = "p" if bad_first else "q"
-    with pytest.raises(ValueError, match=rf"^{name} "):
-        total_variation(bad, good) if bad_first else total_variation(good, bad)
-
-
 def test_dpo_loss_value_ipo_closed_form():
     h = math.log(1.2) - math.log(0.8)  # log-ratio margin of π = (0.6, 0.4) against π_ref = (0.5, 0.5)
     beta = 0.5
@@ -44,10 +30,13 @@ def test_dpo_loss_value_ipo_closed_form():
     assert sig == pytest.approx(math.log1p(math.exp(-beta * h)), rel=1e-12)
 
 
-@pytest.mark.parametrize("pi", [[[0.0, 1.0]], [[1.0, 0.0]]])
-def test_dpo_loss_value_zero_on_one_compared_response(pi):
-    with pytest.raises(ValueError, match="^pi is 0 on a response"):
-        dpo_loss_value(pi, [[0.5, 0.5]], [[0, 0, 1]], 0.5)
+@pytest.mark.parametrize(
+    ("pi", "pi_ref"),
+    [([[0.0, 1.0]], [[0.5, 0.5]]), ([[1.0, 0.0]], [[0.5, 0.5]]), ([[0.5, 0.0, 0.5]], [[0.25, 0.25, 0.5]])],
+)  # the winner at 0; the loser at 0; the loser at 0 among three responses
+def test_dpo_loss_value_zero_on_one_compared_response(pi, pi_ref):
+    with pytest.raises(ValueError, match="^pi is 0 on a response of preferences"):
+        dpo_loss_value(pi, pi_ref, [[0, 0, 1]], 0.5)
 
 
 def test_dpo_loss_value_zero_off_the_preferences_is_silent():
@@ -63,10 +52,13 @@ def test_total_variation_by_hand_per_prompt_and_names_its_arguments():
     # prompt 0: ½(0 + .25 + .25) = .25; prompt 1: ½(.4 + 0 + .4) = .4 -> the largest, .4
     assert total_variation(p, q) == pytest.approx(0.4, rel=1e-14)
     assert total_variation([0.5, 0.5], [1.0, 0.0]) == pytest.approx(0.5, rel=1e-14)
-    with pytest.raises(ValueError, match=r"^p\b"):
-        total_variation([0.5, 0.6], [0.5, 0.5])
-    with pytest.raises(ValueError, match=r"^q\b"):
-        total_variation([0.5, 0.5], [0.5, 0.6])
+    # rows 1.0 and 0.5: a max over prompts, where a sum over everything would give 1.5
+    assert total_variation([[1.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [0.5, 0.5]]) == 1.0
+    for bad in ([0.5, 0.6], [5.0, -3.0]):  # not summing to 1; negative
+        with pytest.raises(ValueError, match=r"^p\b"):
+            total_variation(bad, [0.5, 0.5])
+        with pytest.raises(ValueError, match=r"^q\b"):
+            total_variation([0.5, 0.5], bad)
 
 
 def _sigmoid_dpo_by_hand(pi, ref, prefs, beta, w):
@@ -94,10 +86,8 @@ def test_dpo_loss_value_by_hand_and_per_loss_type():
     assert dpo_loss_value(pi, ref, prefs, 0.7, weights=w, loss_type="ipo") == pytest.approx(ipo / sum(w), rel=1e-12)
 
 
-def test_dpo_loss_value_zero_probability_on_a_preference_and_overflow():
+def test_dpo_loss_value_overflow_is_a_value_error():
     ref = [[0.25, 0.25, 0.5]]
-    with pytest.raises(ValueError, match=r"^pi is 0 on a response of preferences"):
-        dpo_loss_value([[0.5, 0.0, 0.5]], ref, [(0, 0, 1)], 1.0)  # only the loser is 0
     with warnings.catch_warnings():  # the overflow is a ValueError, with no RuntimeWarning first
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"^the loss overflows float64: beta too large$"):
